@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * cleanup_robust_list(2): userspace interface of the experimental system call.
+ *
+ * long cleanup_robust_list(void *addr, size_t len, unsigned int flags);
+ *
+ * Clears, in every task that maps the memory backing [addr, addr + len),
+ * the robust list heads' list_op_pending slots whose futex word falls in
+ * that range. Called by pthread_mutex_destroy() of robust mutexes before
+ * the memory can be reused. See Documentation/robust-futex/ and
+ * Documentation/robust-futex/cleanup_robust_list.2.
+ */
+#ifndef _UAPI_LINUX_ROBUST_CLEANUP_H
+#define _UAPI_LINUX_ROBUST_CLEANUP_H
+
+/* The same number in the x86_64 and the i386 system call tables. */
+#ifndef __NR_cleanup_robust_list
+#if defined(__x86_64__) || defined(__i386__)
+#define __NR_cleanup_robust_list 500
+#endif
+#endif
+
+/* No flags are defined yet: flags must be 0. */
+#define CLEANUP_ROBUST_LIST_FLAGS_MASK 0U
+
+#endif /* _UAPI_LINUX_ROBUST_CLEANUP_H */

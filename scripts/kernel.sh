@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Prepares and builds the test kernel:
+#  1. extracts Debian's linux-source-6.12 into build/linux, as a git tree (never committed);
+#  2. brings that tree to "base + patches/*.patch", touching only the files that differ;
+#  3. configures it from tinyconfig + tests/kernel.config (only when the fragment changes);
+#  4. builds it with LLVM=1 (a no-op make when nothing changed).
+# With RF_KSRC set (your own tree, patches applied), steps 1 and 2 are skipped.
+. "$(dirname "$0")/lib.sh"
+
+git_k() { git -C "$KSRC" -c core.excludesFile=/dev/null -c user.name=robust-futex \
+	-c user.email=robust-futex@localhost "$@"; }
+
+pkg_version() { dpkg-query -W -f='${Version}' "$KERNEL_PKG"; }
+
+extract() {
+	local version
+	version=$(pkg_version)
+	if [ -f "$KSRC/.rf-version" ] && [ "$(cat "$KSRC/.rf-version")" = "$version" ]; then
+		return
+	fi
+	[ "$version" = "$KERNEL_BASE_VERSION" ] ||
+		log "warning: patches were made against $KERNEL_PKG $KERNEL_BASE_VERSION;" \
+			"trying the installed $version"
+	log "extracting $KERNEL_PKG $version"
+	rm -rf "$KSRC" "$KOUT"
+	mkdir -p "$(dirname "$KSRC")"
+	local tmp
+	tmp=$(mktemp -d "$BUILD/extract.XXXXXX")
+	tar -C "$tmp" -xf "$KERNEL_TARBALL"
+	mv "$tmp"/linux-source-6.12 "$KSRC"
+	rmdir "$tmp"
+	# Debian's tarball ignores everything at the top level: track it all.
+	git_k init -q
+	git_k add -f -A .
+	git_k commit -q -m "Debian $KERNEL_PKG $version"
+	git_k tag -f base >/dev/null
+	echo "$version" >"$KSRC/.rf-version"
+}
+
+apply_patches() {
+	# Compute base + patches in a scratch index, without touching the work tree.
+	local idx commit p tree
+	idx=$(mktemp)
+	trap 'rm -f "$idx"' RETURN
+	commit=$(git_k rev-parse base)
+	GIT_INDEX_FILE=$idx git_k read-tree base
+	for p in "$ROOT"/patches/*.patch; do
+		GIT_INDEX_FILE=$idx git_k apply --cached "$p" 2>/dev/null ||
+			die "patch $(basename "$p") does not apply to $KERNEL_PKG $(pkg_version)" \
+				"(the series was made against $KERNEL_BASE_VERSION)"
+		tree=$(GIT_INDEX_FILE=$idx git_k write-tree)
+		commit=$(git_k commit-tree "$tree" -p "$commit" -m "$(basename "$p")")
+	done
+	if [ "$(git_k rev-parse 'HEAD^{tree}')" != "$(git_k rev-parse "$commit^{tree}")" ] ||
+		[ -n "$(git_k status --porcelain --untracked-files=no)" ]; then
+		log "applying patches/ to $KSRC"
+		# Checkout rewrites only the files that differ, so make rebuilds only what changed.
+		git_k checkout -q -f --detach "$commit"
+	fi
+}
+
+configure() {
+	local stamp
+	stamp=$(cat "$ROOT/tests/kernel.config" | sha256sum | cut -d' ' -f1)
+	if [ -f "$KOUT/.config" ] && [ "$(cat "$KOUT/.rf-config" 2>/dev/null)" = "$stamp" ]; then
+		return
+	fi
+	log "configuring $KOUT from tinyconfig + tests/kernel.config"
+	mkdir -p "$KOUT"
+	make -s -C "$KSRC" O="$KOUT" LLVM=1 tinyconfig >/dev/null
+	"$KSRC"/scripts/kconfig/merge_config.sh -m -O "$KOUT" "$KOUT/.config" \
+		"$ROOT/tests/kernel.config" >/dev/null
+	make -s -C "$KSRC" O="$KOUT" LLVM=1 olddefconfig
+	local missing
+	missing=$(grep -E '^(CONFIG_|# CONFIG_)' "$ROOT/tests/kernel.config" |
+		while read -r line; do grep -qxF "$line" "$KOUT/.config" || echo "  $line"; done)
+	[ -z "$missing" ] || die "config lines that did not stick:"$'\n'"$missing"
+	make -s -C "$KSRC" O="$KOUT" LLVM=1 rustavailable >/dev/null ||
+		die "Rust is not available to the kernel build (make LLVM=1 rustavailable)"
+	echo "$stamp" >"$KOUT/.rf-config"
+}
+
+if [ -z "$OWN_TREE" ]; then
+	[ -f "$KERNEL_TARBALL" ] || die "$KERNEL_TARBALL missing: run scripts/bootstrap.sh"
+	mkdir -p "$BUILD"
+	extract
+	apply_patches
+else
+	[ -f "$KSRC/include/linux/futex_robust.h" ] ||
+		die "$KSRC lacks include/linux/futex_robust.h: apply patches/ first (git am)"
+fi
+configure
+log "building the kernel in $KOUT"
+make -s -C "$KSRC" O="$KOUT" LLVM=1 -j"$JOBS"

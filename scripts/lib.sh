@@ -1,0 +1,33 @@
+# shellcheck shell=bash
+# Common settings of the robust-futex scripts. Sourced, not run.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${RF_BUILD:-$ROOT/build}
+
+# Toolchain pins: the module must be built by the rustc that built the kernel.
+RUST_VERSION=1.95.0
+BINDGEN_VERSION=0.73.2
+
+# Kernel source: Debian's package, and the version the patches were made against.
+KERNEL_PKG=linux-source-6.12
+KERNEL_TARBALL=/usr/src/linux-source-6.12.tar.xz
+KERNEL_BASE_VERSION=6.12.117-1~deb12u1
+
+# RF_KSRC/RF_KOUT select your own kernel tree (patches already applied) and build dir.
+KSRC=${RF_KSRC:-$BUILD/linux}
+KOUT=${RF_KOUT:-$BUILD/kbuild}
+OWN_TREE=${RF_KSRC:+1}
+
+export PATH="$HOME/.cargo/bin:$PATH"
+export RUSTUP_TOOLCHAIN=$RUST_VERSION
+JOBS=$(nproc)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Copies $1 to $2 only if the content differs, keeping mtimes stable for make.
+sync_file() {
+	mkdir -p "$(dirname "$2")"
+	cmp -s "$1" "$2" || cp -p "$1" "$2"
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Boots the test kernel with the initramfs under TCG with two vCPUs (qboot brings both up),
+# runs /init in the given mode, and writes the console to a log.
+# Usage: [RF_FILTER=substring] qemu.sh MODE LOG [TIMEOUT_SECONDS]
+# RF_FILTER restricts the harness to the cases whose name contains it.
+. "$(dirname "$0")/lib.sh"
+
+mode=$1
+logf=$2
+limit=${3:-1200}
+rc=0
+timeout --kill-after=10 "$limit" qemu-system-x86_64 \
+	-machine pc -accel tcg -bios /usr/share/qemu/qboot.rom \
+	-smp 2 -m 1G -no-reboot -serial stdio -monitor none -display none \
+	-kernel "$KOUT/arch/x86/boot/bzImage" -initrd "$BUILD/initramfs.cpio.gz" \
+	-append "console=ttyS0 panic=-1 oops=panic rf.mode=$mode rf.filter=${RF_FILTER:-} kunit.filter_glob=robust_futex*" \
+	</dev/null >"$logf" 2>&1 || rc=$?
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+	echo "@@@ host: QEMU timed out after ${limit}s" >>"$logf"
+fi
+exit "$rc"

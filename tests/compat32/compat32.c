@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * 32-bit helper of the robust futex harness: exercises the compat robust
+ * list walk and the i386 entry of cleanup_robust_list(). Built with
+ * gcc -m32 -static; run by the 64-bit harness.
+ *
+ *   compat32 list     a child registers a compat robust list and dies
+ *   compat32 syscall  argument validation of the i386 system call
+ *
+ * Prints one line per failed check; exits 0 if all passed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../include/uapi/linux/robust_cleanup.h"
+
+/* A TID no task has: the next forked child would likely get getpid() + 1. */
+#define OTHER_TID 0x3ffffffeu
+
+static int failures;
+
+#define CHECK(cond, ...)						\
+	do {								\
+		if (!(cond)) {						\
+			printf("%s:%d: ", __func__, __LINE__);		\
+			printf(__VA_ARGS__);				\
+			printf("\n");					\
+			failures++;					\
+		}							\
+	} while (0)
+
+struct head32 {
+	uint32_t next;
+	int32_t futex_offset;
+	uint32_t pending;
+};
+
+static void link32(char *mem, uint32_t *e, int n, int32_t off, uint32_t pending)
+{
+	struct head32 *h = (struct head32 *)mem;
+	int i;
+
+	h->next = n ? e[0] : (uint32_t)(uintptr_t)h;
+	h->futex_offset = off;
+	h->pending = pending;
+	for (i = 0; i < n; i++)
+		*(uint32_t *)(uintptr_t)(e[i] & ~1u) =
+			i + 1 < n ? e[i + 1] : (uint32_t)(uintptr_t)h;
+}
+
+static volatile uint32_t *word(uint32_t entry, int32_t off)
+{
+	return (volatile uint32_t *)(uintptr_t)((entry & ~1u) + (uint32_t)off);
+}
+
+static int test_list(void)
+{
+	char *mem = mmap(NULL, 8192, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint32_t base = (uint32_t)(uintptr_t)mem, e[4], pending;
+	int32_t off = -16;
+	int status, i;
+	pid_t pid;
+
+	CHECK(mem != MAP_FAILED, "mmap: %s", strerror(errno));
+	if (mem == MAP_FAILED)
+		return 1;
+	for (i = 0; i < 4; i++)
+		e[i] = base + 0x100 + 0x40 * i;
+	e[1] |= 1;			/* a PI entry */
+	pending = base + 0x400;
+	*word(e[3], off) = OTHER_TID;	/* another owner */
+	link32(mem, e, 4, off, pending);
+
+	pid = fork();
+	if (pid == 0) {
+		uint32_t tid = syscall(SYS_gettid);
+
+		if (syscall(SYS_set_robust_list, mem, sizeof(struct head32)))
+			_exit(2);
+		*word(e[0], off) = tid;
+		*word(e[1], off) = tid;
+		*word(e[2], off) = tid | FUTEX_WAITERS;
+		*word(pending, off) = tid;
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && !WEXITSTATUS(status), "child status %#x", status);
+	CHECK(*word(e[0], off) == FUTEX_OWNER_DIED, "e0 %#x", *word(e[0], off));
+	CHECK(*word(e[1], off) == FUTEX_OWNER_DIED, "e1 (PI) %#x", *word(e[1], off));
+	CHECK(*word(e[2], off) == (FUTEX_OWNER_DIED | FUTEX_WAITERS),
+	      "e2 %#x", *word(e[2], off));
+	CHECK(*word(e[3], off) == OTHER_TID, "e3 (other owner) %#x",
+	      *word(e[3], off));
+	CHECK(*word(pending, off) == FUTEX_OWNER_DIED, "pending %#x",
+	      *word(pending, off));
+	return 0;
+}
+
+static long cleanup(uint32_t addr, uint32_t len, uint32_t flags)
+{
+	long r = syscall(__NR_cleanup_robust_list, addr, len, flags);
+
+	return r < 0 ? -errno : r;
+}
+
+static int test_syscall(void)
+{
+	char *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint32_t base = (uint32_t)(uintptr_t)mem;
+	long r;
+
+	CHECK((r = cleanup(base, 4, 1)) == -EINVAL, "flags: %ld", r);
+	CHECK((r = cleanup(base + 1, 4, 0)) == -EINVAL, "unaligned: %ld", r);
+	CHECK((r = cleanup(base, 0, 0)) == -EINVAL, "len 0: %ld", r);
+	CHECK((r = cleanup(base, 2, 0)) == -EINVAL, "len 2: %ld", r);
+	CHECK((r = cleanup(base, 4, 0)) == -ENOSYS, "valid: %ld", r);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && !strcmp(argv[1], "list"))
+		test_list();
+	else if (argc == 2 && !strcmp(argv[1], "syscall"))
+		test_syscall();
+	else
+		CHECK(0, "usage: compat32 list|syscall");
+	return failures ? 1 : 0;
+}

@@ -1,0 +1,644 @@
+//! The test cases. Each runs in a process of its own; `Err` carries the reason of a failure.
+
+use crate::glibc;
+use crate::list::{process_dies, process_execs, List, Waiters, HEAD_LEN};
+use crate::sys::{self, *};
+use crate::{Case, Ctx, Walker};
+
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err(format!($($arg)+));
+        }
+    };
+}
+
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr) => {{
+        let (l, r) = ($left, $right);
+        ensure!(
+            l == r,
+            "{} == {}: {:#x?} != {:#x?}",
+            stringify!($left),
+            stringify!($right),
+            l,
+            r
+        );
+    }};
+}
+
+type R = Result<(), String>;
+
+pub static ALL: &[Case] = &[
+    Case {
+        name: "walker_in_use",
+        run: walker_in_use,
+    },
+    Case {
+        name: "glibc_thread_owner_dies",
+        run: glibc::thread_owner_dies,
+    },
+    Case {
+        name: "glibc_process_owner_dies",
+        run: glibc::process_owner_dies_plain,
+    },
+    Case {
+        name: "glibc_waiter_woken",
+        run: glibc::waiter_woken,
+    },
+    Case {
+        name: "glibc_pi_owner_dies",
+        run: glibc::pi_owner_dies,
+    },
+    Case {
+        name: "glibc_pi_waiter_woken",
+        run: glibc::pi_waiter_woken,
+    },
+    Case {
+        name: "glibc_many_threads_die",
+        run: glibc::many_threads_die,
+    },
+    Case {
+        name: "list_owned_entries",
+        run: list_owned_entries,
+    },
+    Case {
+        name: "list_pending_only",
+        run: list_pending_only,
+    },
+    Case {
+        name: "list_pending_on_list_once",
+        run: list_pending_on_list_once,
+    },
+    Case {
+        name: "list_wakes_one_waiter",
+        run: list_wakes_one_waiter,
+    },
+    Case {
+        name: "list_pi_no_wake",
+        run: list_pi_no_wake,
+    },
+    Case {
+        name: "list_positive_offset",
+        run: list_positive_offset,
+    },
+    Case {
+        name: "list_negative_offset",
+        run: list_negative_offset,
+    },
+    Case {
+        name: "list_cycle",
+        run: list_cycle,
+    },
+    Case {
+        name: "list_limit_2048",
+        run: list_limit_2048,
+    },
+    Case {
+        name: "list_limit_2049",
+        run: list_limit_2049,
+    },
+    Case {
+        name: "list_unmapped_next",
+        run: list_unmapped_next,
+    },
+    Case {
+        name: "list_unaligned_word",
+        run: list_unaligned_word,
+    },
+    Case {
+        name: "list_readonly_word",
+        run: list_readonly_word,
+    },
+    Case {
+        name: "list_unmapped_head",
+        run: list_unmapped_head,
+    },
+    Case {
+        name: "list_entry_unlocked_no_wake",
+        run: list_entry_unlocked_no_wake,
+    },
+    Case {
+        name: "pending_unlocked_wakes",
+        run: pending_unlocked_wakes,
+    },
+    Case {
+        name: "pending_other_owner_wakes",
+        run: pending_other_owner_wakes,
+    },
+    Case {
+        name: "pending_other_owner_waiters_no_wake",
+        run: pending_other_owner_waiters_no_wake,
+    },
+    Case {
+        name: "pending_pi_unlocked_no_wake",
+        run: pending_pi_unlocked_no_wake,
+    },
+    Case {
+        name: "exec_walks_list",
+        run: exec_walks_list,
+    },
+    Case {
+        name: "thread_exit_walks_list",
+        run: thread_exit_walks_list,
+    },
+    Case {
+        name: "compat32_list",
+        run: compat32_list,
+    },
+    Case {
+        name: "compat32_syscall",
+        run: compat32_syscall,
+    },
+    Case {
+        name: "cleanup_bad_input",
+        run: cleanup_bad_input,
+    },
+    Case {
+        name: "cleanup_enosys",
+        run: cleanup_enosys,
+    },
+];
+
+const STATS: &str = "/sys/kernel/debug/robust_futex";
+
+fn counter(name: &str) -> Result<u64, String> {
+    let path = format!("{}/{}", STATS, name);
+    let s = std::fs::read_to_string(&path).map_err(|e| format!("{}: {}", path, e))?;
+    s.trim()
+        .parse()
+        .map_err(|e| format!("{}: {:?}: {}", path, s, e))
+}
+
+/// The walker under test is the one that runs: the module's counts the exits it walks; without
+/// the module there is no such count and no module.
+fn walker_in_use(ctx: &Ctx) -> R {
+    let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+    let loaded = modules.lines().any(|l| l.starts_with("robust_futex "));
+    match ctx.walker {
+        Walker::Rust => {
+            ensure!(loaded, "robust_futex is not loaded");
+            let before = counter("exit_walks")?;
+            let l = List::new(4096);
+            l.link(&[], 0, 0);
+            ensure!(exited_ok(process_dies(l.head(), &[])), "child failed");
+            let after = counter("exit_walks")?;
+            ensure!(
+                after > before,
+                "exit_walks did not move: {} -> {}",
+                before,
+                after
+            );
+        }
+        Walker::C => {
+            ensure!(!loaded, "robust_futex is loaded");
+            ensure!(std::fs::metadata(STATS).is_err(), "{} exists", STATS);
+        }
+    }
+    Ok(())
+}
+
+/// Owned entries get OWNER_DIED with WAITERS kept; the others are untouched.
+fn list_owned_entries(_: &Ctx) -> R {
+    let l = List::new(4096);
+    let e: Vec<usize> = (0..7).map(|i| l.entry(i)).collect();
+    let w = |i: usize| e[i] + 8;
+    let other = OTHER_TID;
+    sys::write_u32(w(3), other);
+    sys::write_u32(w(4), other | FUTEX_WAITERS);
+    sys::write_u32(w(5), 0);
+    sys::write_u32(w(6), FUTEX_OWNER_DIED);
+    l.link(&[e[0], e[1], e[2] | 1, e[3], e[4], e[5], e[6]], 8, 0);
+    let st = process_dies(l.head(), &[(w(0), 0), (w(1), FUTEX_WAITERS), (w(2), 0)]);
+    ensure!(exited_ok(st), "child status {:#x}", st);
+    ensure_eq!(sys::read_u32(w(0)), FUTEX_OWNER_DIED);
+    ensure_eq!(sys::read_u32(w(1)), FUTEX_OWNER_DIED | FUTEX_WAITERS);
+    ensure_eq!(sys::read_u32(w(2)), FUTEX_OWNER_DIED);
+    ensure_eq!(sys::read_u32(w(3)), other);
+    ensure_eq!(sys::read_u32(w(4)), other | FUTEX_WAITERS);
+    ensure_eq!(sys::read_u32(w(5)), 0);
+    ensure_eq!(sys::read_u32(w(6)), FUTEX_OWNER_DIED);
+    Ok(())
+}
+
+fn list_pending_only(_: &Ctx) -> R {
+    let l = List::new(4096);
+    let p = l.entry(0);
+    l.link(&[], 8, p);
+    ensure!(
+        exited_ok(process_dies(l.head(), &[(p + 8, 0)])),
+        "child failed"
+    );
+    ensure_eq!(sys::read_u32(p + 8), FUTEX_OWNER_DIED);
+    Ok(())
+}
+
+/// A pending entry that is also on the list is handled once: a second pass would see an
+/// unowned word and wake a second waiter.
+fn list_pending_on_list_once(_: &Ctx) -> R {
+    let l = List::new(4096);
+    let (a, b) = (l.entry(0), l.entry(1));
+    l.link(&[a, b], 8, b);
+    let (woken, after) = death_wakes(&l, b + 8, FUTEX_WAITERS, 2)?;
+    ensure_eq!(after, FUTEX_OWNER_DIED | FUTEX_WAITERS);
+    ensure_eq!(woken, 1);
+    Ok(())
+}
+
+/// Waits until the word at `addr` is set by another process, and returns its value.
+fn wait_nonzero(addr: usize) -> Result<u32, String> {
+    for _ in 0..20000 {
+        let v = sys::read_u32(addr);
+        if v != 0 {
+            return Ok(v);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(format!("word at {:#x} never set", addr))
+}
+
+/// A child that owns `word` with `bits` (the TID is set by the child), and dies when told to,
+/// while `n` waiters sleep on the word. Returns the number of waiters the death woke and the
+/// final value of the word.
+fn death_wakes(l: &List, word: usize, bits: u32, n: usize) -> Result<(usize, u32), String> {
+    let go = l.mem.at(l.mem.len - 4);
+    sys::write_u32(go, 0);
+    let head = l.head();
+    let pid = sys::fork_with(|| {
+        let tid = sys::gettid();
+        if sys::set_robust_list(head, HEAD_LEN).is_err() {
+            return 2;
+        }
+        sys::write_u32(word, tid | bits);
+        while sys::read_u32(go) == 0 {
+            let _ = sys::futex_wait(go, 0, std::time::Duration::from_secs(1));
+        }
+        0
+    });
+    let v = wait_nonzero(word)?;
+    let waiters = Waiters::start(word, v, n)?;
+    sys::write_u32(go, 1);
+    let _ = sys::futex_wake(go, 1);
+    ensure!(exited_ok(sys::wait_pid(pid)), "child failed");
+    let after = sys::read_u32(word);
+    Ok((waiters.woken_before()?, after))
+}
+
+/// One waiter, and only one, is woken for a dead owner with FUTEX_WAITERS.
+fn list_wakes_one_waiter(_: &Ctx) -> R {
+    let l = List::new(4096);
+    let e = l.entry(0);
+    l.link(&[e], 8, 0);
+    let (woken, after) = death_wakes(&l, e + 8, FUTEX_WAITERS, 3)?;
+    ensure_eq!(after, FUTEX_OWNER_DIED | FUTEX_WAITERS);
+    ensure_eq!(woken, 1);
+    Ok(())
+}
+
+/// A PI entry gets OWNER_DIED but no plain futex wakeup (PI waiters are handled by the PI code).
+fn list_pi_no_wake(_: &Ctx) -> R {
+    let l = List::new(4096);
+    let e = l.entry(0);
+    l.link(&[e | 1], 8, 0);
+    let (woken, after) = death_wakes(&l, e + 8, FUTEX_WAITERS, 2)?;
+    ensure_eq!(after, FUTEX_OWNER_DIED | FUTEX_WAITERS);
+    ensure_eq!(woken, 0);
+    Ok(())
+}
+
+fn list_offset(offset: isize) -> R {
+    let l = List::new(3 * 4096);
+    let (a, b) = (l.entry(10), l.entry(11));
+    let (wa, wb) = (a.wrapping_add_signed(offset), b.wrapping_add_signed(offset));
+    l.link(&[a, b], offset, 0);
+    ensure!(
+        exited_ok(process_dies(l.head(), &[(wa, 0), (wb, FUTEX_WAITERS)])),
+        "child failed"
+    );
+    ensure_eq!(sys::read_u32(wa), FUTEX_OWNER_DIED);
+    ensure_eq!(sys::read_u32(wb), FUTEX_OWNER_DIED | FUTEX_WAITERS);
+    Ok(())
+}
+
+fn list_positive_offset(_: &Ctx) -> R {
+    list_offset(0x1000 + 0x18)
+}
+
+fn list_negative_offset(_: &Ctx) -> R {
+    list_offset(-0x20)
+}
+
+/// A circular list that never returns to the head ends after ROBUST_LIST_LIMIT entries, and
+/// the pending entry is still handled.
+fn list_cycle(_: &Ctx) -> R {
+    let l = List::new(4096);
+    let (a, b, p) = (l.entry(0), l.entry(1), l.entry(2));
+    l.link(&[a, b], 8, p);
+    sys::write_usize(b, a); // b -> a, not back to the head
+    let st = process_dies(l.head(), &[(a + 8, 0), (b + 8, 0), (p + 8, 0)]);
+    ensure!(exited_ok(st), "child status {:#x}", st);
+    ensure_eq!(sys::read_u32(a + 8), FUTEX_OWNER_DIED);
+    ensure_eq!(sys::read_u32(b + 8), FUTEX_OWNER_DIED);
+    ensure_eq!(sys::read_u32(p + 8), FUTEX_OWNER_DIED);
+    Ok(())
+}
+
+/// A list of `n` owned entries and an owned pending entry: returns how many list entries, from
+/// the first, got OWNER_DIED, and whether the pending one did.
+fn list_limit(n: usize) -> Result<(usize, bool), String> {
+    let l = List::new(0x100 + 0x40 * (n + 2));
+    let entries: Vec<usize> = (0..n).map(|i| l.entry(i)).collect();
+    let pending = l.entry(n);
+    l.link(&entries, 8, pending);
+    let mut owned: Vec<(usize, u32)> = entries.iter().map(|e| (e + 8, 0)).collect();
+    owned.push((pending + 8, 0));
+    ensure!(exited_ok(process_dies(l.head(), &owned)), "child failed");
+    let died = |w: usize| sys::read_u32(w) == FUTEX_OWNER_DIED;
+    let handled = entries.iter().take_while(|e| died(*e + 8)).count();
+    ensure!(
+        entries[handled..].iter().all(|e| !died(e + 8)),
+        "entries after the first unhandled one were handled"
+    );
+    Ok((handled, died(pending + 8)))
+}
+
+fn list_limit_2048(_: &Ctx) -> R {
+    ensure_eq!(list_limit(ROBUST_LIST_LIMIT)?, (ROBUST_LIST_LIMIT, true));
+    Ok(())
+}
+
+fn list_limit_2049(_: &Ctx) -> R {
+    ensure_eq!(
+        list_limit(ROBUST_LIST_LIMIT + 1)?,
+        (ROBUST_LIST_LIMIT, true)
+    );
+    Ok(())
+}
+
+/// An entry whose next pointer is unmapped is handled; then the walk stops: neither the
+/// pending entry nor anything else is.
+fn list_unmapped_next(_: &Ctx) -> R {
+    let l = List::new(4096);
+    let (a, p) = (l.entry(0), l.entry(1));
+    let hole = Shared::new(4096);
+    let unmapped = hole.base;
+    drop(hole);
+    l.link(&[a], 8, p);
+    sys::write_usize(a, unmapped);
+    ensure!(
+        exited_ok(process_dies(l.head(), &[(a + 8, 0), (p + 8, 0)])),
+        "child failed"
+    );
+    ensure_eq!(sys::read_u32(a + 8), FUTEX_OWNER_DIED);
+    ensure!(
+        sys::read_u32(p + 8) & FUTEX_OWNER_DIED == 0,
+        "pending entry was handled"
+    );
+    Ok(())
+}
+
+/// An unaligned futex word is not touched, and ends the walk.
+fn list_unaligned_word(_: &Ctx) -> R {
+    let l = List::new(4096);
+    let (a, b, p) = (l.entry(0) + 2, l.entry(1), l.entry(2));
+    l.link(&[a, b], 8, p);
+    // a + 8 is only 2-aligned; the child stores its TID there all the same.
+    let st = process_dies(l.head(), &[(a + 8, 0), (b + 8, 0), (p + 8, 0)]);
+    ensure!(exited_ok(st), "child failed");
+    // SAFETY: inside the mapping; an unaligned read of the unaligned word.
+    let raw = unsafe { std::ptr::read_unaligned((a + 8) as *const u32) };
+    ensure!(
+        raw != 0 && raw & FUTEX_OWNER_DIED == 0,
+        "unaligned word: {:#x}",
+        raw
+    );
+    ensure!(
+        sys::read_u32(b + 8) & FUTEX_OWNER_DIED == 0,
+        "entry after the unaligned one handled"
+    );
+    ensure!(
+        sys::read_u32(p + 8) & FUTEX_OWNER_DIED == 0,
+        "pending handled after unaligned word"
+    );
+    Ok(())
+}
+
+/// An owned word the dying task cannot write is left as it is, and ends the walk.
+fn list_readonly_word(_: &Ctx) -> R {
+    let l = List::new(2 * 4096);
+    let ro = l.mem.at(4096);
+    let (a, b) = (l.entry(0), l.entry(1));
+    l.link(&[a, b], (ro - a) as isize, 0);
+    // a's word is `ro`, b's word is ro + 0x40; the child makes that page read-only for itself.
+    let head = l.head();
+    let pid = sys::fork_with(|| {
+        let tid = sys::gettid();
+        if sys::set_robust_list(head, HEAD_LEN).is_err() {
+            return 2;
+        }
+        sys::write_u32(ro, tid);
+        sys::write_u32(ro + 0x40, tid);
+        // SAFETY: changes the protection of the child's own view of one page.
+        if unsafe { libc::mprotect(ro as *mut _, 4096, libc::PROT_READ) } != 0 {
+            return 3;
+        }
+        0
+    });
+    ensure!(exited_ok(sys::wait_pid(pid)), "child failed");
+    ensure!(
+        sys::read_u32(ro) & FUTEX_OWNER_DIED == 0,
+        "read-only word written"
+    );
+    ensure!(
+        sys::read_u32(ro + 0x40) & FUTEX_OWNER_DIED == 0,
+        "walk went on after a fault"
+    );
+    Ok(())
+}
+
+/// A head in unmapped memory: the walk does nothing, and the task exits normally.
+fn list_unmapped_head(_: &Ctx) -> R {
+    let hole = Shared::new(4096);
+    let unmapped = hole.base;
+    drop(hole);
+    let st = process_dies(unmapped, &[]);
+    ensure!(exited_ok(st), "child status {:#x}", st);
+    Ok(())
+}
+
+/// An unlocked word on the list (not pending) gets no wakeup.
+fn list_entry_unlocked_no_wake(_: &Ctx) -> R {
+    let l = List::new(4096);
+    let (a, b) = (l.entry(0), l.entry(1));
+    l.link(&[a, b], 8, 0);
+    // b is owned by the child only to synchronise; a stays 0 while a waiter sleeps on it.
+    let waiters = Waiters::start(a + 8, 0, 1)?;
+    ensure!(
+        exited_ok(process_dies(l.head(), &[(b + 8, 0)])),
+        "child failed"
+    );
+    ensure_eq!(sys::read_u32(a + 8), 0);
+    ensure_eq!(waiters.woken_before()?, 0);
+    Ok(())
+}
+
+/// The pending-op special cases of handle_futex_death(): (word, PI) -> expected wakeups.
+fn pending_case(word: u32, pi: bool, expect_woken: usize) -> R {
+    let l = List::new(4096);
+    let p = l.entry(0);
+    l.link(&[], 8, p | pi as usize);
+    sys::write_u32(p + 8, word);
+    let waiters = Waiters::start(p + 8, word, 1)?;
+    ensure!(exited_ok(process_dies(l.head(), &[])), "child failed");
+    ensure_eq!(sys::read_u32(p + 8), word);
+    ensure_eq!(waiters.woken_before()?, expect_woken);
+    Ok(())
+}
+
+fn pending_unlocked_wakes(_: &Ctx) -> R {
+    pending_case(0, false, 1)
+}
+
+/// Debian's 6.12.117 also wakes for a pending word owned by another thread without WAITERS.
+fn pending_other_owner_wakes(_: &Ctx) -> R {
+    pending_case(OTHER_TID, false, 1)
+}
+
+fn pending_other_owner_waiters_no_wake(_: &Ctx) -> R {
+    pending_case(OTHER_TID | FUTEX_WAITERS, false, 0)
+}
+
+fn pending_pi_unlocked_no_wake(_: &Ctx) -> R {
+    pending_case(0, true, 0)
+}
+
+/// exec() walks the robust list of the old image.
+fn exec_walks_list(_: &Ctx) -> R {
+    let l = List::new(4096);
+    let (a, p) = (l.entry(0), l.entry(1));
+    l.link(&[a], 8, p);
+    let pid = process_execs(l.head(), &[(a + 8, FUTEX_WAITERS), (p + 8, 0)]);
+    let mut ok = false;
+    for _ in 0..5000 {
+        if sys::read_u32(a + 8) == FUTEX_OWNER_DIED | FUTEX_WAITERS
+            && sys::read_u32(p + 8) == FUTEX_OWNER_DIED
+        {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // The list must have been walked while the process still lives (in /bin/sleep).
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    // SAFETY: ends the sleeping child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    sys::wait_pid(pid);
+    ensure!(alive, "the exec'ed process is gone");
+    ensure!(
+        ok,
+        "words after exec: {:#x} {:#x}",
+        sys::read_u32(a + 8),
+        sys::read_u32(p + 8)
+    );
+    Ok(())
+}
+
+/// A thread's exit walks its list while its process lives on.
+fn thread_exit_walks_list(_: &Ctx) -> R {
+    let l = List::new(4096);
+    let a = l.entry(0);
+    l.link(&[a], 8, 0);
+    let head = l.head();
+    let t = std::thread::spawn(move || {
+        sys::set_robust_list(head, HEAD_LEN).map_err(|e| e.to_string())?;
+        sys::write_u32(a + 8, sys::gettid() | FUTEX_WAITERS);
+        Ok::<(), String>(())
+    });
+    t.join().map_err(|_| "thread panicked".to_string())??;
+    // The kernel walked the list before the thread's clear_child_tid wake that join waits on.
+    ensure_eq!(sys::read_u32(a + 8), FUTEX_OWNER_DIED | FUTEX_WAITERS);
+    Ok(())
+}
+
+fn run_compat32(ctx: &Ctx, what: &str) -> R {
+    let out = std::process::Command::new(&ctx.compat32)
+        .arg(what)
+        .output()
+        .map_err(|e| format!("{}: {}", ctx.compat32, e))?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("# compat32: {}", line);
+    }
+    ensure!(
+        out.status.success(),
+        "{} {}: {}",
+        ctx.compat32,
+        what,
+        out.status
+    );
+    Ok(())
+}
+
+/// A 32-bit process's compat robust list is walked (by the module's compat walker with the
+/// module loaded).
+fn compat32_list(ctx: &Ctx) -> R {
+    let before = match ctx.walker {
+        Walker::Rust => Some(counter("compat_exit_walks")?),
+        Walker::C => None,
+    };
+    run_compat32(ctx, "list")?;
+    if let Some(before) = before {
+        let after = counter("compat_exit_walks")?;
+        ensure!(
+            after > before,
+            "compat_exit_walks did not move: {} -> {}",
+            before,
+            after
+        );
+    }
+    Ok(())
+}
+
+/// The i386 entry of cleanup_robust_list validates like the native one.
+fn compat32_syscall(ctx: &Ctx) -> R {
+    run_compat32(ctx, "syscall")
+}
+
+/// Bad arguments are rejected before anything else, with or without an implementation.
+fn cleanup_bad_input(_: &Ctx) -> R {
+    let m = Shared::new(4096);
+    let errno = |r: std::io::Result<i64>| r.err().and_then(|e| e.raw_os_error());
+    ensure_eq!(errno(cleanup_robust_list(m.base, 4, 1)), Some(libc::EINVAL));
+    ensure_eq!(
+        errno(cleanup_robust_list(m.base, 4, 0x8000_0000)),
+        Some(libc::EINVAL)
+    );
+    ensure_eq!(
+        errno(cleanup_robust_list(m.base + 2, 4, 0)),
+        Some(libc::EINVAL)
+    );
+    ensure_eq!(errno(cleanup_robust_list(m.base, 0, 0)), Some(libc::EINVAL));
+    ensure_eq!(errno(cleanup_robust_list(m.base, 6, 0)), Some(libc::EINVAL));
+    ensure_eq!(
+        errno(cleanup_robust_list(0xffff_8880_0000_0000, 4, 0)),
+        Some(libc::EFAULT)
+    );
+    ensure_eq!(
+        errno(cleanup_robust_list(m.base, usize::MAX & !3, 0)),
+        Some(libc::EFAULT)
+    );
+    ensure_eq!(
+        errno(cleanup_robust_list(0x7fff_ffff_f000, 0x2000, 0)),
+        Some(libc::EFAULT)
+    );
+    Ok(())
+}
+
+/// No implementation is registered yet (the module registers none): valid arguments give
+/// ENOSYS, on the stock kernel path and with the module loaded.
+fn cleanup_enosys(_: &Ctx) -> R {
+    let m = Shared::new(4096);
+    let r = cleanup_robust_list(m.base, 4, 0);
+    ensure_eq!(r.err().and_then(|e| e.raw_os_error()), Some(libc::ENOSYS));
+    Ok(())
+}

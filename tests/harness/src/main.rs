@@ -1,0 +1,171 @@
+//! Userspace test harness for the robust futex exit walk and cleanup_robust_list(2).
+//!
+//! Runs in the test guest as a static binary and prints KTAP (one test per case), so that the
+//! kernel tree's `kunit.py parse` reads its results. Each case runs in a forked process of its
+//! own, in its own process group, with a time limit: a crash, a hang or a failed check fails that
+//! case only.
+//!
+//! Usage: robust-harness --walker c|rust [--compat32 PATH] [--filter SUBSTRING]
+//!        robust-harness demo LABEL
+//!
+//! `--walker` names the walker the kernel is expected to use (the built-in C one, or the
+//! robust_futex module's); the same cases, with the same expectations, run for both.
+
+mod cases;
+mod glibc;
+mod list;
+mod sys;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Walker {
+    C,
+    Rust,
+}
+
+pub struct Ctx {
+    pub walker: Walker,
+    pub compat32: String,
+}
+
+pub struct Case {
+    pub name: &'static str,
+    pub run: fn(&Ctx) -> Result<(), String>,
+}
+
+const CASE_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn usage() -> ! {
+    eprintln!("usage: robust-harness --walker c|rust [--compat32 PATH] [--filter SUBSTRING]");
+    std::process::exit(2);
+}
+
+/// Runs one case in a child process; returns None on success, or the reason of the failure.
+fn run_case(ctx: &Ctx, case: &Case) -> Option<String> {
+    let _ = std::io::stdout().flush();
+    let pid = sys::fork_with(|| {
+        // SAFETY: puts the case in a process group of its own, to be killed as a whole.
+        unsafe { libc::setpgid(0, 0) };
+        match (case.run)(ctx) {
+            Ok(()) => 0,
+            Err(msg) => {
+                println!("# {}: {}", case.name, msg);
+                let _ = std::io::stdout().flush();
+                1
+            }
+        }
+    });
+    let deadline = Instant::now() + CASE_TIMEOUT;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return if sys::exited_ok(status) {
+                None
+            } else if libc::WIFSIGNALED(status) {
+                Some(format!("killed by signal {}", libc::WTERMSIG(status)))
+            } else {
+                Some(format!("exit status {}", libc::WEXITSTATUS(status)))
+            };
+        }
+        if Instant::now() > deadline {
+            dump_group(pid);
+            // SAFETY: kills the case's process group, then reaps the case.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            sys::wait_pid(pid);
+            return Some(format!("timed out after {:?}", CASE_TIMEOUT));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Prints where every thread of the process group `pgrp` is, in the kernel, for a hung case.
+fn dump_group(pgrp: libc::pid_t) {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.flatten() {
+        let pid = p.file_name().to_string_lossy().to_string();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid)).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if fields.get(2) != Some(&pgrp.to_string().as_str()) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", pid)) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let dir = t.path();
+            let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+            let name = t.file_name().to_string_lossy().to_string();
+            println!("# hung task {}/{}: {}", pid, name, read("stat").trim());
+            for line in read("stack").lines() {
+                println!("#   {}", line);
+            }
+        }
+    }
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("demo") {
+        let walker = std::env::args().nth(2).unwrap_or_default();
+        if let Err(e) = glibc::demo(&walker) {
+            println!("[demo/{}] FAILED: {}", walker, e);
+            std::process::exit(1);
+        }
+        return;
+    }
+    let mut walker = None;
+    let mut compat32 = "/compat32".to_string();
+    let mut filter = String::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--walker" => {
+                walker = match args.next().as_deref() {
+                    Some("c") => Some(Walker::C),
+                    Some("rust") => Some(Walker::Rust),
+                    _ => usage(),
+                }
+            }
+            "--compat32" => compat32 = args.next().unwrap_or_else(|| usage()),
+            "--filter" => filter = args.next().unwrap_or_else(|| usage()),
+            _ => usage(),
+        }
+    }
+    let ctx = Ctx {
+        walker: walker.unwrap_or_else(|| usage()),
+        compat32,
+    };
+    let cases: Vec<&Case> = cases::ALL
+        .iter()
+        .filter(|c| c.name.contains(&filter))
+        .collect();
+
+    println!("KTAP version 1");
+    println!("# robust-harness: walker {:?}", ctx.walker);
+    println!("1..{}", cases.len());
+    let mut failed = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let start = Instant::now();
+        match run_case(&ctx, case) {
+            None => println!("ok {} {}", i + 1, case.name),
+            Some(why) => {
+                failed += 1;
+                println!("# {}: {}", case.name, why);
+                println!("not ok {} {}", i + 1, case.name);
+            }
+        }
+        println!("# {} took {} ms", case.name, start.elapsed().as_millis());
+    }
+    let _ = std::io::stdout().flush();
+    std::process::exit((failed > 0) as i32);
+}

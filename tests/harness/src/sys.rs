@@ -1,0 +1,178 @@
+//! Thin wrappers around the system calls the harness uses.
+
+use std::io::{Error, Result};
+use std::time::{Duration, Instant};
+
+/// `__NR_cleanup_robust_list` on x86_64 and i386 (see include/uapi/linux/robust_cleanup.h).
+pub const NR_CLEANUP_ROBUST_LIST: libc::c_long = 500;
+
+pub const FUTEX_WAITERS: u32 = 0x8000_0000;
+pub const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+pub const ROBUST_LIST_LIMIT: usize = 2048;
+/// A TID no task has (PID_MAX_LIMIT is 4M): "owned by another thread". Not the parent's TID + 1,
+/// which is likely the TID of the child the parent forks next.
+pub const OTHER_TID: u32 = 0x3fff_fffe;
+
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+fn check(ret: libc::c_long) -> Result<libc::c_long> {
+    if ret < 0 {
+        Err(Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Anonymous `MAP_SHARED` memory, shared with forked children.
+pub struct Shared {
+    pub base: usize,
+    pub len: usize,
+}
+
+impl Shared {
+    pub fn new(len: usize) -> Shared {
+        Self::map(0, len, 0)
+    }
+
+    /// Maps at `addr` (`MAP_FIXED_NOREPLACE` when `addr != 0`).
+    pub fn map(addr: usize, len: usize, extra: libc::c_int) -> Shared {
+        let flags = libc::MAP_SHARED
+            | libc::MAP_ANONYMOUS
+            | extra
+            | if addr != 0 {
+                libc::MAP_FIXED_NOREPLACE
+            } else {
+                0
+            };
+        // SAFETY: a fresh anonymous mapping; no existing memory is replaced.
+        let p = unsafe {
+            libc::mmap(
+                addr as *mut _,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
+        assert!(p != libc::MAP_FAILED, "mmap: {}", Error::last_os_error());
+        Shared {
+            base: p as usize,
+            len,
+        }
+    }
+
+    pub fn at(&self, off: usize) -> usize {
+        assert!(off < self.len);
+        self.base + off
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`.
+        unsafe { libc::munmap(self.base as *mut _, self.len) };
+    }
+}
+
+/// Volatile access to user words the kernel (or other processes) may change.
+pub fn read_u32(addr: usize) -> u32 {
+    // SAFETY: callers pass addresses inside mappings they own.
+    unsafe { std::ptr::read_volatile(addr as *const u32) }
+}
+
+pub fn write_u32(addr: usize, v: u32) {
+    // SAFETY: callers pass addresses inside mappings they own.
+    unsafe { std::ptr::write_volatile(addr as *mut u32, v) }
+}
+
+/// Writes a list pointer; list entries may be deliberately misaligned.
+pub fn write_usize(addr: usize, v: usize) {
+    // SAFETY: callers pass addresses inside mappings they own.
+    unsafe { std::ptr::write_unaligned(addr as *mut usize, v) }
+}
+
+pub fn set_robust_list(head: usize, len: usize) -> Result<()> {
+    // SAFETY: the kernel only records the pointer.
+    check(unsafe { libc::syscall(libc::SYS_set_robust_list, head, len) }).map(|_| ())
+}
+
+pub fn cleanup_robust_list(addr: usize, len: usize, flags: u32) -> Result<i64> {
+    // SAFETY: the system call validates its arguments.
+    check(unsafe { libc::syscall(NR_CLEANUP_ROBUST_LIST, addr, len, flags) })
+}
+
+/// Shared (not private) FUTEX_WAIT, as the robust wake uses a shared key.
+pub fn futex_wait(addr: usize, val: u32, timeout: Duration) -> Result<()> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    // SAFETY: `addr` is a futex word in a mapping the caller owns; `ts` outlives the call.
+    check(unsafe { libc::syscall(libc::SYS_futex, addr, libc::FUTEX_WAIT, val, &ts, 0, 0) })
+        .map(|_| ())
+}
+
+/// Shared FUTEX_WAKE; returns the number of waiters woken.
+pub fn futex_wake(addr: usize, n: i32) -> Result<i64> {
+    // SAFETY: as above.
+    check(unsafe { libc::syscall(libc::SYS_futex, addr, libc::FUTEX_WAKE, n, 0, 0, 0) })
+}
+
+/// Forks; the child runs `f` and exits with its return value (no destructors, no atexit).
+pub fn fork_with(f: impl FnOnce() -> i32) -> libc::pid_t {
+    // SAFETY: the harness is single-threaded when it forks workers that use only syscalls.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", Error::last_os_error());
+    if pid == 0 {
+        let code = f();
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+/// Waits for `pid` and returns its raw wait status.
+pub fn wait_pid(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(r == pid, "waitpid: {}", Error::last_os_error());
+    status
+}
+
+pub fn exited_ok(status: i32) -> bool {
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+/// Waits until thread `tid` of process `pid` sleeps in `futex()`: state S in
+/// /proc/PID/task/TID/stat and system call number 202 in .../syscall. Then it is queued on the
+/// futex, so a later wake reaches it.
+pub fn wait_blocked_in_futex(pid: libc::pid_t, tid: u32) -> bool {
+    let dir = format!("/proc/{}/task/{}", pid, tid);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let sys = std::fs::read_to_string(format!("{}/syscall", dir)).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("{}/stat", dir)).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .chars()
+            .next();
+        if sys.starts_with("202 ") && state == Some('S') {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: no arguments.
+    unsafe { libc::getpid() }
+}
