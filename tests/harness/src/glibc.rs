@@ -225,7 +225,15 @@ pub fn demo(walker: &str) -> R {
             tx.send(sys::gettid()).unwrap();
             let start = std::time::Instant::now();
             let r = m.timedlock(Duration::from_secs(60));
-            (r, start.elapsed())
+            let waited = start.elapsed();
+            let seen = sys::read_u32(word);
+            // The waiter owns the mutex now: it is the one to make it consistent and unlock it.
+            let (c, u) = if r == libc::EOWNERDEAD {
+                (m.consistent(), m.unlock())
+            } else {
+                (-1, -1)
+            };
+            (r, waited, seen, c, u)
         });
         let tid = rx.recv().unwrap();
         if sys::wait_blocked_in_futex(sys::getpid(), tid) {
@@ -238,41 +246,36 @@ pub fn demo(walker: &str) -> R {
         say(format!("process {} exits without unlocking", pid));
         sys::write_u32(go, 1);
         let _ = sys::futex_wake(go, 1);
-        let (r, waited) = waiter.join().unwrap();
+        let (r, waited, seen, c, u) = waiter.join().unwrap();
         say(format!(
-            "the waiter gets {} after {} ms; futex word {:#010x}{}",
+            "the owner's exit walk woke the waiter: pthread_mutex_lock() = {} after {} ms; \
+             the waiter now owns it (futex word {:#010x})",
             if r == libc::EOWNERDEAD {
                 "EOWNERDEAD".to_string()
             } else {
                 errname(r)
             },
             waited.as_millis(),
-            sys::read_u32(word),
-            if sys::read_u32(word) & sys::FUTEX_OWNER_DIED != 0 {
-                " (FUTEX_OWNER_DIED set by the exit walk)"
-            } else {
-                ""
-            }
+            seen,
         ));
         if r != libc::EOWNERDEAD {
             return Err(format!("expected EOWNERDEAD, got {}", errname(r)));
         }
-        let c = m.consistent();
-        let u = m.unlock();
         say(format!(
-            "pthread_mutex_consistent() = {}, pthread_mutex_unlock() = {}",
+            "the waiter: pthread_mutex_consistent() = {}, pthread_mutex_unlock() = {}",
             c, u
         ));
+        if (c, u) != (0, 0) {
+            return Err("the waiter could not recover the mutex".into());
+        }
         Ok(())
     })?;
     sys::wait_pid(pid);
     let l = m.lock();
     let u = m.unlock();
     say(format!(
-        "lock again: {} ({}), unlock: {}: the mutex survived its owner",
-        l,
-        errname(l),
-        u
+        "lock again: {}, unlock: {}: the mutex survived its owner",
+        l, u
     ));
     if (l, u) != (0, 0) {
         return Err("the mutex did not recover".into());
