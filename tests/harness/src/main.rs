@@ -7,6 +7,7 @@
 //!
 //! Usage: robust-harness --walker c|rust [--compat32 PATH] [--filter SUBSTRING]
 //!        robust-harness demo LABEL
+//!        robust-harness switch-walkers MODULE.ko [ROUNDS]
 //!
 //! `--walker` names the walker the kernel is expected to use (the built-in C one, or the
 //! robust_futex module's); the same cases, with the same expectations, run for both.
@@ -14,6 +15,7 @@
 mod cases;
 mod glibc;
 mod list;
+mod stress;
 mod sys;
 
 use std::io::Write;
@@ -122,6 +124,14 @@ fn main() {
             std::process::exit(1);
         }
         return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("switch-walkers") {
+        let module = std::env::args().nth(2).unwrap_or_else(|| usage());
+        let rounds = std::env::args()
+            .nth(3)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(20);
+        std::process::exit(stress::main(&module, rounds));
     }
     let mut walker = None;
     let mut compat32 = "/compat32".to_string();
