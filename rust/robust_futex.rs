@@ -8,8 +8,9 @@
 //! - [`walker`]: the exit-time walk of the native and the 32-bit compat robust list, with the
 //!   semantics of `exit_robust_list()`, `compat_exit_robust_list()` and
 //!   `handle_futex_death()` of the kernel it is built for;
-//! - [`robust_list`]: the one parser of the user-space robust list ABI that the walk (and the
-//!   cleanup system call) use;
+//! - [`cleanup`]: the `cleanup_robust_list(2)` system call;
+//! - [`robust_list`]: the one parser of the user-space robust list ABI that the walk and the
+//!   cleanup system call use;
 //! - [`sys`]: thin, documented wrappers around the C interfaces used;
 //! - KUnit suites (`robust_futex_*`), run when the module is loaded.
 //!
@@ -21,6 +22,7 @@
 
 use kernel::{c_str, prelude::*};
 
+mod cleanup;
 mod kunit;
 mod robust_list;
 mod sys;
@@ -48,13 +50,15 @@ impl kernel::Module for RobustFutex {
         let stats = sys::DebugfsDir::new(c_str!("robust_futex"));
         stats.add_counter(c_str!("exit_walks"), &walker::EXIT_WALKS);
         stats.add_counter(c_str!("compat_exit_walks"), &walker::COMPAT_EXIT_WALKS);
+        stats.add_counter(c_str!("cleanup_calls"), &cleanup::CLEANUP_CALLS);
+        stats.add_counter(c_str!("cleanup_cleared"), &cleanup::CLEANUP_CLEARED);
 
         let ops = sys::RobustOpsRegistration::new(
             module,
             sys::RobustOps {
                 exit_robust_list: Some(walker::exit_robust_list),
                 compat_exit_robust_list: walker::COMPAT_EXIT_ROBUST_LIST,
-                cleanup_robust_list: None,
+                cleanup_robust_list: Some(cleanup::cleanup_robust_list),
             },
         )?;
         pr_info!("robust list walkers registered\n");

@@ -109,11 +109,20 @@ impl Head {
     /// Reads the list pointer stored at `slot` (`next` of an entry or of the head, or
     /// `list_op_pending`).
     pub(crate) fn fetch_entry(&self, mem: &impl UserMem, slot: UserPtr) -> Result<Entry> {
-        let raw = match self.abi {
-            Abi::Native => mem.read_ulong(slot)?,
-            Abi::Compat => mem.read_u32(slot)? as usize,
-        };
-        Ok(Entry::decode(raw, self.abi))
+        Ok(Entry::decode(self.fetch_raw(mem, slot)?, self.abi))
+    }
+
+    /// Reads the list pointer stored at `slot` as it is, PI bit included.
+    pub(crate) fn fetch_raw(&self, mem: &impl UserMem, slot: UserPtr) -> Result<usize> {
+        match self.abi {
+            Abi::Native => mem.read_ulong(slot),
+            Abi::Compat => Ok(mem.read_u32(slot)? as usize),
+        }
+    }
+
+    /// Size of a pointer slot in this layout.
+    pub(crate) const fn word_size(&self) -> usize {
+        self.abi.word()
     }
 
     /// Reads `head->futex_offset`, as stored (a compat offset is kept as its 32 bits).

@@ -6,10 +6,17 @@
 //! debugfs. Every raw FFI call of the module lives here, each behind a small safe function whose
 //! documentation states its calling context.
 
-use core::{mem::size_of, ptr, sync::atomic::AtomicU64};
+use core::{
+    mem::size_of,
+    ptr::{self, NonNull},
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
+};
 use kernel::{
     bindings,
-    error::{code::EFAULT, to_result},
+    error::{
+        code::{EFAULT, EINVAL},
+        to_result,
+    },
     prelude::*,
     str::CStr,
     types::FromBytes,
@@ -210,4 +217,422 @@ impl Drop for DebugfsDir {
         // error pointers too.
         unsafe { bindings::debugfs_remove(self.dentry) };
     }
+}
+
+// The fields of these structures the cleanup system call reads; see the check above.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(offset_of!(bindings::task_struct, flags) == bindings::TASK_STRUCT_FLAGS);
+    assert!(
+        offset_of!(bindings::task_struct, futex_exit_mutex)
+            == bindings::TASK_STRUCT_FUTEX_EXIT_MUTEX
+    );
+    assert!(offset_of!(bindings::task_struct, futex_state) == bindings::TASK_STRUCT_FUTEX_STATE);
+    assert!(size_of::<bindings::vm_area_struct>() == bindings::VM_AREA_STRUCT_SIZE);
+    assert!(
+        offset_of!(bindings::vm_area_struct, __bindgen_anon_2) == bindings::VM_AREA_STRUCT_VM_FLAGS
+    );
+    assert!(offset_of!(bindings::vm_area_struct, vm_pgoff) == bindings::VM_AREA_STRUCT_VM_PGOFF);
+    assert!(offset_of!(bindings::vm_area_struct, vm_file) == bindings::VM_AREA_STRUCT_VM_FILE);
+    assert!(offset_of!(bindings::file, f_mapping) == bindings::FILE_F_MAPPING);
+};
+
+/// The fields of a `vm_area_struct` this module uses, copied while its `mmap_lock` (or the
+/// `i_mmap_rwsem` of its file) is held.
+#[derive(Clone, Copy)]
+pub(crate) struct VmaInfo {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) flags: usize,
+    /// Offset of `start` in the backing file, in pages.
+    pub(crate) pgoff: usize,
+    pub(crate) file: *mut bindings::file,
+    pub(crate) mm: *mut bindings::mm_struct,
+}
+
+impl VmaInfo {
+    /// # Safety
+    ///
+    /// `vma` must be valid, and stay so for the call: its mm's `mmap_lock` or its file's
+    /// `i_mmap_rwsem` is held.
+    unsafe fn read(vma: *const bindings::vm_area_struct) -> Self {
+        // SAFETY: `vma` is valid per the safety requirement; `vm_start`/`vm_end` and `vm_flags`
+        // are plain fields in their unions.
+        unsafe {
+            let v = &*vma;
+            VmaInfo {
+                start: v.__bindgen_anon_1.__bindgen_anon_1.vm_start,
+                end: v.__bindgen_anon_1.__bindgen_anon_1.vm_end,
+                flags: v.__bindgen_anon_2.vm_flags,
+                pgoff: v.vm_pgoff,
+                file: v.vm_file,
+                mm: v.vm_mm,
+            }
+        }
+    }
+}
+
+/// The current task's mm with its `mmap_lock` held for reading; unlocked on drop.
+pub(crate) struct CurrentMmReadGuard(*mut bindings::mm_struct);
+
+impl CurrentMmReadGuard {
+    /// Locks the current task's mm; `None` for a task without one (a kernel thread).
+    ///
+    /// Context: process context, may sleep. Lock order: after a task's `futex_exit_mutex`.
+    pub(crate) fn lock() -> Option<Self> {
+        // SAFETY: `get_current()` returns the valid current task, whose `mm` stays valid while
+        // the task runs.
+        let mm = unsafe { (*bindings::get_current()).mm };
+        if mm.is_null() {
+            return None;
+        }
+        // SAFETY: `mm` is valid (see above).
+        unsafe { bindings::mmap_read_lock(mm) };
+        Some(Self(mm))
+    }
+
+    pub(crate) fn mm(&self) -> *mut bindings::mm_struct {
+        self.0
+    }
+
+    /// The VMA that contains `addr`, if any.
+    pub(crate) fn vma_at(&self, addr: usize) -> Option<VmaInfo> {
+        // SAFETY: the mm is valid and its `mmap_lock` is held.
+        let vma = unsafe { bindings::find_vma(self.0, addr as _) };
+        if vma.is_null() {
+            return None;
+        }
+        // SAFETY: `vma` was just found under the `mmap_lock` we hold.
+        let info = unsafe { VmaInfo::read(vma) };
+        (info.start <= addr).then_some(info)
+    }
+}
+
+impl Drop for CurrentMmReadGuard {
+    fn drop(&mut self) {
+        // SAFETY: locked in `lock`.
+        unsafe { bindings::mmap_read_unlock(self.0) };
+    }
+}
+
+/// A reference on an `mm_struct` itself (`mmgrab()`): it stays allocated, so it can be compared
+/// and locked, but its address space may be torn down.
+pub(crate) struct MmGrab(NonNull<bindings::mm_struct>);
+
+impl MmGrab {
+    /// # Safety
+    ///
+    /// `mm` must be valid for the call (e.g. found under a lock that keeps it alive).
+    pub(crate) unsafe fn new(mm: *mut bindings::mm_struct) -> Option<Self> {
+        let mm = NonNull::new(mm)?;
+        // SAFETY: `mm` is valid per the safety requirement.
+        unsafe { bindings::mmgrab(mm.as_ptr()) };
+        Some(Self(mm))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut bindings::mm_struct {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for MmGrab {
+    fn drop(&mut self) {
+        // SAFETY: grabbed in `new`.
+        unsafe { bindings::mmdrop(self.0.as_ptr()) };
+    }
+}
+
+/// A reference on an address space (`mmget()`, through `get_task_mm()`): its memory can be
+/// accessed. Released with `mmput()` on drop, which may sleep.
+pub(crate) struct MmGet(NonNull<bindings::mm_struct>);
+
+impl MmGet {
+    pub(crate) fn as_ptr(&self) -> *mut bindings::mm_struct {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for MmGet {
+    fn drop(&mut self) {
+        // SAFETY: taken by `get_task_mm()` in `TaskRef::mm`.
+        unsafe { bindings::mmput(self.0.as_ptr()) };
+    }
+}
+
+/// A counted reference on a task (`get_task_struct()`).
+pub(crate) struct TaskRef(NonNull<bindings::task_struct>);
+
+impl TaskRef {
+    /// # Safety
+    ///
+    /// `task` must be valid for the call (e.g. found under RCU).
+    pub(crate) unsafe fn new(task: RawTask) -> Option<Self> {
+        let task = NonNull::new(task)?;
+        // SAFETY: `task` is valid per the safety requirement.
+        unsafe { bindings::get_task_struct(task.as_ptr()) };
+        Some(Self(task))
+    }
+
+    pub(crate) fn as_ptr(&self) -> RawTask {
+        self.0.as_ptr()
+    }
+
+    /// The task's address space, if it has one (`get_task_mm()`; NULL for kernel threads and
+    /// tasks past `exit_mm()`).
+    ///
+    /// Context: process context; takes the task's `alloc_lock`.
+    pub(crate) fn mm(&self) -> Option<MmGet> {
+        // SAFETY: the task is valid while referenced.
+        NonNull::new(unsafe { bindings::get_task_mm(self.as_ptr()) }).map(MmGet)
+    }
+
+    /// Reads `buf.len()` bytes at `addr` of the task's memory (`access_process_vm()`).
+    ///
+    /// Context: process context, may sleep; takes the task's `mmap_lock` for reading.
+    pub(crate) fn read_memory(&self, addr: usize, buf: &mut [u8]) -> Result {
+        // SAFETY: the task is valid while referenced; `buf` is valid for `buf.len()` bytes.
+        let n = unsafe {
+            bindings::access_process_vm(
+                self.as_ptr(),
+                addr as _,
+                buf.as_mut_ptr().cast(),
+                buf.len() as _,
+                0,
+            )
+        };
+        if n as usize == buf.len() {
+            Ok(())
+        } else {
+            Err(EFAULT)
+        }
+    }
+}
+
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        // SAFETY: taken in `new`.
+        unsafe { bindings::put_task_struct(self.0.as_ptr()) };
+    }
+}
+
+/// A task's `futex_exit_mutex`, held: the task cannot start or be in the middle of walking its
+/// robust lists at exit or exec.
+pub(crate) struct FutexExitGuard<'a>(&'a TaskRef);
+
+impl<'a> FutexExitGuard<'a> {
+    /// Context: process context, may sleep. Lock order: before any `mmap_lock`; never two at once.
+    pub(crate) fn lock(task: &'a TaskRef) -> Self {
+        // SAFETY: the task is valid while referenced, and so is its mutex.
+        unsafe { bindings::mutex_lock(&raw mut (*task.as_ptr()).futex_exit_mutex) };
+        Self(task)
+    }
+
+    /// True once the task's exit has walked its robust lists (`FUTEX_STATE_DEAD`).
+    pub(crate) fn exited(&self) -> bool {
+        // SAFETY: `futex_state` is written under `futex_exit_mutex`, which we hold.
+        unsafe { (*self.0.as_ptr()).futex_state == bindings::FUTEX_STATE_DEAD }
+    }
+
+    /// The task's robust list heads (native, and compat where configured), as registered.
+    pub(crate) fn heads(&self) -> [(UserPtr, crate::robust_list::Abi); 2] {
+        let t = self.0.as_ptr();
+        // SAFETY: the task is valid; the heads are only written by the task itself, at
+        // `set_robust_list()` and at exit or exec under `futex_exit_mutex`: a racy read returns
+        // a head that was registered.
+        let native = unsafe { ptr::read_volatile(&raw const (*t).robust_list) } as UserPtr;
+        #[cfg(CONFIG_COMPAT)]
+        // SAFETY: as above.
+        let compat = unsafe { ptr::read_volatile(&raw const (*t).compat_robust_list) } as UserPtr;
+        #[cfg(not(CONFIG_COMPAT))]
+        let compat = 0;
+        [
+            (native, crate::robust_list::Abi::Native),
+            (compat, crate::robust_list::Abi::Compat),
+        ]
+    }
+}
+
+impl Drop for FutexExitGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: locked in `lock`.
+        unsafe { bindings::mutex_unlock(&raw mut (*self.0.as_ptr()).futex_exit_mutex) };
+    }
+}
+
+/// A counted reference on a file (`get_file()`).
+pub(crate) struct FileRef(NonNull<bindings::file>);
+
+impl FileRef {
+    /// # Safety
+    ///
+    /// `file` must be valid for the call (e.g. a VMA's file under its `mmap_lock`).
+    pub(crate) unsafe fn new(file: *mut bindings::file) -> Option<Self> {
+        let file = NonNull::new(file)?;
+        // SAFETY: `file` is valid per the safety requirement.
+        unsafe { bindings::get_file(file.as_ptr()) };
+        Some(Self(file))
+    }
+
+    /// The file's page cache, the identity of its shared mappings.
+    pub(crate) fn mapping(&self) -> *mut bindings::address_space {
+        // SAFETY: the file is valid while referenced; `f_mapping` is set at open.
+        unsafe { (*self.0.as_ptr()).f_mapping }
+    }
+}
+
+impl Drop for FileRef {
+    fn drop(&mut self) {
+        // SAFETY: taken in `new`.
+        unsafe { bindings::fput(self.0.as_ptr()) };
+    }
+}
+
+/// Calls `f` for every VMA on `mapping`'s `i_mmap` tree that maps a page in
+/// `[first_pgoff, last_pgoff]`, with `i_mmap_rwsem` held for reading.
+///
+/// Context: process context, may sleep. `f` runs under `i_mmap_rwsem`: it must not take an
+/// `mmap_lock` or allocate with reclaim.
+pub(crate) fn for_each_mapping_vma(
+    mapping: *mut bindings::address_space,
+    first_pgoff: usize,
+    last_pgoff: usize,
+    mut f: impl FnMut(&VmaInfo) -> Result,
+) -> Result {
+    // SAFETY: the caller holds a reference on a file of `mapping`, which keeps it alive.
+    unsafe { bindings::i_mmap_lock_read(mapping) };
+    // SAFETY: `i_mmap_rwsem` is held, so the tree and its VMAs are stable.
+    let mut vma = unsafe {
+        bindings::vma_interval_tree_iter_first(
+            &raw mut (*mapping).i_mmap,
+            first_pgoff as _,
+            last_pgoff as _,
+        )
+    };
+    let mut ret = Ok(());
+    while !vma.is_null() {
+        // SAFETY: `vma` is on the tree, which is stable under `i_mmap_rwsem`.
+        ret = f(&unsafe { VmaInfo::read(vma) });
+        if ret.is_err() {
+            break;
+        }
+        // SAFETY: as above.
+        vma = unsafe {
+            bindings::vma_interval_tree_iter_next(vma, first_pgoff as _, last_pgoff as _)
+        };
+    }
+    // SAFETY: locked above.
+    unsafe { bindings::i_mmap_unlock_read(mapping) };
+    ret
+}
+
+/// Calls `f` for every thread of every process, under `rcu_read_lock()`.
+///
+/// Context: any; `f` runs in an RCU read-side critical section and must not sleep.
+pub(crate) fn for_each_thread(mut f: impl FnMut(RawTask) -> Result) -> Result {
+    let init = &raw mut bindings::init_task;
+    // SAFETY: no preconditions; unlocked below on every path.
+    unsafe { bindings::rcu_read_lock() };
+    let mut ret = Ok(());
+    let mut p = init;
+    'processes: loop {
+        // SAFETY: the task list is stable under RCU; `p` is a thread group leader on it.
+        p = unsafe { bindings::next_task(p) };
+        if p == init {
+            break;
+        }
+        let mut t = p;
+        loop {
+            ret = f(t);
+            if ret.is_err() {
+                break 'processes;
+            }
+            // SAFETY: `t` is a thread of `p`, under RCU.
+            t = unsafe { bindings::next_thread(t) };
+            if t == p {
+                break;
+            }
+        }
+    }
+    // SAFETY: locked above.
+    unsafe { bindings::rcu_read_unlock() };
+    ret
+}
+
+/// Reads `flags` and `mm` of a task found by [`for_each_thread`] (racy snapshots: compare only).
+///
+/// # Safety
+///
+/// `task` must be valid (under RCU).
+pub(crate) unsafe fn task_flags_mm(task: RawTask) -> (u32, *mut bindings::mm_struct) {
+    // SAFETY: valid per the safety requirement; volatile reads of fields others may write.
+    unsafe {
+        (
+            ptr::read_volatile(&raw const (*task).flags),
+            ptr::read_volatile(&raw const (*task).mm),
+        )
+    }
+}
+
+/// Atomically replaces the `size`-byte (4 or 8) naturally aligned word at `addr` in `mm` with 0
+/// if it holds `old`. Returns whether it did.
+///
+/// The page is pinned with `get_user_pages_remote(FOLL_WRITE)` (which breaks copy-on-write for
+/// `mm`, as a write by its owner would) and written through a kernel mapping.
+///
+/// Context: process context, may sleep; takes `mm`'s `mmap_lock` for reading.
+pub(crate) fn compare_and_clear_remote(
+    mm: &MmGet,
+    addr: usize,
+    old: u64,
+    size: usize,
+) -> Result<bool> {
+    if addr % size != 0 {
+        return Err(EINVAL);
+    }
+    let page_size = 1usize << bindings::PAGE_SHIFT;
+    let mut page: *mut bindings::page = ptr::null_mut();
+    // SAFETY: `mm` is a live address space (we hold `mmget`).
+    unsafe { bindings::mmap_read_lock(mm.as_ptr()) };
+    // SAFETY: `mmap_lock` is held as `locked == NULL` requires; `page` receives one page.
+    let n = unsafe {
+        bindings::get_user_pages_remote(
+            mm.as_ptr(),
+            (addr & !(page_size - 1)) as _,
+            1,
+            bindings::FOLL_WRITE,
+            &mut page,
+            ptr::null_mut(),
+        )
+    };
+    // SAFETY: locked above.
+    unsafe { bindings::mmap_read_unlock(mm.as_ptr()) };
+    if n != 1 {
+        return Err(EFAULT);
+    }
+    // SAFETY: `page` is pinned; the mapping is released below, in the same context.
+    let base = unsafe { bindings::kmap_local_page(page) };
+    // SAFETY: `addr` is `size`-aligned, so the word lies within this page; the kernel mapping
+    // is valid until `kunmap_local()`. User space may access the word concurrently, with
+    // atomic instructions on the same memory: these atomics are what make the clear safe.
+    let cleared = unsafe {
+        let p = base.cast::<u8>().add(addr & (page_size - 1));
+        if size == 8 {
+            AtomicU64::from_ptr(p.cast())
+                .compare_exchange(old, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        } else {
+            AtomicU32::from_ptr(p.cast())
+                .compare_exchange(old as u32, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        }
+    };
+    // SAFETY: mapped above.
+    unsafe { bindings::kunmap_local(base) };
+    if cleared {
+        // SAFETY: `page` is pinned.
+        unsafe { bindings::set_page_dirty_lock(page) };
+    }
+    // SAFETY: pinned by `get_user_pages_remote()`.
+    unsafe { bindings::put_page(page) };
+    Ok(cleared)
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: builds the test kernel and the module, boots QEMU, and shows a robust mutex
 # surviving its owner's death, first with the kernel's built-in walker, then with the
-# robust_futex module's walker.
+# robust_futex module's walker; then the list_op_pending race reproducer, without and with
+# cleanup_robust_list().
 . "$(dirname "$0")/lib.sh"
 
 "$ROOT/scripts/bootstrap.sh"
@@ -13,8 +14,8 @@ logf=$BUILD/demo.log
 log "booting the test kernel (demo mode)"
 rc=0
 "$ROOT/scripts/qemu.sh" demo "$logf" 300 || rc=$?
-grep -aE '^\[demo|@@@ demo' "$logf" | sed 's/\r$//' || true
+grep -aE '^\[demo|^\[race|@@@ demo' "$logf" | sed 's/\r$//' || true
 [ "$rc" = 0 ] && grep -q '@@@ guest: done' "$logf" || die "the demo did not complete; see $logf"
-for s in demo-c insmod demo-rust; do
+for s in demo-c insmod demo-rust race-without race-with; do
 	grep -q "@@@ END $s rc=0" "$logf" || die "demo step $s failed; see $logf"
 done

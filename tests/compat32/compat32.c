@@ -5,7 +5,11 @@
  * gcc -m32 -static; run by the 64-bit harness.
  *
  *   compat32 list     a child registers a compat robust list and dies
- *   compat32 syscall  argument validation of the i386 system call
+ *   compat32 syscall c|rust  the i386 system call: validation, then ENOSYS
+ *                    without the module (c) or dispatch to it (rust)
+ *   compat32 cleanup  a 32-bit child holds a stale list_op_pending in shared
+ *                    memory; cleanup_robust_list() through the i386 entry
+ *                    clears it
  *
  * Prints one line per failed check; exits 0 if all passed.
  */
@@ -112,7 +116,7 @@ static long cleanup(uint32_t addr, uint32_t len, uint32_t flags)
 	return r < 0 ? -errno : r;
 }
 
-static int test_syscall(void)
+static int test_syscall(int module)
 {
 	char *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -123,7 +127,50 @@ static int test_syscall(void)
 	CHECK((r = cleanup(base + 1, 4, 0)) == -EINVAL, "unaligned: %ld", r);
 	CHECK((r = cleanup(base, 0, 0)) == -EINVAL, "len 0: %ld", r);
 	CHECK((r = cleanup(base, 2, 0)) == -EINVAL, "len 2: %ld", r);
-	CHECK((r = cleanup(base, 4, 0)) == -ENOSYS, "valid: %ld", r);
+	if (module)
+		CHECK((r = cleanup(base, 4, 0)) == 0, "valid, nothing to clear: %ld", r);
+	else
+		CHECK((r = cleanup(base, 4, 0)) == -ENOSYS, "valid: %ld", r);
+	return 0;
+}
+
+static int test_cleanup(void)
+{
+	char *ctl = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct head32 *h = (struct head32 *)ctl;
+	volatile uint32_t *ready = (uint32_t *)(ctl + 2048);
+	volatile uint32_t *go = (uint32_t *)(ctl + 3072);
+	uint32_t word = (uint32_t)(uintptr_t)mem + 0x80;
+	int status, i;
+	long r;
+	pid_t pid;
+
+	h->next = (uint32_t)(uintptr_t)h;
+	h->futex_offset = -0x20;
+	h->pending = word + 0x20;
+	pid = fork();
+	if (pid == 0) {
+		if (syscall(SYS_set_robust_list, h, sizeof(*h)))
+			_exit(2);
+		*ready = 1;
+		while (!*go)
+			syscall(SYS_futex, go, FUTEX_WAIT, 0, NULL, NULL, 0);
+		_exit(0);
+	}
+	for (i = 0; i < 20000 && !*ready; i++)
+		usleep(1000);
+	CHECK(*ready, "holder never got ready");
+	CHECK((r = cleanup(word + 4, 4, 0)) == 0, "next word: %ld", r);
+	CHECK(h->pending == word + 0x20, "slot cleared for another word");
+	CHECK((r = cleanup(word, 4, 0)) == 1, "cleanup: %ld", r);
+	CHECK(h->pending == 0, "slot after cleanup: %#x", h->pending);
+	*go = 1;
+	syscall(SYS_futex, go, FUTEX_WAKE, 1, NULL, NULL, 0);
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && !WEXITSTATUS(status), "holder status %#x", status);
 	return 0;
 }
 
@@ -131,9 +178,11 @@ int main(int argc, char **argv)
 {
 	if (argc == 2 && !strcmp(argv[1], "list"))
 		test_list();
-	else if (argc == 2 && !strcmp(argv[1], "syscall"))
-		test_syscall();
+	else if (argc == 3 && !strcmp(argv[1], "syscall"))
+		test_syscall(!strcmp(argv[2], "rust"));
+	else if (argc == 2 && !strcmp(argv[1], "cleanup"))
+		test_cleanup();
 	else
-		CHECK(0, "usage: compat32 list|syscall");
+		CHECK(0, "usage: compat32 list|syscall c|rust|cleanup");
 	return failures ? 1 : 0;
 }

@@ -1,5 +1,6 @@
 //! The test cases. Each runs in a process of its own; `Err` carries the reason of a failure.
 
+use crate::cleanup;
 use crate::glibc;
 use crate::list::{process_dies, process_execs, List, Waiters, HEAD_LEN};
 use crate::sys::{self, *};
@@ -30,134 +31,85 @@ macro_rules! ensure_eq {
 type R = Result<(), String>;
 
 pub static ALL: &[Case] = &[
-    Case {
-        name: "walker_in_use",
-        run: walker_in_use,
-    },
-    Case {
-        name: "glibc_thread_owner_dies",
-        run: glibc::thread_owner_dies,
-    },
-    Case {
-        name: "glibc_process_owner_dies",
-        run: glibc::process_owner_dies_plain,
-    },
-    Case {
-        name: "glibc_waiter_woken",
-        run: glibc::waiter_woken,
-    },
-    Case {
-        name: "glibc_pi_owner_dies",
-        run: glibc::pi_owner_dies,
-    },
-    Case {
-        name: "glibc_pi_waiter_woken",
-        run: glibc::pi_waiter_woken,
-    },
-    Case {
-        name: "glibc_many_threads_die",
-        run: glibc::many_threads_die,
-    },
-    Case {
-        name: "list_owned_entries",
-        run: list_owned_entries,
-    },
-    Case {
-        name: "list_pending_only",
-        run: list_pending_only,
-    },
-    Case {
-        name: "list_pending_on_list_once",
-        run: list_pending_on_list_once,
-    },
-    Case {
-        name: "list_wakes_one_waiter",
-        run: list_wakes_one_waiter,
-    },
-    Case {
-        name: "list_pi_no_wake",
-        run: list_pi_no_wake,
-    },
-    Case {
-        name: "list_positive_offset",
-        run: list_positive_offset,
-    },
-    Case {
-        name: "list_negative_offset",
-        run: list_negative_offset,
-    },
-    Case {
-        name: "list_cycle",
-        run: list_cycle,
-    },
-    Case {
-        name: "list_limit_2048",
-        run: list_limit_2048,
-    },
-    Case {
-        name: "list_limit_2049",
-        run: list_limit_2049,
-    },
-    Case {
-        name: "list_unmapped_next",
-        run: list_unmapped_next,
-    },
-    Case {
-        name: "list_unaligned_word",
-        run: list_unaligned_word,
-    },
-    Case {
-        name: "list_readonly_word",
-        run: list_readonly_word,
-    },
-    Case {
-        name: "list_unmapped_head",
-        run: list_unmapped_head,
-    },
-    Case {
-        name: "list_entry_unlocked_no_wake",
-        run: list_entry_unlocked_no_wake,
-    },
-    Case {
-        name: "pending_unlocked_wakes",
-        run: pending_unlocked_wakes,
-    },
-    Case {
-        name: "pending_other_owner_wakes",
-        run: pending_other_owner_wakes,
-    },
-    Case {
-        name: "pending_other_owner_waiters_no_wake",
-        run: pending_other_owner_waiters_no_wake,
-    },
-    Case {
-        name: "pending_pi_unlocked_no_wake",
-        run: pending_pi_unlocked_no_wake,
-    },
-    Case {
-        name: "exec_walks_list",
-        run: exec_walks_list,
-    },
-    Case {
-        name: "thread_exit_walks_list",
-        run: thread_exit_walks_list,
-    },
-    Case {
-        name: "compat32_list",
-        run: compat32_list,
-    },
-    Case {
-        name: "compat32_syscall",
-        run: compat32_syscall,
-    },
-    Case {
-        name: "cleanup_bad_input",
-        run: cleanup_bad_input,
-    },
-    Case {
-        name: "cleanup_enosys",
-        run: cleanup_enosys,
-    },
+    Case::any("walker_in_use", walker_in_use),
+    Case::any("glibc_thread_owner_dies", glibc::thread_owner_dies),
+    Case::any("glibc_process_owner_dies", glibc::process_owner_dies_plain),
+    Case::any("glibc_waiter_woken", glibc::waiter_woken),
+    Case::any("glibc_pi_owner_dies", glibc::pi_owner_dies),
+    Case::any("glibc_pi_waiter_woken", glibc::pi_waiter_woken),
+    Case::any("glibc_many_threads_die", glibc::many_threads_die),
+    Case::any("list_owned_entries", list_owned_entries),
+    Case::any("list_pending_only", list_pending_only),
+    Case::any("list_pending_on_list_once", list_pending_on_list_once),
+    Case::any("list_wakes_one_waiter", list_wakes_one_waiter),
+    Case::any("list_pi_no_wake", list_pi_no_wake),
+    Case::any("list_positive_offset", list_positive_offset),
+    Case::any("list_negative_offset", list_negative_offset),
+    Case::any("list_cycle", list_cycle),
+    Case::any("list_limit_2048", list_limit_2048),
+    Case::any("list_limit_2049", list_limit_2049),
+    Case::any("list_unmapped_next", list_unmapped_next),
+    Case::any("list_unaligned_word", list_unaligned_word),
+    Case::any("list_readonly_word", list_readonly_word),
+    Case::any("list_unmapped_head", list_unmapped_head),
+    Case::any("list_entry_unlocked_no_wake", list_entry_unlocked_no_wake),
+    Case::any("pending_unlocked_wakes", pending_unlocked_wakes),
+    Case::any("pending_other_owner_wakes", pending_other_owner_wakes),
+    Case::any(
+        "pending_other_owner_waiters_no_wake",
+        pending_other_owner_waiters_no_wake,
+    ),
+    Case::any("pending_pi_unlocked_no_wake", pending_pi_unlocked_no_wake),
+    Case::any("exec_walks_list", exec_walks_list),
+    Case::any("thread_exit_walks_list", thread_exit_walks_list),
+    Case::any("compat32_list", compat32_list),
+    Case::any("compat32_syscall", compat32_syscall),
+    Case::any("cleanup_bad_input", cleanup_bad_input),
+    Case::no_module("cleanup_enosys", cleanup_enosys),
+    Case::module("cleanup_same_process_thread", cleanup::same_process_thread),
+    Case::module("cleanup_clone_vm_sibling", cleanup::clone_vm_sibling),
+    Case::module("cleanup_shared_anon_process", cleanup::shared_anon_process),
+    Case::module("cleanup_memfd_other_address", cleanup::memfd_other_address),
+    Case::module(
+        "cleanup_tmpfs_file_other_address",
+        cleanup::tmpfs_file_other_address,
+    ),
+    Case::module("cleanup_sysv_shm", cleanup::sysv_shm),
+    Case::module(
+        "cleanup_many_threads_many_processes",
+        cleanup::many_threads_many_processes,
+    ),
+    Case::module(
+        "cleanup_private_file_not_cleared",
+        cleanup::private_file_not_cleared,
+    ),
+    Case::module(
+        "cleanup_cow_copy_not_cleared",
+        cleanup::cow_copy_not_cleared,
+    ),
+    Case::module("cleanup_range_and_pi_bit", cleanup::range_and_pi_bit),
+    Case::module(
+        "cleanup_exited_target_skipped",
+        cleanup::exited_target_skipped,
+    ),
+    Case::module("cleanup_bad_mappings", cleanup::bad_mappings),
+    Case::module("cleanup_compat32", cleanup::compat32_cleanup),
+    Case::any(
+        "race_munmap_without_cleanup",
+        cleanup::race_munmap_without_cleanup,
+    ),
+    Case::module(
+        "race_munmap_with_cleanup",
+        cleanup::race_munmap_with_cleanup,
+    ),
+    Case::any(
+        "race_shared_without_cleanup",
+        cleanup::race_shared_without_cleanup,
+    ),
+    Case::module(
+        "race_shared_with_cleanup",
+        cleanup::race_shared_with_cleanup,
+    ),
 ];
 
 const STATS: &str = "/sys/kernel/debug/robust_futex";
@@ -561,9 +513,9 @@ fn thread_exit_walks_list(_: &Ctx) -> R {
     Ok(())
 }
 
-fn run_compat32(ctx: &Ctx, what: &str) -> R {
+pub fn run_compat32(ctx: &Ctx, args: &[&str]) -> R {
     let out = std::process::Command::new(&ctx.compat32)
-        .arg(what)
+        .args(args)
         .output()
         .map_err(|e| format!("{}: {}", ctx.compat32, e))?;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -571,9 +523,9 @@ fn run_compat32(ctx: &Ctx, what: &str) -> R {
     }
     ensure!(
         out.status.success(),
-        "{} {}: {}",
+        "{} {:?}: {}",
         ctx.compat32,
-        what,
+        args,
         out.status
     );
     Ok(())
@@ -586,7 +538,7 @@ fn compat32_list(ctx: &Ctx) -> R {
         Walker::Rust => Some(counter("compat_exit_walks")?),
         Walker::C => None,
     };
-    run_compat32(ctx, "list")?;
+    run_compat32(ctx, &["list"])?;
     if let Some(before) = before {
         let after = counter("compat_exit_walks")?;
         ensure!(
@@ -599,9 +551,13 @@ fn compat32_list(ctx: &Ctx) -> R {
     Ok(())
 }
 
-/// The i386 entry of cleanup_robust_list validates like the native one.
+/// The i386 entry of cleanup_robust_list validates like the native one, and dispatches.
 fn compat32_syscall(ctx: &Ctx) -> R {
-    run_compat32(ctx, "syscall")
+    let walker = match ctx.walker {
+        Walker::C => "c",
+        Walker::Rust => "rust",
+    };
+    run_compat32(ctx, &["syscall", walker])
 }
 
 /// Bad arguments are rejected before anything else, with or without an implementation.
@@ -634,8 +590,7 @@ fn cleanup_bad_input(_: &Ctx) -> R {
     Ok(())
 }
 
-/// No implementation is registered yet (the module registers none): valid arguments give
-/// ENOSYS, on the stock kernel path and with the module loaded.
+/// Without the module, valid arguments give ENOSYS.
 fn cleanup_enosys(_: &Ctx) -> R {
     let m = Shared::new(4096);
     let r = cleanup_robust_list(m.base, 4, 0);

@@ -7,13 +7,16 @@
 //!
 //! Usage: robust-harness --walker c|rust [--compat32 PATH] [--filter SUBSTRING]
 //!        robust-harness demo LABEL
+//!        robust-harness race LABEL [with-cleanup]
 //!        robust-harness switch-walkers MODULE.ko [ROUNDS]
 //!
 //! `--walker` names the walker the kernel is expected to use (the built-in C one, or the
 //! robust_futex module's); the same cases, with the same expectations, run for both.
 
 mod cases;
+mod cleanup;
 mod glibc;
+mod holder;
 mod list;
 mod stress;
 mod sys;
@@ -32,9 +35,55 @@ pub struct Ctx {
     pub compat32: String,
 }
 
+/// Which kernels a case is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Both walkers, with the same expectations: the exit walk.
+    Any,
+    /// The robust_futex module: cleanup_robust_list() is implemented.
+    Module,
+    /// The stock kernel path: no module loaded.
+    NoModule,
+}
+
 pub struct Case {
     pub name: &'static str,
     pub run: fn(&Ctx) -> Result<(), String>,
+    pub needs: Needs,
+}
+
+impl Case {
+    pub const fn any(name: &'static str, run: fn(&Ctx) -> Result<(), String>) -> Case {
+        Case {
+            name,
+            run,
+            needs: Needs::Any,
+        }
+    }
+
+    pub const fn module(name: &'static str, run: fn(&Ctx) -> Result<(), String>) -> Case {
+        Case {
+            name,
+            run,
+            needs: Needs::Module,
+        }
+    }
+
+    pub const fn no_module(name: &'static str, run: fn(&Ctx) -> Result<(), String>) -> Case {
+        Case {
+            name,
+            run,
+            needs: Needs::NoModule,
+        }
+    }
+
+    fn runs_with(&self, walker: Walker) -> bool {
+        match self.needs {
+            Needs::Any => true,
+            Needs::Module => walker == Walker::Rust,
+            Needs::NoModule => walker == Walker::C,
+        }
+    }
 }
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -125,6 +174,15 @@ fn main() {
         }
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("race") {
+        let label = std::env::args().nth(2).unwrap_or_default();
+        let clean = std::env::args().nth(3).as_deref() == Some("with-cleanup");
+        if let Err(e) = cleanup::demo(&label, clean) {
+            println!("[race/{}] FAILED: {}", label, e);
+            std::process::exit(1);
+        }
+        return;
+    }
     if std::env::args().nth(1).as_deref() == Some("switch-walkers") {
         let module = std::env::args().nth(2).unwrap_or_else(|| usage());
         let rounds = std::env::args()
@@ -157,7 +215,7 @@ fn main() {
     };
     let cases: Vec<&Case> = cases::ALL
         .iter()
-        .filter(|c| c.name.contains(&filter))
+        .filter(|c| c.name.contains(&filter) && c.runs_with(ctx.walker))
         .collect();
 
     println!("KTAP version 1");

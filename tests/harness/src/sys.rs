@@ -89,6 +89,11 @@ pub fn write_u32(addr: usize, v: u32) {
     unsafe { std::ptr::write_volatile(addr as *mut u32, v) }
 }
 
+pub fn read_usize(addr: usize) -> usize {
+    // SAFETY: callers pass addresses inside mappings they own.
+    unsafe { std::ptr::read_volatile(addr as *const usize) }
+}
+
 /// Writes a list pointer; list entries may be deliberately misaligned.
 pub fn write_usize(addr: usize, v: usize) {
     // SAFETY: callers pass addresses inside mappings they own.

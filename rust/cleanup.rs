@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `cleanup_robust_list(2)`: forget pending robust list operations on memory about to be reused.
+//!
+//! A thread unlocking a robust mutex sets `list_op_pending`, releases the futex word, then clears
+//! `list_op_pending`. If it dies between the last two steps while the mutex is destroyed and its
+//! memory reused, its exit walk writes `FUTEX_OWNER_DIED` into, or wakes on, the new contents. A
+//! C library calls this system call from `pthread_mutex_destroy()` of robust mutexes to clear
+//! every such stale `list_op_pending` first.
+//!
+//! 1. **Identity.** The caller's range `[addr, addr + len)` is resolved in its mm as
+//!    `get_futex_key()` would resolve each word: for a `VM_SHARED` mapping (shared file, shmem,
+//!    memfd, shared anonymous memory, SysV shm), the backing `address_space` and byte offsets in
+//!    it; for private memory, the caller's mm and the addresses.
+//! 2. **Windows.** Where each mm maps that identity: for shared memory, every `VM_SHARED` VMA on
+//!    the mapping's `i_mmap` tree that covers part of the offsets, at whatever address it maps
+//!    them; for private memory, the caller's range in the caller's mm.
+//! 3. **Candidates.** Every thread whose mm has a window (threads, `CLONE_VM` siblings and other
+//!    processes alike), except kernel threads and tasks without a robust list.
+//! 4. **Clearing.** For each candidate, under its `futex_exit_mutex` (so that an exit that
+//!    started walking finishes first, and one that finished is skipped), each head's
+//!    `futex_offset` and `list_op_pending` are read from its memory; if the futex word
+//!    (`pending + futex_offset`, PI bit masked, 32-bit arithmetic for compat heads) lies in one
+//!    of that mm's windows, the slot is cleared by compare-and-exchange against the value read:
+//!    a slot changed in the meantime is left alone.
+//!
+//! Lock order: a task's `futex_exit_mutex`, then an mm's `mmap_lock`. `i_mmap_rwsem` and RCU are
+//! only held while collecting references (steps 2 and 3), never together with the others.
+//!
+//! Permissions: the caller must be able to write to the range (`VM_WRITE`). It then clears the
+//! slots of every task that maps the same memory, whatever its user or PID namespace: they share
+//! the lock memory, the only change is NULLing a pointer to it, and the caller could as well
+//! write anything into that memory.
+
+use crate::robust_list::{Head, UserMem};
+use crate::sys::{self, FileRef, FutexExitGuard, MmGrab, TaskRef, VmaInfo};
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{alloc::flags::GFP_ATOMIC, bindings, prelude::*, uaccess::UserPtr};
+
+/// Calls of the system call that reached this module (shown in debugfs).
+pub(crate) static CLEANUP_CALLS: AtomicU64 = AtomicU64::new(0);
+/// `list_op_pending` slots cleared (shown in debugfs).
+pub(crate) static CLEANUP_CLEARED: AtomicU64 = AtomicU64::new(0);
+
+const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
+const VM_READ: usize = bindings::VM_READ as usize;
+const VM_WRITE: usize = bindings::VM_WRITE as usize;
+const VM_EXEC: usize = bindings::VM_EXEC as usize;
+const VM_SHARED: usize = bindings::VM_SHARED as usize;
+const VM_IO: usize = bindings::VM_IO as usize;
+const VM_PFNMAP: usize = bindings::VM_PFNMAP as usize;
+
+/// The caller's range in the identity `get_futex_key()` gives its words.
+enum Store {
+    /// Bytes `[start, end)` of the page cache of `file`.
+    Shared {
+        file: FileRef,
+        start: usize,
+        end: usize,
+    },
+    /// Addresses `[start, end)` of the caller's mm.
+    Private {
+        mm: MmGrab,
+        start: usize,
+        end: usize,
+    },
+}
+
+/// Addresses `[start, end)` of `mm` that map (part of) the caller's range.
+struct Window {
+    mm: MmGrab,
+    start: usize,
+    end: usize,
+}
+
+/// Resolves `[addr, addr + len)` in the caller's mm (step 1).
+///
+/// Errors: `EFAULT` if part of the range is unmapped, or mapped `PROT_NONE` or as I/O memory;
+/// `EINVAL` if it spans several mappings; `EACCES` if the caller cannot write to it.
+fn resolve(addr: usize, len: usize) -> Result<Store> {
+    let mm = sys::CurrentMmReadGuard::lock().ok_or(EFAULT)?;
+    let vma = mm.vma_at(addr).ok_or(EFAULT)?;
+    let end = addr + len; // no overflow: the system call checked access_ok()
+    if end > vma.end {
+        return Err(match mm.vma_at(vma.end) {
+            Some(next) if next.start == vma.end => EINVAL,
+            _ => EFAULT,
+        });
+    }
+    if vma.flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || vma.flags & (VM_IO | VM_PFNMAP) != 0 {
+        return Err(EFAULT);
+    }
+    if vma.flags & VM_WRITE == 0 {
+        return Err(EACCES);
+    }
+    if vma.flags & VM_SHARED != 0 {
+        // SAFETY: the VMA, and so its file, is stable under the `mmap_lock` held by `mm`.
+        if let Some(file) = unsafe { FileRef::new(vma.file) } {
+            let start = (vma.pgoff << PAGE_SHIFT) + (addr - vma.start);
+            return Ok(Store::Shared {
+                file,
+                start,
+                end: start + len,
+            });
+        }
+    }
+    // SAFETY: the current mm is valid while the task runs.
+    let grabbed = unsafe { MmGrab::new(mm.mm()) }.ok_or(EFAULT)?;
+    Ok(Store::Private {
+        mm: grabbed,
+        start: addr,
+        end,
+    })
+}
+
+/// Finds where each mm maps the store (step 2).
+fn windows(store: &Store) -> Result<KVec<Window>> {
+    let mut out = KVec::new();
+    match store {
+        Store::Private { mm, start, end } => {
+            // SAFETY: `mm` is grabbed.
+            let mm = unsafe { MmGrab::new(mm.as_ptr()) }.ok_or(EFAULT)?;
+            out.push(
+                Window {
+                    mm,
+                    start: *start,
+                    end: *end,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        Store::Shared { file, start, end } => {
+            let (first, last) = (start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
+            sys::for_each_mapping_vma(file.mapping(), first, last, |vma: &VmaInfo| {
+                if vma.flags & VM_SHARED == 0 {
+                    return Ok(()); // a MAP_PRIVATE mapping of the file: not the same memory
+                }
+                // The part of the store this VMA maps, in bytes of the file.
+                let vma_start = vma.pgoff << PAGE_SHIFT;
+                let vma_end = vma_start + (vma.end - vma.start);
+                let (s, e) = ((*start).max(vma_start), (*end).min(vma_end));
+                if s >= e {
+                    return Ok(());
+                }
+                // SAFETY: the VMA and its mm are stable under `i_mmap_rwsem`.
+                let mm = unsafe { MmGrab::new(vma.mm) }.ok_or(EFAULT)?;
+                let w = Window {
+                    mm,
+                    start: vma.start + (s - vma_start),
+                    end: vma.start + (e - vma_start),
+                };
+                // No reclaim under i_mmap_rwsem.
+                out.push(w, GFP_ATOMIC)?;
+                Ok(())
+            })?;
+        }
+    }
+    Ok(out)
+}
+
+/// Collects the threads that use an mm with a window (step 3).
+fn candidates(windows: &[Window]) -> Result<KVec<TaskRef>> {
+    let mut out = KVec::new();
+    sys::for_each_thread(|t| {
+        // SAFETY: `t` is valid under RCU, held by `for_each_thread`.
+        let (flags, mm) = unsafe { sys::task_flags_mm(t) };
+        if flags & bindings::PF_KTHREAD != 0 || mm.is_null() {
+            return Ok(());
+        }
+        if !windows.iter().any(|w| w.mm.as_ptr() == mm) {
+            return Ok(());
+        }
+        // SAFETY: `t` is valid under RCU.
+        let task = unsafe { TaskRef::new(t) }.ok_or(EFAULT)?;
+        // Under RCU: no sleeping allocation.
+        out.push(task, GFP_ATOMIC)?;
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Another task's memory, read with `access_process_vm()`.
+struct TaskMem<'a>(&'a TaskRef);
+
+impl UserMem for TaskMem<'_> {
+    fn read_ulong(&self, addr: UserPtr) -> Result<usize> {
+        let mut b = [0u8; 8];
+        self.0.read_memory(addr, &mut b)?;
+        Ok(usize::from_ne_bytes(b))
+    }
+
+    fn read_u32(&self, addr: UserPtr) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.0.read_memory(addr, &mut b)?;
+        Ok(u32::from_ne_bytes(b))
+    }
+}
+
+/// Clears the matching `list_op_pending` slots of `task` (step 4); returns how many it cleared.
+fn clean_task(task: &TaskRef, windows: &[Window]) -> usize {
+    let guard = FutexExitGuard::lock(task);
+    if guard.exited() {
+        return 0;
+    }
+    // Its mm now, which exec may have changed since the candidate was collected.
+    let Some(mm) = task.mm() else { return 0 };
+    let mine = || windows.iter().filter(|w| w.mm.as_ptr() == mm.as_ptr());
+    if mine().next().is_none() {
+        return 0;
+    }
+    let mem = TaskMem(task);
+    let mut cleared = 0;
+    for (addr, abi) in guard.heads() {
+        if addr == 0 {
+            continue;
+        }
+        let head = Head { addr, abi };
+        let slot = head.pending_slot();
+        let (Ok(futex_offset), Ok(raw)) = (head.futex_offset(&mem), head.fetch_raw(&mem, slot))
+        else {
+            continue;
+        };
+        let pending = crate::robust_list::Entry::decode(raw, abi);
+        if pending.addr == 0 {
+            continue;
+        }
+        let word = head.futex_word(pending, futex_offset);
+        if !mine().any(|w| w.start <= word && word.saturating_add(4) <= w.end) {
+            continue;
+        }
+        // A slot that is not naturally aligned, or changed since it was read, is left alone.
+        if let Ok(true) = sys::compare_and_clear_remote(&mm, slot, raw as u64, head.word_size()) {
+            cleared += 1;
+        }
+    }
+    cleared
+}
+
+fn cleanup(addr: usize, len: usize) -> Result<usize> {
+    let store = resolve(addr, len)?;
+    let windows = windows(&store)?;
+    let tasks = candidates(&windows)?;
+    Ok(tasks.iter().map(|t| clean_task(t, &windows)).sum())
+}
+
+/// `futex_robust_ops::cleanup_robust_list`.
+///
+/// # Safety
+///
+/// Called by the futex core in process context, for the current task, with arguments it
+/// validated: `flags == 0`, `addr` and `len` 4-byte aligned, `len > 0`, and the range in user
+/// space without wrapping.
+pub(crate) unsafe extern "C" fn cleanup_robust_list(addr: usize, len: usize, flags: u32) -> isize {
+    let _ = flags;
+    CLEANUP_CALLS.fetch_add(1, Ordering::Relaxed);
+    match cleanup(addr, len) {
+        Ok(n) => {
+            CLEANUP_CLEARED.fetch_add(n as u64, Ordering::Relaxed);
+            n as isize
+        }
+        Err(e) => e.to_errno() as isize,
+    }
+}

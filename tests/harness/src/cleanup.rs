@@ -1,0 +1,524 @@
+//! cleanup_robust_list(2) cases (with the module) and the race reproducers.
+
+use crate::holder::{clone_vm_holder, fork_holder, pending_for, Control};
+use crate::sys::{self, *};
+use crate::Ctx;
+use std::ffi::CString;
+
+type R = Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err(format!($($arg)+));
+        }
+    };
+}
+
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr) => {{
+        let (l, r) = ($left, $right);
+        ensure!(
+            l == r,
+            "{} == {}: {:#x?} != {:#x?}",
+            stringify!($left),
+            stringify!($right),
+            l,
+            r
+        );
+    }};
+}
+
+fn errno(r: std::io::Result<i64>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
+}
+
+fn cleanup(addr: usize, len: usize) -> Result<i64, String> {
+    cleanup_robust_list(addr, len, 0).map_err(|e| format!("cleanup_robust_list: {}", e))
+}
+
+/// Maps `len` bytes of `fd` shared, at a kernel-chosen address.
+fn map_fd(fd: i32, len: usize, flags: i32) -> usize {
+    // SAFETY: a fresh mapping of an fd we own.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            fd,
+            0,
+        )
+    };
+    assert!(
+        p != libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
+    );
+    p as usize
+}
+
+fn memfd(len: usize) -> i32 {
+    // SAFETY: plain system calls.
+    unsafe {
+        let fd = libc::memfd_create(c"robust".as_ptr(), 0);
+        assert!(fd >= 0 && libc::ftruncate(fd, len as i64) == 0);
+        fd
+    }
+}
+
+fn tmpfs_file(len: usize) -> i32 {
+    let path = CString::new(format!("/tmp/robust-{}", sys::getpid())).unwrap();
+    // SAFETY: plain system calls.
+    unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC,
+            0o600,
+        );
+        assert!(fd >= 0 && libc::ftruncate(fd, len as i64) == 0);
+        libc::unlink(path.as_ptr());
+        fd
+    }
+}
+
+/// One holder process whose word is in memory it maps itself from `fd` (so at another address
+/// than the test's); the test cleans through its own mapping. Expects `expect` slots cleared.
+fn cross_process_fd(fd: i32, flags: i32, expect: i64) -> R {
+    let ctl = Control::new();
+    let mine = map_fd(fd, 4096, flags);
+    let pid = fork_holder(&ctl, 0, false, || {
+        let _spacer = map_fd(fd, 4096, flags); // make the next address differ
+        map_fd(fd, 4096, flags) + 0x100
+    });
+    let r = (|| -> R {
+        ctl.wait_ready(0)?;
+        let theirs = sys::read_usize(ctl.slot(0));
+        ensure!(
+            pending_for(mine + 0x100) != theirs,
+            "mapped at the same address"
+        );
+        ensure_eq!(cleanup(mine + 0x100, 4)?, expect);
+        let slot = sys::read_usize(ctl.slot(0));
+        ensure!(
+            (slot == 0) == (expect == 1),
+            "slot after cleanup: {:#x}",
+            slot
+        );
+        Ok(())
+    })();
+    ctl.release();
+    ensure!(exited_ok(sys::wait_pid(pid)), "holder failed");
+    r
+}
+
+pub fn memfd_other_address(_: &Ctx) -> R {
+    cross_process_fd(memfd(4096), libc::MAP_SHARED, 1)
+}
+
+pub fn tmpfs_file_other_address(_: &Ctx) -> R {
+    cross_process_fd(tmpfs_file(4096), libc::MAP_SHARED, 1)
+}
+
+/// MAP_PRIVATE file mappings are private memory: another process's is not the same lock.
+pub fn private_file_not_cleared(_: &Ctx) -> R {
+    cross_process_fd(tmpfs_file(4096), libc::MAP_PRIVATE, 0)
+}
+
+pub fn shared_anon_process(_: &Ctx) -> R {
+    let ctl = Control::new();
+    let mem = Shared::new(4096);
+    let word = mem.at(0x200);
+    let pid = fork_holder(&ctl, 0, false, || word);
+    let r = (|| -> R {
+        ctl.wait_ready(0)?;
+        ensure_eq!(cleanup(word, 4)?, 1);
+        ensure_eq!(sys::read_usize(ctl.slot(0)), 0);
+        // A second call finds nothing left to clear.
+        ensure_eq!(cleanup(word, 4)?, 0);
+        Ok(())
+    })();
+    ctl.release();
+    ensure!(exited_ok(sys::wait_pid(pid)), "holder failed");
+    r
+}
+
+pub fn sysv_shm(_: &Ctx) -> R {
+    // SAFETY: plain SysV shm calls on a private segment removed at the end.
+    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
+    ensure!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+    // SAFETY: as above.
+    let mine = unsafe { libc::shmat(id, std::ptr::null(), 0) } as usize;
+    let ctl = Control::new();
+    let pid = fork_holder(&ctl, 0, false, || {
+        // SAFETY: a second attach, at another address, in the child.
+        unsafe { libc::shmat(id, std::ptr::null(), 0) as usize + 0x40 }
+    });
+    let r = (|| -> R {
+        ctl.wait_ready(0)?;
+        ensure_eq!(cleanup(mine + 0x40, 4)?, 1);
+        ensure_eq!(sys::read_usize(ctl.slot(0)), 0);
+        Ok(())
+    })();
+    ctl.release();
+    let st = sys::wait_pid(pid);
+    // SAFETY: removes the segment.
+    unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    ensure!(exited_ok(st), "holder failed");
+    r
+}
+
+/// A thread of the caller's own process, on private memory.
+pub fn same_process_thread(_: &Ctx) -> R {
+    // SAFETY: a fresh private anonymous mapping.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as usize;
+    let ctl = Control::new();
+    ctl.prepare(0, p + 0x80, false);
+    std::thread::scope(|s| {
+        let t = s.spawn(|| ctl.hold(0, &[]));
+        let r = (|| -> R {
+            ctl.wait_ready(0)?;
+            ensure_eq!(cleanup(p, 4096)?, 1);
+            ensure_eq!(sys::read_usize(ctl.slot(0)), 0);
+            Ok(())
+        })();
+        ctl.release();
+        t.join().map_err(|_| "holder panicked".to_string())?;
+        r
+    })
+}
+
+/// A CLONE_VM sibling (same mm, another process) on private memory.
+pub fn clone_vm_sibling(_: &Ctx) -> R {
+    // SAFETY: a fresh private anonymous mapping.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as usize;
+    let ctl = Control::new();
+    ctl.prepare(0, p + 0x80, false);
+    let pid = clone_vm_holder(&ctl, 0);
+    let r = (|| -> R {
+        let tid = ctl.wait_ready(0)?;
+        ensure_eq!(tid as i32, pid);
+        ensure_eq!(cleanup(p + 0x80, 4)?, 1);
+        ensure_eq!(sys::read_usize(ctl.slot(0)), 0);
+        Ok(())
+    })();
+    ctl.release();
+    ensure!(exited_ok(sys::wait_pid(pid)), "sibling failed");
+    r
+}
+
+/// A forked copy-on-write copy of private memory is another process's memory.
+pub fn cow_copy_not_cleared(_: &Ctx) -> R {
+    // SAFETY: a fresh private anonymous mapping.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as usize;
+    sys::write_u32(p, 1); // populate before fork
+    let ctl = Control::new();
+    let pid = fork_holder(&ctl, 0, false, || p + 0x80);
+    let r = (|| -> R {
+        ctl.wait_ready(0)?;
+        ensure_eq!(cleanup(p + 0x80, 4)?, 0);
+        ensure!(sys::read_usize(ctl.slot(0)) != 0, "slot cleared");
+        Ok(())
+    })();
+    ctl.release();
+    ensure!(exited_ok(sys::wait_pid(pid)), "holder failed");
+    r
+}
+
+/// Only words inside [addr, addr + len) count; the PI bit is masked.
+pub fn range_and_pi_bit(_: &Ctx) -> R {
+    let mem = Shared::new(4096);
+    let ctl = Control::new();
+    let word = mem.at(0x140);
+    let pid = fork_holder(&ctl, 0, true, || word);
+    let r = (|| -> R {
+        ctl.wait_ready(0)?;
+        ensure_eq!(cleanup(mem.at(0x100), 0x40)?, 0); // ends right before the word
+        ensure_eq!(cleanup(mem.at(0x144), 4)?, 0); // right after it
+        ensure_eq!(cleanup(mem.at(0x0), 0x140)?, 0);
+        ensure!(
+            sys::read_usize(ctl.slot(0)) != 0,
+            "slot cleared by a range without the word"
+        );
+        ensure_eq!(cleanup(mem.at(0x100), 0x44)?, 1);
+        ensure_eq!(sys::read_usize(ctl.slot(0)), 0);
+        Ok(())
+    })();
+    ctl.release();
+    ensure!(exited_ok(sys::wait_pid(pid)), "holder failed");
+    r
+}
+
+/// Many threads in several processes, one call for the whole region.
+pub fn many_threads_many_processes(_: &Ctx) -> R {
+    const PROCS: usize = 3;
+    const THREADS: usize = 4;
+    let mem = Shared::new(4096);
+    let ctl = Control::new();
+    let mut pids = Vec::new();
+    for p in 0..PROCS {
+        let ctl = &ctl;
+        let mem = &mem;
+        pids.push(sys::fork_with(move || {
+            std::thread::scope(|s| {
+                for t in 0..THREADS {
+                    let i = p * THREADS + t;
+                    ctl.prepare(i, mem.at(0x40 * i), false);
+                    s.spawn(move || ctl.hold(i, &[]));
+                }
+            });
+            0
+        }));
+    }
+    let r = (|| -> R {
+        for i in 0..PROCS * THREADS {
+            ctl.wait_ready(i)?;
+        }
+        ensure_eq!(cleanup(mem.base, 4096)?, (PROCS * THREADS) as i64);
+        for i in 0..PROCS * THREADS {
+            ensure_eq!(sys::read_usize(ctl.slot(i)), 0);
+        }
+        Ok(())
+    })();
+    ctl.release();
+    for pid in pids {
+        ensure!(exited_ok(sys::wait_pid(pid)), "holder process failed");
+    }
+    r
+}
+
+/// A holder that already exited (a zombie, not reaped) is skipped: its exit walked its list.
+pub fn exited_target_skipped(_: &Ctx) -> R {
+    let mem = Shared::new(4096);
+    let ctl = Control::new();
+    let word = mem.at(0x100);
+    let pid = fork_holder(&ctl, 0, false, || word);
+    ctl.wait_ready(0)?;
+    ctl.release();
+    // Wait for the zombie without reaping it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid out pointer.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as u32,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        )
+    };
+    ensure!(r == 0, "waitid: {}", std::io::Error::last_os_error());
+    let n = cleanup(word, 4)?;
+    ensure!(exited_ok(sys::wait_pid(pid)), "holder failed");
+    ensure_eq!(n, 0);
+    Ok(())
+}
+
+/// Bad ranges, with the implementation registered: nothing is cleared.
+pub fn bad_mappings(_: &Ctx) -> R {
+    let page = 4096;
+    // SAFETY: fresh mappings, changed and unmapped below.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4 * page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as usize;
+    // [0] RW, [1] PROT_NONE, [2] read-only, [3] unmapped; then [4..5] two RW mappings.
+    // SAFETY: our own mappings.
+    unsafe {
+        libc::mprotect((base + page) as *mut _, page, libc::PROT_NONE);
+        libc::mprotect((base + 2 * page) as *mut _, page, libc::PROT_READ);
+        libc::munmap((base + 3 * page) as *mut _, page);
+    }
+    ensure_eq!(
+        errno(cleanup_robust_list(base + page, 4, 0)),
+        Some(libc::EFAULT)
+    );
+    ensure_eq!(
+        errno(cleanup_robust_list(base + 2 * page, 4, 0)),
+        Some(libc::EACCES)
+    );
+    ensure_eq!(
+        errno(cleanup_robust_list(base + 3 * page, 4, 0)),
+        Some(libc::EFAULT)
+    );
+    ensure_eq!(errno(cleanup_robust_list(0, 4, 0)), Some(libc::EFAULT));
+    // RW followed by PROT_NONE: two mappings.
+    ensure_eq!(
+        errno(cleanup_robust_list(base + page - 4, 8, 0)),
+        Some(libc::EINVAL)
+    );
+    // Read-only followed by a hole.
+    ensure_eq!(
+        errno(cleanup_robust_list(base + 3 * page - 4, 8, 0)),
+        Some(libc::EFAULT)
+    );
+    ensure_eq!(
+        cleanup_robust_list(base, page, 0).map_err(|e| e.to_string())?,
+        0
+    );
+    Ok(())
+}
+
+/// The race, deterministically: a thread dies between releasing a robust futex and clearing
+/// `list_op_pending`, after the memory was destroyed and reused with contents that look owned
+/// by it (its TID). `reuse` destroys and reuses the memory (after calling cleanup_robust_list if
+/// `clean`). Returns how many of `rounds` rounds found the reused memory changed, and the last
+/// change seen (the value written, and what the kernel made of it).
+fn race_rounds(
+    rounds: usize,
+    clean: bool,
+    setup: impl Fn() -> (usize, Box<dyn Fn(u32)>),
+) -> Result<(usize, Option<(u32, u32)>), String> {
+    let mut corrupted = 0;
+    let mut example = None;
+    for _ in 0..rounds {
+        let (word, reuse) = setup();
+        let ctl = Control::new();
+        ctl.prepare(0, word, false);
+        let corrupt = std::thread::scope(|s| -> Result<bool, String> {
+            // The holder "unlocks" (the word is 0, pending still set) and dies when told.
+            let t = s.spawn(|| ctl.hold(0, &[]));
+            let tid = ctl.wait_ready(0)?;
+            if clean {
+                ensure_eq!(cleanup(word, 4)?, 1);
+            }
+            reuse(tid);
+            ctl.release();
+            t.join().map_err(|_| "holder panicked".to_string())?;
+            let now = sys::read_u32(word);
+            if now != tid {
+                example = Some((tid, now));
+            }
+            Ok(now != tid)
+        })?;
+        corrupted += corrupt as usize;
+    }
+    Ok((corrupted, example))
+}
+
+const ROUNDS: usize = 20;
+
+/// Destroy by munmap, reuse by mmap at the same address (robust_bug.c).
+fn munmap_setup() -> (usize, Box<dyn Fn(u32)>) {
+    let mem = Shared::new(4096);
+    let base = mem.base;
+    std::mem::forget(mem); // unmapped by the reuse, and the new mapping leaks per round
+    let reuse = Box::new(move |tid: u32| {
+        // SAFETY: replaces our own mapping with a new one at the same address.
+        unsafe {
+            libc::munmap(base as *mut _, 4096);
+            let p = libc::mmap(
+                base as *mut _,
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            );
+            assert_eq!(p as usize, base);
+        }
+        for off in (0..4096).step_by(4) {
+            sys::write_u32(base + off, tid);
+        }
+    });
+    (base + 0x100, reuse)
+}
+
+/// Destroy inside a long-lived shared mapping; another process reuses the chunk.
+fn shared_setup() -> (usize, Box<dyn Fn(u32)>) {
+    let mem = Shared::new(4096);
+    let base = mem.base;
+    std::mem::forget(mem);
+    let reuse = Box::new(move |tid: u32| {
+        let pid = sys::fork_with(|| {
+            for off in (0x100..0x200).step_by(4) {
+                sys::write_u32(base + off, tid);
+            }
+            0
+        });
+        sys::wait_pid(pid);
+    });
+    (base + 0x100, reuse)
+}
+
+pub fn race_munmap_without_cleanup(_: &Ctx) -> R {
+    ensure_eq!(race_rounds(ROUNDS, false, munmap_setup)?.0, ROUNDS);
+    Ok(())
+}
+
+pub fn race_munmap_with_cleanup(_: &Ctx) -> R {
+    ensure_eq!(race_rounds(ROUNDS, true, munmap_setup)?.0, 0);
+    Ok(())
+}
+
+pub fn race_shared_without_cleanup(_: &Ctx) -> R {
+    ensure_eq!(race_rounds(ROUNDS, false, shared_setup)?.0, ROUNDS);
+    Ok(())
+}
+
+pub fn race_shared_with_cleanup(_: &Ctx) -> R {
+    ensure_eq!(race_rounds(ROUNDS, true, shared_setup)?.0, 0);
+    Ok(())
+}
+
+/// `robust-harness race LABEL`: the reproducer's outcome, for `make demo`.
+pub fn demo(label: &str, clean: bool) -> R {
+    for (name, setup) in [
+        (
+            "munmap + mmap at the same address",
+            munmap_setup as fn() -> _,
+        ),
+        ("reuse inside a long-lived shared mapping", shared_setup),
+    ] {
+        let (n, example) = race_rounds(ROUNDS, clean, setup)?;
+        let example = example
+            .map(|(was, now)| format!(" (e.g. {:#010x} became {:#010x})", was, now))
+            .unwrap_or_default();
+        println!(
+            "[race/{}] {}: {} cleanup_robust_list(): reused memory corrupted in {}/{} rounds{}",
+            label,
+            name,
+            if clean { "with" } else { "without" },
+            n,
+            ROUNDS,
+            example
+        );
+    }
+    Ok(())
+}
+
+pub fn compat32_cleanup(ctx: &Ctx) -> R {
+    crate::cases::run_compat32(ctx, &["cleanup"])
+}
