@@ -347,6 +347,15 @@ impl Drop for MmGrab {
 pub(crate) struct MmGet(NonNull<bindings::mm_struct>);
 
 impl MmGet {
+    /// The current task's address space, also for a kernel thread that adopted one (as a KUnit
+    /// test does with `kunit_vm_mmap()`), where `get_task_mm()` returns NULL.
+    pub(crate) fn current() -> Option<Self> {
+        // SAFETY: `get_current()` returns the valid current task.
+        let mm = NonNull::new(unsafe { (*bindings::get_current()).mm })?;
+        // SAFETY: the current mm is valid while the task runs.
+        unsafe { bindings::mmget_not_zero(mm.as_ptr()) }.then_some(MmGet(mm))
+    }
+
     pub(crate) fn as_ptr(&self) -> *mut bindings::mm_struct {
         self.0.as_ptr()
     }

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! KUnit suite `robust_futex_walker`: the robust list parser and the exit walk, run in the
-//! KUnit thread against lists built in a user address space of its own (`kunit_vm_mmap()`).
+//! KUnit suites, run in the KUnit thread against memory in a user address space of its own
+//! (`kunit_vm_mmap()`):
+//!
+//! - `robust_futex_walker`: the robust list parser and the exit walk;
+//! - `robust_futex_cleanup`: the compare-and-clear primitive of `cleanup_robust_list(2)`.
 //!
 //! The thread "dies" by calling the walk on a list it built, with its own TID as the owner.
 
@@ -335,6 +338,47 @@ fn registration_is_exclusive(test: &Test) {
     }
 }
 
+/// `compare_and_clear_remote()` clears a slot only if it still holds the value read: a slot
+/// changed in between (here: before the call) is left alone. Both widths; misaligned slots are
+/// refused.
+fn compare_and_clear_respects_value(test: &Test) {
+    let Some(base) = map(test, 4096) else { return };
+    let Some(mm) = sys::MmGet::current() else {
+        check!(test, false, "no mm");
+        return;
+    };
+    let slot = base + 0x10;
+    put_word(Abi::Native, slot, 0x1234_5678_9abc_def0);
+    let r = sys::compare_and_clear_remote(&mm, slot, 0x1111, 8);
+    check!(test, matches!(r, Ok(false)), "stale value: {:?}", r);
+    check_eq!(
+        test,
+        sys::get_user::<u64>(slot).unwrap_or(0),
+        0x1234_5678_9abc_def0
+    );
+    let r = sys::compare_and_clear_remote(&mm, slot, 0x1234_5678_9abc_def0, 8);
+    check!(test, matches!(r, Ok(true)), "current value: {:?}", r);
+    check_eq!(test, sys::get_user::<u64>(slot).unwrap_or(1), 0);
+
+    let slot32 = base + 0x24;
+    put_u32(slot32, 0x8765_4321);
+    let r = sys::compare_and_clear_remote(&mm, slot32, 0x8765_4320, 4);
+    check!(test, matches!(r, Ok(false)), "stale 32-bit value: {:?}", r);
+    check_eq!(test, get_u32(slot32), 0x8765_4321);
+    let r = sys::compare_and_clear_remote(&mm, slot32, 0x8765_4321, 4);
+    check!(test, matches!(r, Ok(true)), "current 32-bit value: {:?}", r);
+    check_eq!(test, get_u32(slot32), 0);
+    // Its neighbours are untouched.
+    check_eq!(test, get_u32(slot32 - 4), 0);
+    check_eq!(test, get_u32(slot32 + 4), 0);
+
+    check!(
+        test,
+        sys::compare_and_clear_remote(&mm, base + 4, 0, 8).is_err(),
+        "misaligned"
+    );
+}
+
 static mut WALKER_CASES: [bindings::kunit_case; 9] = [
     kunit_case!(entry_decoding),
     kunit_case!(walk_marks_owned_words),
@@ -352,6 +396,17 @@ static mut WALKER_SUITE: bindings::kunit_suite = suite(
     &raw mut WALKER_CASES as *mut bindings::kunit_case,
 );
 
+static mut CLEANUP_CASES: [bindings::kunit_case; 2] =
+    [kunit_case!(compare_and_clear_respects_value), END];
+
+static mut CLEANUP_SUITE: bindings::kunit_suite = suite(
+    b"robust_futex_cleanup",
+    &raw mut CLEANUP_CASES as *mut bindings::kunit_case,
+);
+
 #[used]
 #[link_section = ".kunit_test_suites"]
-static SUITES: [SuiteEntry; 1] = [SuiteEntry(&raw mut WALKER_SUITE)];
+static SUITES: [SuiteEntry; 2] = [
+    SuiteEntry(&raw mut WALKER_SUITE),
+    SuiteEntry(&raw mut CLEANUP_SUITE),
+];

@@ -42,6 +42,14 @@ record clippy/module "$ROOT/scripts/module.sh" CLIPPY=1
 record clippy/harness cargo clippy --quiet --release --locked \
 	--manifest-path "$ROOT/tests/harness/Cargo.toml" --target-dir "$BUILD/harness" \
 	-- -D warnings
+# The man page renders with man -l, and groff has nothing to say about it.
+man_renders() {
+	local err
+	err=$(MANWIDTH=80 man --warnings -l "$1" 2>&1 >/dev/null)
+	[ -z "$err" ] || { echo "$err"; return 1; }
+	MANWIDTH=80 man -l "$1" | grep -q "cleanup_robust_list"
+}
+record manpage_renders man_renders "$ROOT/Documentation/robust-futex/cleanup_robust_list.2"
 record uapi_header_matches_kernel diff -u "$ROOT/include/linux/futex_robust.h" \
 	"$KSRC/include/linux/futex_robust.h"
 
