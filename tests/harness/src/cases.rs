@@ -6,28 +6,6 @@ use crate::list::{process_dies, process_execs, List, Waiters, HEAD_LEN};
 use crate::sys::{self, *};
 use crate::{Case, Ctx, Walker};
 
-macro_rules! ensure {
-    ($cond:expr, $($arg:tt)+) => {
-        if !$cond {
-            return Err(format!($($arg)+));
-        }
-    };
-}
-
-macro_rules! ensure_eq {
-    ($left:expr, $right:expr) => {{
-        let (l, r) = ($left, $right);
-        ensure!(
-            l == r,
-            "{} == {}: {:#x?} != {:#x?}",
-            stringify!($left),
-            stringify!($right),
-            l,
-            r
-        );
-    }};
-}
-
 type R = Result<(), String>;
 
 pub static ALL: &[Case] = &[

@@ -7,28 +7,6 @@ use std::ffi::CString;
 
 type R = Result<(), String>;
 
-macro_rules! ensure {
-    ($cond:expr, $($arg:tt)+) => {
-        if !$cond {
-            return Err(format!($($arg)+));
-        }
-    };
-}
-
-macro_rules! ensure_eq {
-    ($left:expr, $right:expr) => {{
-        let (l, r) = ($left, $right);
-        ensure!(
-            l == r,
-            "{} == {}: {:#x?} != {:#x?}",
-            stringify!($left),
-            stringify!($right),
-            l,
-            r
-        );
-    }};
-}
-
 fn errno(r: std::io::Result<i64>) -> Option<i32> {
     r.err().and_then(|e| e.raw_os_error())
 }
@@ -170,17 +148,7 @@ pub fn sysv_shm(_: &Ctx) -> R {
 
 /// A thread of the caller's own process, on private memory.
 pub fn same_process_thread(_: &Ctx) -> R {
-    // SAFETY: a fresh private anonymous mapping.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    } as usize;
+    let p = sys::private_anon(4096);
     let ctl = Control::new();
     ctl.prepare(0, p + 0x80, false);
     std::thread::scope(|s| {
@@ -199,17 +167,7 @@ pub fn same_process_thread(_: &Ctx) -> R {
 
 /// A CLONE_VM sibling (same mm, another process) on private memory.
 pub fn clone_vm_sibling(_: &Ctx) -> R {
-    // SAFETY: a fresh private anonymous mapping.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    } as usize;
+    let p = sys::private_anon(4096);
     let ctl = Control::new();
     ctl.prepare(0, p + 0x80, false);
     let pid = clone_vm_holder(&ctl, 0);
@@ -227,17 +185,7 @@ pub fn clone_vm_sibling(_: &Ctx) -> R {
 
 /// A forked copy-on-write copy of private memory is another process's memory.
 pub fn cow_copy_not_cleared(_: &Ctx) -> R {
-    // SAFETY: a fresh private anonymous mapping.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    } as usize;
+    let p = sys::private_anon(4096);
     sys::write_u32(p, 1); // populate before fork
     let ctl = Control::new();
     let pid = fork_holder(&ctl, 0, false, || p + 0x80);
@@ -343,17 +291,7 @@ pub fn exited_target_skipped(_: &Ctx) -> R {
 /// Bad ranges, with the implementation registered: nothing is cleared.
 pub fn bad_mappings(_: &Ctx) -> R {
     let page = 4096;
-    // SAFETY: fresh mappings, changed and unmapped below.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4 * page,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    } as usize;
+    let base = sys::private_anon(4 * page);
     // [0] RW, [1] PROT_NONE, [2] read-only, [3] unmapped; then [4..5] two RW mappings.
     // SAFETY: our own mappings.
     unsafe {

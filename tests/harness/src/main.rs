@@ -13,6 +13,30 @@
 //! `--walker` names the walker the kernel is expected to use (the built-in C one, or the
 //! robust_futex module's); the same cases, with the same expectations, run for both.
 
+/// `ensure!(cond, fmt...)`: fails the case with the message unless `cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err(format!($($arg)+));
+        }
+    };
+}
+
+/// `ensure_eq!(left, right)`: fails the case showing both values unless they are equal.
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr) => {{
+        let (l, r) = ($left, $right);
+        ensure!(
+            l == r,
+            "{} == {}: {:#x?} != {:#x?}",
+            stringify!($left),
+            stringify!($right),
+            l,
+            r
+        );
+    }};
+}
+
 mod cases;
 mod cleanup;
 mod glibc;

@@ -71,6 +71,23 @@ impl Shared {
     }
 }
 
+/// Private anonymous memory of `len` bytes, never unmapped (tests remap or protect parts of it).
+pub fn private_anon(len: usize) -> usize {
+    // SAFETY: a fresh anonymous mapping.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert!(p != libc::MAP_FAILED, "mmap: {}", Error::last_os_error());
+    p as usize
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `map`.
