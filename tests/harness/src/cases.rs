@@ -72,6 +72,10 @@ pub static ALL: &[Case] = &[
     ),
     Case::module("cleanup_bad_mappings", cleanup::bad_mappings),
     Case::module("cleanup_compat32", cleanup::compat32_cleanup),
+    Case::module(
+        "cleanup_other_user_and_pid_namespace",
+        cleanup::other_user_and_pid_namespace,
+    ),
     Case::any(
         "race_munmap_without_cleanup",
         cleanup::race_munmap_without_cleanup,

@@ -460,3 +460,51 @@ pub fn demo(label: &str, clean: bool) -> R {
 pub fn compat32_cleanup(ctx: &Ctx) -> R {
     crate::cases::run_compat32(ctx, &["cleanup"])
 }
+
+/// The permission model: holders running as another user, and in another PID namespace, that map
+/// the same memory are cleaned too (they share the lock memory).
+pub fn other_user_and_pid_namespace(_: &Ctx) -> R {
+    let mem = Shared::new(4096);
+    let ctl = Control::new();
+    let (w0, w1) = (mem.at(0x100), mem.at(0x200));
+    let other_user = fork_holder(&ctl, 0, false, || {
+        // SAFETY: drops privileges in the child only.
+        unsafe {
+            libc::setgid(65534);
+            libc::setuid(65534);
+        }
+        w0
+    });
+    let ctl_ref = &ctl;
+    let other_ns = sys::fork_with(move || {
+        // SAFETY: the next child of this process starts a new PID namespace, as its PID 1.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            return 2;
+        }
+        let inner = fork_holder(ctl_ref, 1, false, || w1);
+        if exited_ok(sys::wait_pid(inner)) {
+            0
+        } else {
+            1
+        }
+    });
+    let r = (|| -> R {
+        ctl.wait_ready(0)?;
+        // Its TID in its own namespace.
+        ensure_eq!(ctl.wait_ready(1)?, 1);
+        ensure_eq!(cleanup(mem.base, 4096)?, 2);
+        ensure_eq!(sys::read_usize(ctl.slot(0)), 0);
+        ensure_eq!(sys::read_usize(ctl.slot(1)), 0);
+        Ok(())
+    })();
+    ctl.release();
+    ensure!(
+        exited_ok(sys::wait_pid(other_user)),
+        "holder of another user failed"
+    );
+    ensure!(
+        exited_ok(sys::wait_pid(other_ns)),
+        "holder in another PID namespace failed"
+    );
+    r
+}
