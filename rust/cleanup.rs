@@ -114,20 +114,11 @@ fn resolve(addr: usize, len: usize) -> Result<Store> {
 }
 
 /// Finds where each mm maps the store (step 2).
-fn windows(store: &Store) -> Result<KVec<Window>> {
+fn windows(store: Store) -> Result<KVec<Window>> {
     let mut out = KVec::new();
     match store {
         Store::Private { mm, start, end } => {
-            // SAFETY: `mm` is grabbed.
-            let mm = unsafe { MmGrab::new(mm.as_ptr()) }.ok_or(EFAULT)?;
-            out.push(
-                Window {
-                    mm,
-                    start: *start,
-                    end: *end,
-                },
-                GFP_KERNEL,
-            )?;
+            out.push(Window { mm, start, end }, GFP_KERNEL)?;
         }
         Store::Shared { file, start, end } => {
             let (first, last) = (start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
@@ -138,7 +129,7 @@ fn windows(store: &Store) -> Result<KVec<Window>> {
                 // The part of the store this VMA maps, in bytes of the file.
                 let vma_start = vma.pgoff << PAGE_SHIFT;
                 let vma_end = vma_start + (vma.end - vma.start);
-                let (s, e) = ((*start).max(vma_start), (*end).min(vma_end));
+                let (s, e) = (start.max(vma_start), end.min(vma_end));
                 if s >= e {
                     return Ok(());
                 }
@@ -237,8 +228,7 @@ fn clean_task(task: &TaskRef, windows: &[Window]) -> usize {
 }
 
 fn cleanup(addr: usize, len: usize) -> Result<usize> {
-    let store = resolve(addr, len)?;
-    let windows = windows(&store)?;
+    let windows = windows(resolve(addr, len)?)?;
     let tasks = candidates(&windows)?;
     Ok(tasks.iter().map(|t| clean_task(t, &windows)).sum())
 }
