@@ -50,6 +50,7 @@ man_renders() {
 	MANWIDTH=80 man -l "$1" | grep -q "cleanup_robust_list"
 }
 record manpage_renders man_renders "$ROOT/Documentation/robust-futex/cleanup_robust_list.2"
+record documentation_rst python3 "$ROOT/scripts/rstcheck.py" "$ROOT"/Documentation/robust-futex/*.rst
 record uapi_header_matches_kernel diff -u "$ROOT/include/linux/futex_robust.h" \
 	"$KSRC/include/linux/futex_robust.h"
 
