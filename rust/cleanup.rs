@@ -78,7 +78,7 @@ struct Window {
 /// Errors: `EFAULT` if part of the range is unmapped, or mapped `PROT_NONE` or as I/O memory;
 /// `EINVAL` if it spans several mappings; `EACCES` if the caller cannot write to it.
 fn resolve(addr: usize, len: usize) -> Result<Store> {
-    let mm = sys::CurrentMmReadGuard::lock().ok_or(EFAULT)?;
+    let mm = sys::MmapReadGuard::current().ok_or(EFAULT)?;
     let vma = mm.vma_at(addr).ok_or(EFAULT)?;
     let end = addr + len; // no overflow: the system call checked access_ok()
     if end > vma.end {

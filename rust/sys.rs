@@ -82,18 +82,17 @@ pub(crate) fn fault_in_user_writeable(uaddr: UserPtr) -> Result {
         return Err(EFAULT);
     }
     // SAFETY: `mm` is the current task's mm, which stays alive while the task runs.
-    unsafe { bindings::mmap_read_lock(mm) };
+    let locked = unsafe { MmapReadGuard::lock(mm) };
     // SAFETY: `mm` is valid and its `mmap_lock` is held for reading, as required.
     let ret = unsafe {
         bindings::fixup_user_fault(
-            mm,
+            locked.mm(),
             uaddr as _,
             bindings::fault_flag_FAULT_FLAG_WRITE,
             ptr::null_mut(),
         )
     };
-    // SAFETY: Pairs with the `mmap_read_lock()` above.
-    unsafe { bindings::mmap_read_unlock(mm) };
+    drop(locked);
     to_result(ret)
 }
 
@@ -272,23 +271,32 @@ impl VmaInfo {
     }
 }
 
-/// The current task's mm with its `mmap_lock` held for reading; unlocked on drop.
-pub(crate) struct CurrentMmReadGuard(*mut bindings::mm_struct);
+/// An mm with its `mmap_lock` held for reading; unlocked on drop.
+///
+/// Context: process context, may sleep. Lock order: after a task's `futex_exit_mutex`; never
+/// under `i_mmap_rwsem` or RCU.
+pub(crate) struct MmapReadGuard(*mut bindings::mm_struct);
 
-impl CurrentMmReadGuard {
-    /// Locks the current task's mm; `None` for a task without one (a kernel thread).
+impl MmapReadGuard {
+    /// Locks `mm`.
     ///
-    /// Context: process context, may sleep. Lock order: after a task's `futex_exit_mutex`.
-    pub(crate) fn lock() -> Option<Self> {
+    /// # Safety
+    ///
+    /// `mm` must stay valid until the guard is dropped (the current task's mm, or one the
+    /// caller holds a reference on).
+    pub(crate) unsafe fn lock(mm: *mut bindings::mm_struct) -> Self {
+        // SAFETY: `mm` is valid per the safety requirement.
+        unsafe { bindings::mmap_read_lock(mm) };
+        Self(mm)
+    }
+
+    /// Locks the current task's mm; `None` for a task without one (a kernel thread).
+    pub(crate) fn current() -> Option<Self> {
         // SAFETY: `get_current()` returns the valid current task, whose `mm` stays valid while
         // the task runs.
         let mm = unsafe { (*bindings::get_current()).mm };
-        if mm.is_null() {
-            return None;
-        }
-        // SAFETY: `mm` is valid (see above).
-        unsafe { bindings::mmap_read_lock(mm) };
-        Some(Self(mm))
+        // SAFETY: see above.
+        (!mm.is_null()).then(|| unsafe { Self::lock(mm) })
     }
 
     pub(crate) fn mm(&self) -> *mut bindings::mm_struct {
@@ -308,7 +316,7 @@ impl CurrentMmReadGuard {
     }
 }
 
-impl Drop for CurrentMmReadGuard {
+impl Drop for MmapReadGuard {
     fn drop(&mut self) {
         // SAFETY: locked in `lock`.
         unsafe { bindings::mmap_read_unlock(self.0) };
@@ -600,12 +608,12 @@ pub(crate) fn compare_and_clear_remote(
     }
     let page_size = 1usize << bindings::PAGE_SHIFT;
     let mut page: *mut bindings::page = ptr::null_mut();
-    // SAFETY: `mm` is a live address space (we hold `mmget`).
-    unsafe { bindings::mmap_read_lock(mm.as_ptr()) };
+    // SAFETY: `mm` is a live address space (we hold `mmget`) until the guard is dropped.
+    let locked = unsafe { MmapReadGuard::lock(mm.as_ptr()) };
     // SAFETY: `mmap_lock` is held as `locked == NULL` requires; `page` receives one page.
     let n = unsafe {
         bindings::get_user_pages_remote(
-            mm.as_ptr(),
+            locked.mm(),
             (addr & !(page_size - 1)) as _,
             1,
             bindings::FOLL_WRITE,
@@ -613,8 +621,7 @@ pub(crate) fn compare_and_clear_remote(
             ptr::null_mut(),
         )
     };
-    // SAFETY: locked above.
-    unsafe { bindings::mmap_read_unlock(mm.as_ptr()) };
+    drop(locked);
     if n != 1 {
         return Err(EFAULT);
     }
