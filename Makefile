@@ -3,12 +3,13 @@
 #
 #   make demo     build the test kernel and module, boot QEMU, show a robust mutex survive
 #   make check    build everything and run all tests; ends with "N passed, N failed"
+#   make bench    build a non-debug variant of the test kernel, measure, report
 #
 # Build outputs live under build/ (ignored) and are reused between runs.
 
 SCRIPTS := scripts
 
-.PHONY: all demo check deps kernel module clippy harness initramfs patches clean distclean
+.PHONY: all demo check bench deps kernel module clippy harness initramfs patches clean distclean
 
 all: module
 
@@ -36,6 +37,9 @@ demo:
 check:
 	$(SCRIPTS)/check.sh
 
+bench:
+	$(SCRIPTS)/bench.sh
+
 # Regenerate patches/ from the commits on top of "base" in build/linux.
 patches:
 	rm -f patches/*.patch
@@ -43,7 +47,8 @@ patches:
 
 clean:
 	rm -rf build/module build/module-clippy build/harness build/initramfs build/results \
-		build/initramfs.cpio.gz build/compat32
+		build/initramfs.cpio.gz build/compat32 build/module-bench build/initramfs-bench \
+		build/initramfs-bench.cpio.gz
 
 distclean:
 	rm -rf build

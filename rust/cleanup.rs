@@ -15,24 +15,29 @@
 //! 2. **Windows.** Where each mm maps that identity: for shared memory, every `VM_SHARED` VMA on
 //!    the mapping's `i_mmap` tree that covers part of the offsets, at whatever address it maps
 //!    them; for private memory, the caller's range in the caller's mm.
-//! 3. **Candidates.** Every thread whose mm has a window (threads, `CLONE_VM` siblings and other
-//!    processes alike), except kernel threads and tasks without a robust list.
-//! 4. **Clearing.** For each candidate, under its `futex_exit_mutex` (so that an exit that
-//!    started walking finishes first, and one that finished is skipped), each head's
-//!    `futex_offset` and `list_op_pending` are read from its memory; if the futex word
-//!    (`pending + futex_offset`, PI bit masked, 32-bit arithmetic for compat heads) lies in one
-//!    of that mm's windows, the slot is cleared by compare-and-exchange against the value read:
-//!    a slot changed in the meantime is left alone.
+//! 3. **Candidates.** The tasks with a robust list whose mm has a window (threads, `CLONE_VM`
+//!    siblings and other processes alike), looked up per mm in the module's [`index`], so the
+//!    cost does not depend on the other tasks of the system. Only if the index is incomplete
+//!    (an allocation failed) is every thread of the system walked instead.
+//! 4. **Clearing.** For each candidate, each head's `futex_offset` and `list_op_pending` are read
+//!    in one access: directly for a task of the caller's own mm, with `access_process_vm()`
+//!    otherwise. Only if the futex word (`pending + futex_offset`, PI bit masked, 32-bit
+//!    arithmetic for compat heads) lies in one of that mm's windows is the task's
+//!    `futex_exit_mutex` taken (so that an exit that started walking finishes first, and one
+//!    that finished is skipped), and the slot cleared by compare-and-exchange against the value
+//!    read: a slot changed in the meantime is left alone.
 //!
-//! Lock order: a task's `futex_exit_mutex`, then an mm's `mmap_lock`. `i_mmap_rwsem` and RCU are
-//! only held while collecting references (steps 2 and 3), never together with the others.
+//! Lock order: a task's `futex_exit_mutex`, then an mm's `mmap_lock`. `i_mmap_rwsem`, RCU and
+//! the index's mutex are only held while collecting references (steps 2 and 3), never together
+//! with the others.
 //!
 //! Permissions: the caller must be able to write to the range (`VM_WRITE`). It then clears the
 //! slots of every task that maps the same memory, whatever its user or PID namespace: they share
 //! the lock memory, the only change is NULLing a pointer to it, and the caller could as well
 //! write anything into that memory.
 
-use crate::robust_list::{Head, UserMem};
+use crate::index;
+use crate::robust_list::{CurrentMem, Entry, Head, UserMem};
 use crate::sys::{self, FileRef, FutexExitGuard, MmGrab, TaskRef, VmaInfo};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{alloc::flags::GFP_ATOMIC, bindings, prelude::*, uaccess::UserPtr};
@@ -41,6 +46,8 @@ use kernel::{alloc::flags::GFP_ATOMIC, bindings, prelude::*, uaccess::UserPtr};
 pub(crate) static CLEANUP_CALLS: AtomicU64 = AtomicU64::new(0);
 /// `list_op_pending` slots cleared (shown in debugfs).
 pub(crate) static CLEANUP_CLEARED: AtomicU64 = AtomicU64::new(0);
+/// Calls that walked every thread because the index was incomplete (shown in debugfs).
+pub(crate) static CLEANUP_SCANS: AtomicU64 = AtomicU64::new(0);
 
 const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
 const VM_READ: usize = bindings::VM_READ as usize;
@@ -149,9 +156,31 @@ fn windows(store: Store) -> Result<KVec<Window>> {
     Ok(out)
 }
 
-/// Collects the threads that use an mm with a window (step 3).
+/// Collects the tasks that use an mm with a window (step 3): from the index of tasks with a
+/// robust list, or, if the index is incomplete, by walking every thread.
 fn candidates(windows: &[Window]) -> Result<KVec<TaskRef>> {
     let mut out = KVec::new();
+    let mut complete = true;
+    for (i, w) in windows.iter().enumerate() {
+        let mm = w.mm.as_ptr();
+        if windows[..i].iter().any(|o| o.mm.as_ptr() == mm) {
+            continue; // several windows in one mm
+        }
+        complete &= index::with(|index| index.collect(mm as usize, &mut out))
+            .transpose()?
+            .unwrap_or(false);
+    }
+    if complete {
+        return Ok(out);
+    }
+    CLEANUP_SCANS.fetch_add(1, Ordering::Relaxed);
+    let mut all = KVec::new();
+    scan(windows, &mut all)?;
+    Ok(all)
+}
+
+/// Collects every thread of the system whose mm has a window.
+fn scan(windows: &[Window], out: &mut KVec<TaskRef>) -> Result {
     sys::for_each_thread(|t| {
         // SAFETY: `t` is valid under RCU, held by `for_each_thread`.
         let (flags, mm) = unsafe { sys::task_flags_mm(t) };
@@ -166,52 +195,55 @@ fn candidates(windows: &[Window]) -> Result<KVec<TaskRef>> {
         // Under RCU: no sleeping allocation.
         out.push(task, GFP_ATOMIC)?;
         Ok(())
-    })?;
-    Ok(out)
+    })
 }
 
 /// Another task's memory, read with `access_process_vm()`.
 struct TaskMem<'a>(&'a TaskRef);
 
 impl UserMem for TaskMem<'_> {
-    fn read_ulong(&self, addr: UserPtr) -> Result<usize> {
-        let mut b = [0u8; 8];
-        self.0.read_memory(addr, &mut b)?;
-        Ok(usize::from_ne_bytes(b))
+    fn read_bytes(&self, addr: UserPtr, buf: &mut [u8]) -> Result {
+        self.0.read_memory(addr, buf)
     }
+}
 
-    fn read_u32(&self, addr: UserPtr) -> Result<u32> {
-        let mut b = [0u8; 4];
-        self.0.read_memory(addr, &mut b)?;
-        Ok(u32::from_ne_bytes(b))
+/// Reads `futex_offset` and `list_op_pending` of `head`, from the caller's own memory directly
+/// when `local`, else from `task`'s.
+fn read_head(head: &Head, task: &TaskRef, local: bool) -> Result<(usize, usize)> {
+    if local {
+        head.fetch_offset_and_pending(&CurrentMem)
+    } else {
+        head.fetch_offset_and_pending(&TaskMem(task))
     }
 }
 
 /// Clears the matching `list_op_pending` slots of `task` (step 4); returns how many it cleared.
+///
+/// Slots are read without locks: a slot that does not point into the range needs nothing, and
+/// cannot start to, since only its own task sets it, and not to a mutex being destroyed. Only
+/// for a slot that matches is the task's `futex_exit_mutex` taken, so that an exit walk under
+/// way finishes first (and then nothing is left to do) and none starts while the slot is
+/// cleared.
 fn clean_task(task: &TaskRef, windows: &[Window]) -> usize {
-    let guard = FutexExitGuard::lock(task);
-    if guard.exited() {
-        return 0;
-    }
-    // Its mm now, which exec may have changed since the candidate was collected.
-    let Some(mm) = task.mm() else { return 0 };
-    let mine = || windows.iter().filter(|w| w.mm.as_ptr() == mm.as_ptr());
+    // A racy snapshot: a task that exec'd since it was collected is skipped (its lists were
+    // handled at exec), which is checked again under the mutex before writing.
+    let mm = task.mm_ptr();
+    let mine = || windows.iter().filter(|w| w.mm.as_ptr() == mm);
     if mine().next().is_none() {
         return 0;
     }
-    let mem = TaskMem(task);
+    // SAFETY: `current()` is valid; its mm does not change while it runs this call.
+    let local = mm == unsafe { sys::task_flags_mm(sys::current()) }.1;
     let mut cleared = 0;
-    for (addr, abi) in guard.heads() {
+    for (addr, abi) in task.heads() {
         if addr == 0 {
             continue;
         }
         let head = Head { addr, abi };
-        let slot = head.pending_slot();
-        let (Ok(futex_offset), Ok(raw)) = (head.futex_offset(&mem), head.fetch_raw(&mem, slot))
-        else {
+        let Ok((futex_offset, raw)) = read_head(&head, task, local) else {
             continue;
         };
-        let pending = crate::robust_list::Entry::decode(raw, abi);
+        let pending = Entry::decode(raw, abi);
         if pending.addr == 0 {
             continue;
         }
@@ -219,8 +251,19 @@ fn clean_task(task: &TaskRef, windows: &[Window]) -> usize {
         if !mine().any(|w| w.start <= word && word.saturating_add(4) <= w.end) {
             continue;
         }
+        let guard = FutexExitGuard::lock(task);
+        if guard.exited() {
+            break;
+        }
+        let Some(now) = task.mm().filter(|now| now.as_ptr() == mm) else {
+            break; // exec'd meanwhile
+        };
+        if !guard.heads().contains(&(addr, abi)) {
+            continue; // registered another head meanwhile
+        }
         // A slot that is not naturally aligned, or changed since it was read, is left alone.
-        if let Ok(true) = sys::compare_and_clear_remote(&mm, slot, raw as u64, head.word_size()) {
+        let slot = head.pending_slot();
+        if let Ok(true) = sys::compare_and_clear_remote(&now, slot, raw as u64, head.word_size()) {
             cleared += 1;
         }
     }

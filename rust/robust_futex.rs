@@ -9,6 +9,7 @@
 //!   semantics of `exit_robust_list()`, `compat_exit_robust_list()` and
 //!   `handle_futex_death()` of the kernel it is built for;
 //! - [`cleanup`]: the `cleanup_robust_list(2)` system call;
+//! - [`index`]: the tasks with a robust list, by mm, where that call finds its candidates;
 //! - [`robust_list`]: the one parser of the user-space robust list ABI that the walk and the
 //!   cleanup system call use;
 //! - [`sys`]: thin, documented wrappers around the C interfaces used;
@@ -23,6 +24,7 @@
 use kernel::{c_str, prelude::*};
 
 mod cleanup;
+mod index;
 mod kunit;
 mod robust_list;
 mod sys;
@@ -40,8 +42,9 @@ module! {
 }
 
 struct RobustFutex {
-    // Field order is drop order: unregister before the statistics go away.
+    // Field order is drop order: unregister before the index and the statistics go away.
     _ops: sys::RobustOpsRegistration,
+    _index: index::IndexRegistration,
     _stats: sys::DebugfsDir,
 }
 
@@ -52,6 +55,11 @@ impl kernel::Module for RobustFutex {
         stats.add_counter(c_str!("compat_exit_walks"), &walker::COMPAT_EXIT_WALKS);
         stats.add_counter(c_str!("cleanup_calls"), &cleanup::CLEANUP_CALLS);
         stats.add_counter(c_str!("cleanup_cleared"), &cleanup::CLEANUP_CLEARED);
+        stats.add_counter(c_str!("cleanup_scans"), &cleanup::CLEANUP_SCANS);
+        stats.add_counter(c_str!("index_tasks"), &index::INDEXED);
+        stats.add_counter(c_str!("index_incomplete"), &index::INCOMPLETE);
+
+        let index = index::IndexRegistration::new()?;
 
         let ops = sys::RobustOpsRegistration::new(
             module,
@@ -59,12 +67,16 @@ impl kernel::Module for RobustFutex {
                 exit_robust_list: Some(walker::exit_robust_list),
                 compat_exit_robust_list: walker::COMPAT_EXIT_ROBUST_LIST,
                 cleanup_robust_list: Some(cleanup::cleanup_robust_list),
+                robust_list_set: Some(index::robust_list_set),
             },
         )?;
+        // The tasks that registered a robust list before the module was loaded.
+        index::populate()?;
         pr_info!("robust list walkers registered\n");
 
         Ok(RobustFutex {
             _ops: ops,
+            _index: index,
             _stats: stats,
         })
     }

@@ -25,12 +25,36 @@ use kernel::{bindings, prelude::*, uaccess::UserPtr};
 /// The most entries a walk visits (`ROBUST_LIST_LIMIT`), against long or circular lists.
 pub(crate) const ROBUST_LIST_LIMIT: u32 = bindings::ROBUST_LIST_LIMIT;
 
+fn ulong(b: &[u8]) -> usize {
+    let mut v = [0u8; core::mem::size_of::<usize>()];
+    v.copy_from_slice(b);
+    usize::from_ne_bytes(v)
+}
+
+fn u32_at(b: &[u8]) -> u32 {
+    let mut v = [0u8; 4];
+    v.copy_from_slice(b);
+    u32::from_ne_bytes(v)
+}
+
 /// Reads of user memory the parser needs; see [`CurrentMem`].
 pub(crate) trait UserMem {
+    /// Reads `buf.len()` bytes at `addr`; fails with `EFAULT` if any of them cannot be read.
+    fn read_bytes(&self, addr: UserPtr, buf: &mut [u8]) -> Result;
+
     /// Reads a native `unsigned long`.
-    fn read_ulong(&self, addr: UserPtr) -> Result<usize>;
+    fn read_ulong(&self, addr: UserPtr) -> Result<usize> {
+        let mut b = [0u8; core::mem::size_of::<usize>()];
+        self.read_bytes(addr, &mut b)?;
+        Ok(ulong(&b))
+    }
+
     /// Reads a `u32`.
-    fn read_u32(&self, addr: UserPtr) -> Result<u32>;
+    fn read_u32(&self, addr: UserPtr) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.read_bytes(addr, &mut b)?;
+        Ok(u32_at(&b))
+    }
 }
 
 /// The current task's user memory, read with `copy_from_user()`.
@@ -39,12 +63,8 @@ pub(crate) trait UserMem {
 pub(crate) struct CurrentMem;
 
 impl UserMem for CurrentMem {
-    fn read_ulong(&self, addr: UserPtr) -> Result<usize> {
-        sys::get_user(addr)
-    }
-
-    fn read_u32(&self, addr: UserPtr) -> Result<u32> {
-        sys::get_user(addr)
+    fn read_bytes(&self, addr: UserPtr, buf: &mut [u8]) -> Result {
+        sys::read_user(addr, buf)
     }
 }
 
@@ -132,6 +152,18 @@ impl Head {
             Abi::Native => mem.read_ulong(slot),
             Abi::Compat => Ok(mem.read_u32(slot)? as usize),
         }
+    }
+
+    /// Reads `futex_offset` and the raw `list_op_pending`, which are adjacent, in one access.
+    pub(crate) fn fetch_offset_and_pending(&self, mem: &impl UserMem) -> Result<(usize, usize)> {
+        let w = self.abi.word();
+        let mut b = [0u8; 2 * core::mem::size_of::<usize>()];
+        mem.read_bytes(self.addr.wrapping_add(w), &mut b[..2 * w])?;
+        let (lo, hi) = b.split_at(core::mem::size_of::<usize>());
+        Ok(match self.abi {
+            Abi::Native => (ulong(lo), ulong(hi)),
+            Abi::Compat => (u32_at(&b[..4]) as usize, u32_at(&b[4..8]) as usize),
+        })
     }
 
     /// The futex word of `entry`: `entry + futex_offset`, wrapping in 32 bits for compat lists

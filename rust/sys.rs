@@ -49,6 +49,13 @@ pub(crate) fn get_user<T: FromBytes>(addr: UserPtr) -> Result<T> {
     UserSlice::new(addr, size_of::<T>()).reader().read()
 }
 
+/// Reads `buf.len()` bytes at `addr` of the current task's user memory.
+///
+/// Context: as [`get_user`].
+pub(crate) fn read_user(addr: UserPtr, buf: &mut [u8]) -> Result {
+    UserSlice::new(addr, buf.len()).reader().read_slice(buf)
+}
+
 /// Atomically replaces the `u32` at `uaddr` in the current task's memory with `new` if it equals
 /// `old`, and returns the value found there (`old` on success).
 ///
@@ -128,6 +135,7 @@ pub(crate) struct RobustOps {
     pub(crate) exit_robust_list: Option<unsafe extern "C" fn(RawTask)>,
     pub(crate) compat_exit_robust_list: Option<unsafe extern "C" fn(RawTask)>,
     pub(crate) cleanup_robust_list: Option<unsafe extern "C" fn(usize, usize, u32) -> isize>,
+    pub(crate) robust_list_set: Option<unsafe extern "C" fn(RawTask)>,
 }
 
 /// A registration of [`RobustOps`] with the futex core; unregistered on drop.
@@ -155,6 +163,7 @@ impl RobustOpsRegistration {
                 exit_robust_list: ops.exit_robust_list,
                 compat_exit_robust_list: ops.compat_exit_robust_list,
                 cleanup_robust_list: ops.cleanup_robust_list,
+                robust_list_set: ops.robust_list_set,
             },
             GFP_KERNEL,
         )?;
@@ -379,6 +388,10 @@ impl Drop for MmGet {
 /// A counted reference on a task (`get_task_struct()`).
 pub(crate) struct TaskRef(NonNull<bindings::task_struct>);
 
+// SAFETY: A task reference may be dropped (`put_task_struct()`) from any thread, and the methods
+// of `TaskRef` may be called from any thread.
+unsafe impl Send for TaskRef {}
+
 impl TaskRef {
     /// # Safety
     ///
@@ -392,6 +405,19 @@ impl TaskRef {
 
     pub(crate) fn as_ptr(&self) -> RawTask {
         self.0.as_ptr()
+    }
+
+    /// A racy snapshot of the task's `mm` pointer, to compare with, never to dereference: it may
+    /// change (exec) or go away (exit) at any time.
+    pub(crate) fn mm_ptr(&self) -> *mut bindings::mm_struct {
+        // SAFETY: the task is valid while referenced.
+        unsafe { task_flags_mm(self.as_ptr()).1 }
+    }
+
+    /// The task's robust list heads; see [`task_heads`].
+    pub(crate) fn heads(&self) -> [(UserPtr, crate::robust_list::Abi); 2] {
+        // SAFETY: the task is valid while referenced.
+        unsafe { task_heads(self.as_ptr()) }
     }
 
     /// The task's address space, if it has one (`get_task_mm()`; NULL for kernel threads and
@@ -450,22 +476,10 @@ impl<'a> FutexExitGuard<'a> {
         unsafe { (*self.0.as_ptr()).futex_state == bindings::FUTEX_STATE_DEAD }
     }
 
-    /// The task's robust list heads (native, and compat where configured), as registered.
+    /// The task's robust list heads, stable while the mutex is held against exit and exec (the
+    /// task itself may still register another one).
     pub(crate) fn heads(&self) -> [(UserPtr, crate::robust_list::Abi); 2] {
-        let t = self.0.as_ptr();
-        // SAFETY: the task is valid; the heads are only written by the task itself, at
-        // `set_robust_list()` and at exit or exec under `futex_exit_mutex`: a racy read returns
-        // a head that was registered.
-        let native = unsafe { ptr::read_volatile(&raw const (*t).robust_list) } as UserPtr;
-        #[cfg(CONFIG_COMPAT)]
-        // SAFETY: as above.
-        let compat = unsafe { ptr::read_volatile(&raw const (*t).compat_robust_list) } as UserPtr;
-        #[cfg(not(CONFIG_COMPAT))]
-        let compat = 0;
-        [
-            (native, crate::robust_list::Abi::Native),
-            (compat, crate::robust_list::Abi::Compat),
-        ]
+        self.0.heads()
     }
 }
 
@@ -590,6 +604,27 @@ pub(crate) unsafe fn task_flags_mm(task: RawTask) -> (u32, *mut bindings::mm_str
     }
 }
 
+/// The robust list heads of `task` (native, and compat where configured), as registered: a racy
+/// snapshot, since only the task itself changes them, at `set_robust_list()`, exit or exec.
+///
+/// # Safety
+///
+/// `task` must be valid for the call.
+pub(crate) unsafe fn task_heads(task: RawTask) -> [(UserPtr, crate::robust_list::Abi); 2] {
+    // SAFETY: `task` is valid per the safety requirement; a racy read returns a head that was
+    // registered at some point.
+    let native = unsafe { ptr::read_volatile(&raw const (*task).robust_list) } as UserPtr;
+    #[cfg(CONFIG_COMPAT)]
+    // SAFETY: as above.
+    let compat = unsafe { ptr::read_volatile(&raw const (*task).compat_robust_list) } as UserPtr;
+    #[cfg(not(CONFIG_COMPAT))]
+    let compat = 0;
+    [
+        (native, crate::robust_list::Abi::Native),
+        (compat, crate::robust_list::Abi::Compat),
+    ]
+}
+
 /// Atomically replaces the `size`-byte (4 or 8) naturally aligned word at `addr` in `mm` with 0
 /// if it holds `old`. Returns whether it did.
 ///
@@ -651,4 +686,20 @@ pub(crate) fn compare_and_clear_remote(
     // SAFETY: pinned by `get_user_pages_remote()`.
     unsafe { bindings::put_page(page) };
     Ok(cleared)
+}
+
+/// The current task.
+pub(crate) fn current() -> RawTask {
+    // SAFETY: no preconditions; the current task is valid while it runs.
+    unsafe { bindings::get_current() }
+}
+
+/// Waits until every RCU read-side critical section that started before the call has ended
+/// (`synchronize_rcu()`); this also orders every write made before those sections ended before
+/// whatever the caller does next.
+///
+/// Context: process context, may sleep.
+pub(crate) fn synchronize_rcu() {
+    // SAFETY: no preconditions beyond the documented context.
+    unsafe { bindings::synchronize_rcu() };
 }

@@ -4,10 +4,12 @@
 //! (`kunit_vm_mmap()`):
 //!
 //! - `robust_futex_walker`: the robust list parser and the exit walk;
-//! - `robust_futex_cleanup`: the compare-and-clear primitive of `cleanup_robust_list(2)`.
+//! - `robust_futex_cleanup`: the compare-and-clear primitive of `cleanup_robust_list(2)` and
+//!   the index of tasks it finds its candidates in.
 //!
 //! The thread "dies" by calling the walk on a list it built, with its own TID as the owner.
 
+use crate::index::TaskIndex;
 use crate::kunit::{check, check_eq, kunit_case, suite, SuiteEntry, Test, END};
 use crate::robust_list::{walk, Abi, CurrentMem, Entry, Flow, Head, Visit, ROBUST_LIST_LIMIT};
 use crate::{sys, walker};
@@ -379,6 +381,61 @@ fn compare_and_clear_respects_value(test: &Test) {
     );
 }
 
+/// The reference count of the current task.
+fn my_usage() -> i32 {
+    // SAFETY: the current task is valid; `usage` is an atomic counter, read racily.
+    unsafe { core::ptr::read_volatile(&raw const (*sys::current()).usage.refs.counter) }
+}
+
+/// The cleanup index files a task once per mm, finds it under that mm only, holds one reference
+/// on it while it is filed, and none once it is removed (no leak, no dead task kept).
+fn index_files_and_forgets(test: &Test) {
+    let me = sys::current();
+    let before = my_usage();
+    let mut idx = TaskIndex::new();
+    // Keys are compared, never dereferenced: any values will do. 100 keys fill every bucket.
+    let keys = |i: usize| 0xffff_8880_0000_0000usize + i * 0x400;
+    for i in 0..100 {
+        // SAFETY: `me` is the valid current task.
+        unsafe {
+            idx.insert(keys(i), me);
+            idx.insert(keys(i), me);
+        }
+    }
+    check_eq!(test, idx.len(), 100);
+    check_eq!(test, my_usage(), before + 100);
+    for i in [0, 1, 63, 64, 99] {
+        let mut out = KVec::new();
+        check!(
+            test,
+            matches!(idx.collect(keys(i), &mut out), Ok(true)),
+            "collect {}",
+            i
+        );
+        check_eq!(test, out.len(), 1);
+        check!(
+            test,
+            out.iter().all(|t| t.as_ptr() == me),
+            "another task under key {}",
+            i
+        );
+    }
+    let mut out = KVec::new();
+    check!(
+        test,
+        matches!(idx.collect(keys(100), &mut out), Ok(true)),
+        "collect"
+    );
+    check_eq!(test, out.len(), 0);
+    check_eq!(test, my_usage(), before + 100);
+    for i in 0..100 {
+        check!(test, idx.remove(keys(i), me), "remove {}", i);
+        check!(test, !idx.remove(keys(i), me), "removed twice {}", i);
+    }
+    check_eq!(test, idx.len(), 0);
+    check_eq!(test, my_usage(), before);
+}
+
 static mut WALKER_CASES: [bindings::kunit_case; 9] = [
     kunit_case!(entry_decoding),
     kunit_case!(walk_marks_owned_words),
@@ -396,8 +453,11 @@ static mut WALKER_SUITE: bindings::kunit_suite = suite(
     &raw mut WALKER_CASES as *mut bindings::kunit_case,
 );
 
-static mut CLEANUP_CASES: [bindings::kunit_case; 2] =
-    [kunit_case!(compare_and_clear_respects_value), END];
+static mut CLEANUP_CASES: [bindings::kunit_case; 3] = [
+    kunit_case!(compare_and_clear_respects_value),
+    kunit_case!(index_files_and_forgets),
+    END,
+];
 
 static mut CLEANUP_SUITE: bindings::kunit_suite = suite(
     b"robust_futex_cleanup",

@@ -5,8 +5,10 @@
 //! Reimplements `exit_robust_list()`, `compat_exit_robust_list()` and `handle_futex_death()` of
 //! `kernel/futex/core.c` (Debian 6.12.117) on top of [`robust_list::walk`]. The futex core calls
 //! the registered functions from `futex_cleanup()`, at exit and at exec, with `tsk == current`
-//! and `tsk->futex_exit_mutex` held; they may sleep and fault.
+//! and `tsk->futex_exit_mutex` held; they may sleep and fault. After its walk, the task leaves the
+//! index `cleanup_robust_list(2)` finds candidates in.
 
+use crate::index;
 use crate::robust_list::{self, Abi, CurrentMem, Flow, Head, Visit};
 use crate::sys::{self, RawTask};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -115,6 +117,8 @@ pub(crate) unsafe extern "C" fn exit_robust_list(tsk: RawTask) {
         },
         tid,
     );
+    // Its lists are handled: it leaves the cleanup index (see `index`).
+    index::forget(tsk);
 }
 
 /// `futex_robust_ops::compat_exit_robust_list`: walks `tsk->compat_robust_list`.
@@ -135,6 +139,8 @@ unsafe extern "C" fn compat_exit_robust_list(tsk: RawTask) {
         },
         tid,
     );
+    // Its lists are handled: it leaves the cleanup index (see `index`).
+    index::forget(tsk);
 }
 
 /// The compat walker to register, if the kernel has compat tasks.

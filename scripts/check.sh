@@ -5,8 +5,9 @@
 . "$(dirname "$0")/lib.sh"
 
 out=$BUILD/results
-rm -rf "$out"
 mkdir -p "$out"
+# Start afresh, but keep the last make bench results.
+find "$out" -mindepth 1 -maxdepth 1 ! -name 'bench*' -exec rm -rf {} +
 host=$out/host.tsv
 : >"$host"
 

@@ -2,7 +2,7 @@
 # Prepares and builds the test kernel:
 #  1. extracts Debian's linux-source-6.12 into build/linux, as a git tree (never committed);
 #  2. brings that tree to "base + patches/*.patch", touching only the files that differ;
-#  3. configures it from tinyconfig + tests/kernel.config (only when the fragment changes);
+#  3. configures it from tinyconfig + the variant's fragments (only when they change);
 #  4. builds it with LLVM=1 (a no-op make when nothing changed).
 # With RF_KSRC set (your own tree, patches applied), steps 1 and 2 are skipped.
 . "$(dirname "$0")/lib.sh"
@@ -59,20 +59,27 @@ apply_patches() {
 	fi
 }
 
+# The config lines the fragments ask for, later fragments overriding earlier ones.
+wanted_config() {
+	grep -hE '^(CONFIG_|# CONFIG_)' "${FRAGMENTS[@]}" |
+		awk '{ k = ($1 == "#") ? $2 : $1; sub(/=.*/, "", k); v[k] = $0; o[k] = NR }
+		     END { for (k in v) print o[k] "\t" v[k] }' | sort -n | cut -f2-
+}
+
 configure() {
 	local stamp
-	stamp=$(cat "$ROOT/tests/kernel.config" | sha256sum | cut -d' ' -f1)
+	stamp=$(cat "${FRAGMENTS[@]}" | sha256sum | cut -d' ' -f1)
 	if [ -f "$KOUT/.config" ] && [ "$(cat "$KOUT/.rf-config" 2>/dev/null)" = "$stamp" ]; then
 		return
 	fi
-	log "configuring $KOUT from tinyconfig + tests/kernel.config"
+	log "configuring $KOUT from tinyconfig + ${FRAGMENTS[*]#"$ROOT/"}"
 	mkdir -p "$KOUT"
 	make -s -C "$KSRC" O="$KOUT" LLVM=1 tinyconfig >/dev/null
 	"$KSRC"/scripts/kconfig/merge_config.sh -m -O "$KOUT" "$KOUT/.config" \
-		"$ROOT/tests/kernel.config" >/dev/null
+		"${FRAGMENTS[@]}" >/dev/null
 	make -s -C "$KSRC" O="$KOUT" LLVM=1 olddefconfig
 	local missing
-	missing=$(grep -E '^(CONFIG_|# CONFIG_)' "$ROOT/tests/kernel.config" |
+	missing=$(wanted_config |
 		while read -r line; do grep -qxF "$line" "$KOUT/.config" || echo "  $line"; done)
 	[ -z "$missing" ] || die "config lines that did not stick:"$'\n'"$missing"
 	make -s -C "$KSRC" O="$KOUT" LLVM=1 rustavailable >/dev/null ||

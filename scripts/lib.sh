@@ -14,10 +14,31 @@ KERNEL_PKG=linux-source-6.12
 KERNEL_TARBALL=/usr/src/linux-source-6.12.tar.xz
 KERNEL_BASE_VERSION=6.12.117-1~deb12u1
 
+# Build variants of the test kernel, from one source tree: "check" (tests/kernel.config, with
+# lock and context debugging) and "bench" (the same minus that debugging, tests/bench.config),
+# each with its own build dir, module and initramfs. RF_VARIANT selects one.
+VARIANT=${RF_VARIANT:-check}
+case "$VARIANT" in
+check)
+	SUFFIX=
+	FRAGMENTS=("$ROOT/tests/kernel.config")
+	;;
+bench)
+	SUFFIX=-bench
+	FRAGMENTS=("$ROOT/tests/kernel.config" "$ROOT/tests/bench.config")
+	;;
+*)
+	printf 'error: unknown RF_VARIANT %s\n' "$VARIANT" >&2
+	exit 1
+	;;
+esac
+
 # RF_KSRC/RF_KOUT select your own kernel tree (patches already applied) and build dir.
 KSRC=${RF_KSRC:-$BUILD/linux}
-KOUT=${RF_KOUT:-$BUILD/kbuild}
+KOUT=${RF_KOUT:-$BUILD/kbuild$SUFFIX}
 OWN_TREE=${RF_KSRC:+1}
+MODDIR=$BUILD/module$SUFFIX
+INITRAMFS=$BUILD/initramfs$SUFFIX.cpio.gz
 
 export PATH="$HOME/.cargo/bin:$PATH"
 export RUSTUP_TOOLCHAIN=$RUST_VERSION

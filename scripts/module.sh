@@ -4,10 +4,10 @@
 # argument, builds a separate copy with clippy and fails on any warning.
 . "$(dirname "$0")/lib.sh"
 
-dir=$BUILD/module
+dir=$MODDIR
 extra=()
 if [ "${1:-}" = CLIPPY=1 ]; then
-	dir=$BUILD/module-clippy
+	dir=$BUILD/module-clippy$SUFFIX
 	extra=(CLIPPY=1)
 fi
 sync_file "$ROOT/Kbuild" "$dir/Kbuild"

@@ -22,7 +22,7 @@ SPLATS = re.compile(
     r"UBSAN|kernel BUG|INFO: task .* blocked|DEADLOCK")
 
 # Sections the check mode must produce, and how their results are named.
-HARNESS = ["harness-c", "harness-rust", "switch-walkers", "harness-c-after-rmmod"]
+HARNESS = ["harness-c", "harness-rust", "switch-walkers", "index-at-load", "harness-c-after-rmmod"]
 
 
 def sections(log):

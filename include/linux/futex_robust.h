@@ -21,6 +21,11 @@ struct task_struct;
  *				already validated by the system call; may
  *				sleep. NULL: the system call fails with
  *				-ENOSYS.
+ * @robust_list_set:		called by set_robust_list(2), native and
+ *				compat, after @tsk (== current) recorded its
+ *				new head, which may be NULL. Process context;
+ *				may sleep. Lets the module keep track of the
+ *				tasks that have a robust list.
  *
  * At most one set of operations is registered at a time. Without one,
  * futex_cleanup() uses the built-in walkers of kernel/futex/core.c.
@@ -31,6 +36,7 @@ struct futex_robust_ops {
 	void (*compat_exit_robust_list)(struct task_struct *tsk);
 	long (*cleanup_robust_list)(unsigned long addr, size_t len,
 				    unsigned int flags);
+	void (*robust_list_set)(struct task_struct *tsk);
 };
 
 int futex_robust_ops_register(const struct futex_robust_ops *ops);

@@ -2,6 +2,7 @@
 
 use crate::cleanup;
 use crate::glibc;
+use crate::index;
 use crate::list::{process_dies, process_execs, List, Waiters, HEAD_LEN};
 use crate::sys::{self, *};
 use crate::{Case, Ctx, Walker};
@@ -71,6 +72,10 @@ pub static ALL: &[Case] = &[
         cleanup::exited_target_skipped,
     ),
     Case::module("cleanup_bad_mappings", cleanup::bad_mappings),
+    Case::module("index_follows_threads", index::follows_threads),
+    Case::module("index_follows_processes", index::follows_processes),
+    Case::module("index_follows_exec", index::follows_exec),
+    Case::module("index_churn", index::churn),
     Case::module("cleanup_compat32", cleanup::compat32_cleanup),
     Case::module(
         "cleanup_other_user_and_pid_namespace",
@@ -96,7 +101,7 @@ pub static ALL: &[Case] = &[
 
 const STATS: &str = "/sys/kernel/debug/robust_futex";
 
-fn counter(name: &str) -> Result<u64, String> {
+pub fn counter(name: &str) -> Result<u64, String> {
     let path = format!("{}/{}", STATS, name);
     let s = std::fs::read_to_string(&path).map_err(|e| format!("{}: {}", path, e))?;
     s.trim()

@@ -9,6 +9,8 @@
 //!        robust-harness demo LABEL
 //!        robust-harness race LABEL [with-cleanup]
 //!        robust-harness switch-walkers MODULE.ko [ROUNDS]
+//!        robust-harness index-at-load MODULE.ko
+//!        robust-harness bench MODULE.ko
 //!
 //! `--walker` names the walker the kernel is expected to use (the built-in C one, or the
 //! robust_futex module's); the same cases, with the same expectations, run for both.
@@ -37,10 +39,12 @@ macro_rules! ensure_eq {
     }};
 }
 
+mod bench;
 mod cases;
 mod cleanup;
 mod glibc;
 mod holder;
+mod index;
 mod list;
 mod stress;
 mod sys;
@@ -206,6 +210,21 @@ fn main() {
             std::process::exit(1);
         }
         return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("hold-memfd") {
+        let fd = std::env::args()
+            .nth(2)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| usage());
+        std::process::exit(index::hold_memfd(fd));
+    }
+    if std::env::args().nth(1).as_deref() == Some("bench") {
+        let module = std::env::args().nth(2).unwrap_or_else(|| usage());
+        std::process::exit(bench::main(&module));
+    }
+    if std::env::args().nth(1).as_deref() == Some("index-at-load") {
+        let module = std::env::args().nth(2).unwrap_or_else(|| usage());
+        std::process::exit(index::at_load(&module));
     }
     if std::env::args().nth(1).as_deref() == Some("switch-walkers") {
         let module = std::env::args().nth(2).unwrap_or_else(|| usage());

@@ -9,7 +9,7 @@ use crate::sys::{self, FUTEX_OWNER_DIED, FUTEX_WAITERS};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-fn run(cmd: &str, arg: &str) -> Result<(), String> {
+pub fn run(cmd: &str, arg: &str) -> Result<(), String> {
     let st = Command::new(cmd)
         .arg(arg)
         .status()
@@ -22,7 +22,7 @@ fn run(cmd: &str, arg: &str) -> Result<(), String> {
 
 /// rmmod fails with EAGAIN while an exit holds a reference on the module (it is walking a
 /// list with it): retry, as an administrator would.
-fn unload() -> Result<(), String> {
+pub fn unload() -> Result<(), String> {
     let mut last = String::new();
     for _ in 0..2000 {
         match run("rmmod", "robust_futex") {

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Reduces the samples of `robust-harness bench` (BENCH lines of a guest log) to the figures of
+make bench: medians and spreads of per-round ratios, the goals of issue 6 with their verdicts,
+a JSON file, a text table and an SVG picture of the scaling curves.
+
+Each round measured its conditions next to each other, so ratios are taken within a round and
+then reduced over the rounds: the median, and the 10th and 90th percentiles as the spread.
+"""
+import argparse
+import json
+import re
+import statistics
+import sys
+
+
+def pct(v, p):
+    v = sorted(v)
+    k = (len(v) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def spread(v):
+    return {"median": statistics.median(v), "p10": pct(v, 0.1), "p90": pct(v, 0.9), "n": len(v)}
+
+
+def ratios(fig, a, b):
+    return [x / y for x, y in zip(fig[a], fig[b])]
+
+
+def slope(points):
+    """Least-squares slope of (n, y) points."""
+    n = [p[0] for p in points]
+    y = [p[1] for p in points]
+    mn, my = statistics.mean(n), statistics.mean(y)
+    return sum((a - mn) * (b - my) for a, b in zip(n, y)) / sum((a - mn) ** 2 for a in n)
+
+
+def svg(curves, path):
+    """Draws cost curves (x: tasks, log2 scale; y: cost in null system calls) as an SVG."""
+    import math
+    w, h, m = 720, 420, 60
+    xs = [x for c in curves.values() for x, _, _, _ in c["points"]]
+    ys = [y for c in curves.values() for _, _, _, y in c["points"]]
+    xmax = math.log2(max(xs))
+    ymax = max(ys) * 1.1
+    px = lambda x: m + (w - 2 * m) * (math.log2(x) / xmax if xmax else 0)
+    py = lambda y: h - m - (h - 2 * m) * y / ymax
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="14">'
+           'cleanup_robust_list() cost vs tasks sharing the memory (median, p10-p90)</text>',
+           f'<line x1="{m}" y1="{h - m}" x2="{w - m}" y2="{h - m}" stroke="black"/>',
+           f'<line x1="{m}" y1="{m}" x2="{m}" y2="{h - m}" stroke="black"/>',
+           f'<text x="{w / 2}" y="{h - 15}" text-anchor="middle">tasks mapping the memory '
+           '(log2 scale)</text>',
+           f'<text x="15" y="{h / 2}" transform="rotate(-90 15 {h / 2})" '
+           'text-anchor="middle">cost / null system call</text>']
+    for x in sorted(set(xs)):
+        out.append(f'<text x="{px(x)}" y="{h - m + 16}" text-anchor="middle">{x}</text>')
+    for i in range(6):
+        y = ymax * i / 5
+        out.append(f'<text x="{m - 6}" y="{py(y) + 4}" text-anchor="end">{y:.1f}</text>')
+        out.append(f'<line x1="{m}" y1="{py(y)}" x2="{w - m}" y2="{py(y)}" stroke="#ddd"/>')
+    colors = ["#1f77b4", "#d62728", "#2ca02c"]
+    for i, (name, c) in enumerate(curves.items()):
+        col = colors[i % len(colors)]
+        pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _, _ in c["points"])
+        out.append(f'<polyline points="{pts}" fill="none" stroke="{col}" stroke-width="2"/>')
+        for x, y, lo, hi in c["points"]:
+            out.append(f'<line x1="{px(x):.1f}" y1="{py(lo):.1f}" x2="{px(x):.1f}" '
+                       f'y2="{py(hi):.1f}" stroke="{col}"/>')
+            out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{col}"/>')
+        out.append(f'<text x="{m + 10}" y="{m + 16 * i}" fill="{col}">{name}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--out", required=True, help="path prefix of the .json, .txt and .svg")
+    a = ap.parse_args()
+    figs = []
+    with open(a.log, errors="replace") as f:
+        for line in f:
+            m = re.search(r"BENCH (\{.*\})", line)
+            if m:
+                figs.append(json.loads(m.group(1)))
+    if not figs:
+        sys.exit("no BENCH lines in " + a.log)
+    res = {"cleanup": {}, "threads": [], "processes": [], "unrelated": [], "exit": []}
+    lines = []
+    p = lines.append
+
+    c = next(f for f in figs if f["figure"] == "cleanup")
+    p("cleanup_robust_list() on one word, one thread (ratio to the null system call getppid)")
+    p(f"  null system call: {statistics.median(c['null']):.0f} ns (median)")
+    for k in ("private", "shared_anon", "memfd"):
+        s = spread(ratios(c, k, "null"))
+        s["ns"] = statistics.median(c[k])
+        res["cleanup"][k] = s
+        p(f"  {k:12} {s['median']:6.2f}x  (p10 {s['p10']:.2f}, p90 {s['p90']:.2f}; "
+          f"{s['ns']:.0f} ns)")
+
+    for fig, title in (("threads", "threads of the caller's process, private mutex"),
+                       ("processes", "processes mapping the memfd (one thread each)"),
+                       ("unrelated", "unrelated idle tasks, private mutex")):
+        p(f"cost vs {title}")
+        for f in (f for f in figs if f["figure"] == fig):
+            s = spread(ratios(f, "cleanup", "null"))
+            s["tasks"] = f["n"]
+            res[fig].append(s)
+            p(f"  {f['n']:6}  {s['median']:6.2f}x null  (p10 {s['p10']:.2f}, p90 {s['p90']:.2f})")
+
+    p("exit walk: module / built-in walker, time from exit to pthread_join() return")
+    for f in (f for f in figs if f["figure"] == "exit"):
+        s = spread(ratios(f, "module", "builtin"))
+        s.update(n=f["n"], kind=f["kind"], module_ns=statistics.median(f["module"]),
+                 builtin_ns=statistics.median(f["builtin"]))
+        res["exit"].append(s)
+        p(f"  N={f['n']:5} {f['kind']:8} {s['median']:.3f}  (p10 {s['p10']:.3f}, "
+          f"p90 {s['p90']:.3f}; {s['builtin_ns'] / 1000:.1f} us built-in)")
+
+    per_thread = slope([(s["tasks"], s["median"]) for s in res["threads"]])
+    per_proc = slope([(s["tasks"], s["median"]) for s in res["processes"]])
+    u0 = res["unrelated"][0]["median"]
+    ufar = res["unrelated"][-1]
+    worst_exit = max(res["exit"], key=lambda s: s["median"])
+    goals = [
+        ("one thread, private mutex: cleanup / null syscall", res["cleanup"]["private"]["median"],
+         3.0, "x"),
+        ("each extra thread of the caller's process (null syscalls)", per_thread, 0.3, ""),
+        ("each extra process on the same memfd (null syscalls)", per_proc, 2.0, ""),
+        (f"{ufar['tasks']} unrelated idle tasks vs none (slowdown)", ufar["median"] / u0, 1.05,
+         "x"),
+        (f"exit walk module / built-in, worst (N={worst_exit['n']}, {worst_exit['kind']})",
+         worst_exit["median"], 1.00, ""),
+    ]
+    p("goals (issue 6)")
+    res["goals"] = []
+    for name, v, goal, unit in goals:
+        ok = v <= goal
+        res["goals"].append({"goal": name, "measured": v, "limit": goal, "met": ok})
+        p(f"  {'met   ' if ok else 'MISSED'} {name}: {v:.3f}{unit} (goal <= {goal}{unit})")
+
+    with open(a.out + ".json", "w") as f:
+        json.dump(res, f, indent=1)
+    with open(a.out + ".txt", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    svg({"threads of the caller's process (private)":
+         {"points": [(s["tasks"], s["median"], s["p10"], s["p90"]) for s in res["threads"]]},
+         "processes mapping a memfd":
+         {"points": [(s["tasks"], s["median"], s["p10"], s["p90"]) for s in res["processes"]]}},
+        a.out + ".svg")
+    print("\n".join(lines))
+    print(f"written: {a.out}.json {a.out}.txt {a.out}.svg")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# make bench: builds the non-debug variant of the test kernel (tests/kernel.config +
+# tests/bench.config, in its own build dir), its module and initramfs, boots it with a reliable
+# TSC clocksource (without it, TCG guests fall back to jiffies), runs `robust-harness bench`, and
+# reduces its samples to build/results/bench.{json,txt,svg}.
+. "$(dirname "$0")/lib.sh"
+export RF_VARIANT=bench
+. "$(dirname "$0")/lib.sh"
+
+"$ROOT/scripts/bootstrap.sh"
+"$ROOT/scripts/kernel.sh"
+"$ROOT/scripts/module.sh"
+"$ROOT/scripts/harness.sh"
+"$ROOT/scripts/initramfs.sh"
+out=$BUILD/results
+mkdir -p "$out"
+log "booting the benchmark kernel (takes about 10 minutes under TCG)"
+rc=0
+RF_APPEND="tsc=reliable kunit.enable=0" RF_MEM=2G \
+	"$ROOT/scripts/qemu.sh" bench "$out/bench.log" 3000 || rc=$?
+grep -q '@@@ END bench rc=0' "$out/bench.log" && [ "$rc" = 0 ] ||
+	{ tail -30 "$out/bench.log" >&2; die "the benchmark did not complete; see $out/bench.log"; }
+python3 "$ROOT/scripts/bench.py" --log "$out/bench.log" --out "$out/bench"

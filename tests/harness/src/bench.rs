@@ -1,0 +1,386 @@
+//! `robust-harness bench MODULE.ko`: the figures of `make bench`, measured side by side in one
+//! boot of the non-debug test kernel. Conditions are interleaved round by round (their order
+//! rotated each round), and each round compares conditions measured next to each other, so that
+//! drifts of the host cancel out. Prints one `BENCH {json}` line per figure, with the per-round
+//! values; `scripts/bench.py` reduces them to medians and spreads.
+//!
+//! Figures:
+//! - `cleanup`: cleanup_robust_list() on one word of private, shared anonymous and memfd
+//!   memory, and the null system call (`getppid`), in ns;
+//! - `threads`: the call on private memory against the number of threads of the caller's
+//!   process (all with a robust list, idle);
+//! - `processes`: the call on a memfd word against the number of other processes mapping it;
+//! - `unrelated`: the call on private memory against the number of unrelated idle tasks;
+//! - `exit`: a thread's exit with N owned robust futexes on its list (private, process-shared
+//!   or PI), module walker and built-in walker alternating (the module is loaded and unloaded
+//!   between rounds).
+
+use crate::stress::{run, unload};
+use crate::sys::{self, *};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+fn null_syscall() {
+    // SAFETY: getppid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_getppid) };
+}
+
+/// Mean ns per call of `f` over `k` calls.
+fn per_call(k: usize, mut f: impl FnMut()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..k {
+        f();
+    }
+    t.elapsed().as_nanos() as f64 / k as f64
+}
+
+fn clean(addr: usize) {
+    let r = cleanup_robust_list(addr, 4, 0);
+    assert!(
+        matches!(r, Ok(0)),
+        "cleanup_robust_list({:#x}): {:?}",
+        addr,
+        r
+    );
+}
+
+fn emit(figure: &str, params: &str, rounds: &[Vec<f64>], names: &[&str]) {
+    let cols: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let v: Vec<String> = rounds.iter().map(|r| format!("{:.1}", r[i])).collect();
+            format!("\"{}\":[{}]", n, v.join(","))
+        })
+        .collect();
+    println!(
+        "BENCH {{\"figure\":\"{}\",{}{}}}",
+        figure,
+        params,
+        cols.join(",")
+    );
+}
+
+/// Measures `conds` (closures) for `rounds` rounds of `k` calls each, rotating their order.
+fn interleave(rounds: usize, k: usize, conds: &mut [&mut dyn FnMut()]) -> Vec<Vec<f64>> {
+    let n = conds.len();
+    let mut out = Vec::new();
+    for r in 0..rounds {
+        let mut row = vec![0.0; n];
+        for j in 0..n {
+            let i = (r + j) % n;
+            row[i] = per_call(k, &mut *conds[i]);
+        }
+        out.push(row);
+    }
+    out
+}
+
+fn memfd_map(len: usize) -> usize {
+    // SAFETY: plain system calls on a new memfd, mapped shared.
+    unsafe {
+        let fd = libc::memfd_create(c"bench".as_ptr(), 0);
+        assert!(fd >= 0 && libc::ftruncate(fd, len as i64) == 0);
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        assert!(p != libc::MAP_FAILED);
+        libc::close(fd);
+        p as usize
+    }
+}
+
+const ROUNDS: usize = 21;
+const K: usize = 2000;
+
+fn cleanup_vs_null() {
+    let private = sys::private_anon(4096);
+    let shared = Shared::new(4096);
+    let memfd = memfd_map(4096);
+    sys::write_u32(private, 0);
+    sys::write_u32(memfd, 0);
+    let rows = interleave(
+        ROUNDS,
+        K,
+        &mut [
+            &mut null_syscall,
+            &mut || clean(private),
+            &mut || clean(shared.base),
+            &mut || clean(memfd),
+        ],
+    );
+    emit(
+        "cleanup",
+        "",
+        &rows,
+        &["null", "private", "shared_anon", "memfd"],
+    );
+}
+
+/// Idle threads: each blocks on `stop` until it is set. glibc registers a robust list for each.
+struct Idle {
+    stop: &'static AtomicU32,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Idle {
+    fn new() -> Idle {
+        Idle {
+            stop: Box::leak(Box::new(AtomicU32::new(0))),
+            threads: Vec::new(),
+        }
+    }
+
+    fn grow(&mut self, n: usize, stack: usize) {
+        while self.threads.len() < n {
+            let stop = self.stop;
+            let t = std::thread::Builder::new()
+                .stack_size(stack)
+                .spawn(move || {
+                    while stop.load(Ordering::SeqCst) == 0 {
+                        let _ = sys::futex_wait(
+                            stop.as_ptr() as usize,
+                            0,
+                            std::time::Duration::from_secs(3600),
+                        );
+                    }
+                })
+                .expect("spawn");
+            self.threads.push(t);
+        }
+    }
+
+    fn stop(self) {
+        self.stop.store(1, Ordering::SeqCst);
+        let _ = sys::futex_wake(self.stop.as_ptr() as usize, i32::MAX);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Lets tasks just started go to sleep before a measurement.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(50));
+}
+
+fn threads_scaling() {
+    let private = sys::private_anon(4096);
+    let mut idle = Idle::new();
+    for t in [1usize, 2, 4, 8, 16, 32, 64, 128, 256] {
+        idle.grow(t - 1, 64 * 1024);
+        settle();
+        let rows = interleave(
+            ROUNDS,
+            K / 2,
+            &mut [&mut null_syscall, &mut || clean(private)],
+        );
+        emit(
+            "threads",
+            &format!("\"n\":{},", t),
+            &rows,
+            &["null", "cleanup"],
+        );
+    }
+    idle.stop();
+}
+
+fn processes_scaling() {
+    let memfd = memfd_map(8192);
+    let stop = memfd + 4096;
+    sys::write_u32(stop, 0);
+    let mut pids = Vec::new();
+    for p in [1usize, 2, 4, 8, 16, 32] {
+        while pids.len() < p - 1 {
+            // The child inherits the shared mapping: another mm on the memfd's i_mmap tree,
+            // with one thread (glibc registers its robust list again after fork).
+            pids.push(sys::fork_with(|| {
+                while sys::read_u32(stop) == 0 {
+                    let _ = sys::futex_wait(stop, 0, std::time::Duration::from_secs(3600));
+                }
+                0
+            }));
+        }
+        settle();
+        let rows = interleave(
+            ROUNDS,
+            K / 2,
+            &mut [&mut null_syscall, &mut || clean(memfd)],
+        );
+        emit(
+            "processes",
+            &format!("\"n\":{},", p),
+            &rows,
+            &["null", "cleanup"],
+        );
+    }
+    sys::write_u32(stop, 1);
+    let _ = sys::futex_wake(stop, i32::MAX);
+    for pid in pids {
+        sys::wait_pid(pid);
+    }
+}
+
+fn unrelated_tasks() {
+    let private = sys::private_anon(4096);
+    let ctl = Shared::new(4096);
+    let (want, have, stop) = (ctl.base, ctl.base + 4, ctl.base + 8);
+    // Another process holds the unrelated tasks, as idle threads with small stacks.
+    let pid = sys::fork_with(|| {
+        let mut idle = Idle::new();
+        loop {
+            let n = sys::read_u32(want) as usize;
+            idle.grow(n, 16 * 1024);
+            sys::write_u32(have, n as u32);
+            let _ = sys::futex_wake(have, 1);
+            if sys::read_u32(stop) != 0 {
+                break;
+            }
+            let _ = sys::futex_wait(want, n as u32, std::time::Duration::from_millis(100));
+        }
+        std::process::exit(0);
+    });
+    for u in [0u32, 1000, 10000] {
+        sys::write_u32(want, u);
+        let _ = sys::futex_wake(want, 1);
+        while sys::read_u32(have) != u {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        settle();
+        let rows = interleave(
+            ROUNDS,
+            K / 2,
+            &mut [&mut null_syscall, &mut || clean(private)],
+        );
+        emit(
+            "unrelated",
+            &format!("\"n\":{},", u),
+            &rows,
+            &["null", "cleanup"],
+        );
+    }
+    sys::write_u32(stop, 1);
+    sys::write_u32(want, 0);
+    let _ = sys::futex_wake(want, 1);
+    // SAFETY: our own child; killing is faster than joining 10,000 threads.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    sys::wait_pid(pid);
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Private,
+    Shared,
+    Pi,
+}
+
+/// One thread's death with `n` owned robust futexes on its list, in `mem`: ns from its last
+/// instruction before exiting to the return of `pthread_join()` (which waits for the exit's
+/// CLONE_CHILD_CLEARTID wakeup, after the robust list walk).
+fn one_death(mem: usize, n: usize, kind: Kind) -> f64 {
+    let t0 = std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let tid = sys::gettid();
+            let pi = matches!(kind, Kind::Pi) as usize;
+            let entry = |i: usize| mem + 64 + 16 * i;
+            sys::write_usize(mem, if n > 0 { entry(0) | pi } else { mem });
+            sys::write_usize(mem + 8, 8); // futex_offset: the word follows the link
+            sys::write_usize(mem + 16, 0);
+            for i in 0..n {
+                let next = if i + 1 < n { entry(i + 1) | pi } else { mem };
+                sys::write_usize(entry(i), next);
+                sys::write_u32(entry(i) + 8, tid);
+            }
+            set_robust_list(mem, crate::list::HEAD_LEN).expect("set_robust_list");
+            Instant::now()
+        });
+        h.join().expect("join")
+    });
+    t0.elapsed().as_nanos() as f64
+}
+
+fn module_loaded() -> bool {
+    std::fs::read_to_string("/proc/modules")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("robust_futex "))
+}
+
+fn set_walker(module: &str, rust: bool) {
+    if rust && !module_loaded() {
+        run("insmod", module).expect("insmod");
+    } else if !rust && module_loaded() {
+        unload().expect("rmmod");
+    }
+}
+
+fn exit_walk(module: &str) {
+    let private = sys::private_anon(64 * 1024);
+    let shared = Shared::new(64 * 1024);
+    let cases: Vec<(usize, Kind, &str, usize)> = [0usize, 1, 64, 2048, 2049]
+        .iter()
+        .flat_map(|&n| {
+            [
+                (n, Kind::Private, "private", private),
+                (n, Kind::Shared, "shared", shared.base),
+                (n, Kind::Pi, "pi", private),
+            ]
+        })
+        .collect();
+    // results[case][round] = (module, builtin)
+    let mut results = vec![Vec::new(); cases.len()];
+    const EXIT_ROUNDS: usize = 11;
+    for r in 0..EXIT_ROUNDS {
+        let mut row = vec![(0.0, 0.0); cases.len()];
+        for w in 0..2 {
+            let rust = (r + w) % 2 == 0;
+            set_walker(module, rust);
+            for (c, &(n, kind, _, mem)) in cases.iter().enumerate() {
+                let deaths = if n >= 64 { 4 } else { 20 };
+                let mut total = 0.0;
+                for _ in 0..deaths {
+                    total += one_death(mem, n, kind);
+                }
+                let v = total / deaths as f64;
+                if rust {
+                    row[c].0 = v;
+                } else {
+                    row[c].1 = v;
+                }
+            }
+        }
+        for (c, v) in row.into_iter().enumerate() {
+            results[c].push(vec![v.0, v.1]);
+        }
+    }
+    for (c, &(n, _, name, _)) in cases.iter().enumerate() {
+        emit(
+            "exit",
+            &format!("\"n\":{},\"kind\":\"{}\",", n, name),
+            &results[c],
+            &["module", "builtin"],
+        );
+    }
+    set_walker(module, true);
+}
+
+pub fn main(module: &str) -> i32 {
+    set_walker(module, true);
+    println!("# bench: cleanup vs null syscall");
+    cleanup_vs_null();
+    println!("# bench: threads of the caller");
+    threads_scaling();
+    println!("# bench: processes on a memfd");
+    processes_scaling();
+    println!("# bench: unrelated tasks");
+    unrelated_tasks();
+    println!("# bench: exit walk, module vs built-in");
+    exit_walk(module);
+    println!("# bench: done");
+    0
+}
