@@ -38,7 +38,7 @@
 
 use crate::index;
 use crate::robust_list::{CurrentMem, Entry, Head, UserMem};
-use crate::sys::{self, FileRef, FutexExitGuard, MmGrab, TaskRef, VmaInfo};
+use crate::sys::{self, FileRef, FutexExitGuard, MmGrab, RawTask, TaskRef, VmaInfo};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{alloc::flags::GFP_ATOMIC, bindings, prelude::*, uaccess::UserPtr};
 
@@ -66,18 +66,23 @@ enum Store {
         end: usize,
     },
     /// Addresses `[start, end)` of the caller's mm.
-    Private {
-        mm: MmGrab,
-        start: usize,
-        end: usize,
-    },
+    Private { start: usize, end: usize },
 }
 
 /// Addresses `[start, end)` of `mm` that map (part of) the caller's range.
 struct Window {
-    mm: MmGrab,
+    mm: *mut bindings::mm_struct,
     start: usize,
     end: usize,
+    /// Keeps `mm` allocated for the call (so that its address cannot be reused by another mm
+    /// while it is compared); `None` for the caller's own mm, which is alive while it runs.
+    _grab: Option<MmGrab>,
+}
+
+impl Window {
+    fn holds(&self, word: usize) -> bool {
+        self.start <= word && word.saturating_add(4) <= self.end
+    }
 }
 
 /// Resolves `[addr, addr + len)` in the caller's mm (step 1).
@@ -111,75 +116,40 @@ fn resolve(addr: usize, len: usize) -> Result<Store> {
             });
         }
     }
-    // SAFETY: the current mm is valid while the task runs.
-    let grabbed = unsafe { MmGrab::new(mm.mm()) }.ok_or(EFAULT)?;
-    Ok(Store::Private {
-        mm: grabbed,
-        start: addr,
-        end,
-    })
+    Ok(Store::Private { start: addr, end })
 }
 
-/// Finds where each mm maps the store (step 2).
-fn windows(store: Store) -> Result<KVec<Window>> {
+/// Finds where each mm maps a shared store (step 2).
+fn shared_windows(file: &FileRef, start: usize, end: usize) -> Result<KVec<Window>> {
     let mut out = KVec::new();
-    match store {
-        Store::Private { mm, start, end } => {
-            out.push(Window { mm, start, end }, GFP_KERNEL)?;
+    let (first, last) = (start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
+    sys::for_each_mapping_vma(file.mapping(), first, last, |vma: &VmaInfo| {
+        if vma.flags & VM_SHARED == 0 {
+            return Ok(()); // a MAP_PRIVATE mapping of the file: not the same memory
         }
-        Store::Shared { file, start, end } => {
-            let (first, last) = (start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
-            sys::for_each_mapping_vma(file.mapping(), first, last, |vma: &VmaInfo| {
-                if vma.flags & VM_SHARED == 0 {
-                    return Ok(()); // a MAP_PRIVATE mapping of the file: not the same memory
-                }
-                // The part of the store this VMA maps, in bytes of the file.
-                let vma_start = vma.pgoff << PAGE_SHIFT;
-                let vma_end = vma_start + (vma.end - vma.start);
-                let (s, e) = (start.max(vma_start), end.min(vma_end));
-                if s >= e {
-                    return Ok(());
-                }
-                // SAFETY: the VMA and its mm are stable under `i_mmap_rwsem`.
-                let mm = unsafe { MmGrab::new(vma.mm) }.ok_or(EFAULT)?;
-                let w = Window {
-                    mm,
-                    start: vma.start + (s - vma_start),
-                    end: vma.start + (e - vma_start),
-                };
-                // No reclaim under i_mmap_rwsem.
-                out.push(w, GFP_ATOMIC)?;
-                Ok(())
-            })?;
+        // The part of the store this VMA maps, in bytes of the file.
+        let vma_start = vma.pgoff << PAGE_SHIFT;
+        let vma_end = vma_start + (vma.end - vma.start);
+        let (s, e) = (start.max(vma_start), end.min(vma_end));
+        if s >= e {
+            return Ok(());
         }
-    }
+        // SAFETY: the VMA and its mm are stable under `i_mmap_rwsem`.
+        let grab = unsafe { MmGrab::new(vma.mm) }.ok_or(EFAULT)?;
+        let w = Window {
+            mm: vma.mm,
+            start: vma.start + (s - vma_start),
+            end: vma.start + (e - vma_start),
+            _grab: Some(grab),
+        };
+        // No reclaim under i_mmap_rwsem.
+        out.push(w, GFP_ATOMIC)?;
+        Ok(())
+    })?;
     Ok(out)
 }
 
-/// Collects the tasks that use an mm with a window (step 3): from the index of tasks with a
-/// robust list, or, if the index is incomplete, by walking every thread.
-fn candidates(windows: &[Window]) -> Result<KVec<TaskRef>> {
-    let mut out = KVec::new();
-    let mut complete = true;
-    for (i, w) in windows.iter().enumerate() {
-        let mm = w.mm.as_ptr();
-        if windows[..i].iter().any(|o| o.mm.as_ptr() == mm) {
-            continue; // several windows in one mm
-        }
-        complete &= index::with(|index| index.collect(mm as usize, &mut out))
-            .transpose()?
-            .unwrap_or(false);
-    }
-    if complete {
-        return Ok(out);
-    }
-    CLEANUP_SCANS.fetch_add(1, Ordering::Relaxed);
-    let mut all = KVec::new();
-    scan(windows, &mut all)?;
-    Ok(all)
-}
-
-/// Collects every thread of the system whose mm has a window.
+/// Collects every thread of the system whose mm has a window (the fallback of step 3).
 fn scan(windows: &[Window], out: &mut KVec<TaskRef>) -> Result {
     sys::for_each_thread(|t| {
         // SAFETY: `t` is valid under RCU, held by `for_each_thread`.
@@ -187,7 +157,7 @@ fn scan(windows: &[Window], out: &mut KVec<TaskRef>) -> Result {
         if flags & bindings::PF_KTHREAD != 0 || mm.is_null() {
             return Ok(());
         }
-        if !windows.iter().any(|w| w.mm.as_ptr() == mm) {
+        if !windows.iter().any(|w| w.mm == mm) {
             return Ok(());
         }
         // SAFETY: `t` is valid under RCU.
@@ -199,81 +169,158 @@ fn scan(windows: &[Window], out: &mut KVec<TaskRef>) -> Result {
 }
 
 /// Another task's memory, read with `access_process_vm()`.
-struct TaskMem<'a>(&'a TaskRef);
+struct TaskMem(RawTask);
 
-impl UserMem for TaskMem<'_> {
+impl UserMem for TaskMem {
     fn read_bytes(&self, addr: UserPtr, buf: &mut [u8]) -> Result {
-        self.0.read_memory(addr, buf)
+        // SAFETY: callers pass a task they hold a reference on (directly or through the index).
+        unsafe { sys::access_process_vm(self.0, addr, buf) }
     }
 }
 
-/// Reads `futex_offset` and `list_op_pending` of `head`, from the caller's own memory directly
-/// when `local`, else from `task`'s.
-fn read_head(head: &Head, task: &TaskRef, local: bool) -> Result<(usize, usize)> {
-    if local {
-        head.fetch_offset_and_pending(&CurrentMem)
-    } else {
-        head.fetch_offset_and_pending(&TaskMem(task))
-    }
+/// A `list_op_pending` slot that pointed into the range when it was read.
+struct Match {
+    task: TaskRef,
+    mm: *mut bindings::mm_struct,
+    head: Head,
+    raw: usize,
 }
 
-/// Clears the matching `list_op_pending` slots of `task` (step 4); returns how many it cleared.
+/// Step 4, first half: reads each head of `task`, a task of `mm`, without locks, and records
+/// the slots that point into one of `mm`'s windows. A slot that does not needs nothing, and
+/// cannot start to: only its own task sets it, and not to a mutex being destroyed.
 ///
-/// Slots are read without locks: a slot that does not point into the range needs nothing, and
-/// cannot start to, since only its own task sets it, and not to a mutex being destroyed. Only
-/// for a slot that matches is the task's `futex_exit_mutex` taken, so that an exit walk under
-/// way finishes first (and then nothing is left to do) and none starts while the slot is
-/// cleared.
-fn clean_task(task: &TaskRef, windows: &[Window]) -> usize {
-    // A racy snapshot: a task that exec'd since it was collected is skipped (its lists were
-    // handled at exec), which is checked again under the mutex before writing.
-    let mm = task.mm_ptr();
-    let mine = || windows.iter().filter(|w| w.mm.as_ptr() == mm);
-    if mine().next().is_none() {
-        return 0;
-    }
-    // SAFETY: `current()` is valid; its mm does not change while it runs this call.
-    let local = mm == unsafe { sys::task_flags_mm(sys::current()) }.1;
-    let mut cleared = 0;
-    for (addr, abi) in task.heads() {
+/// # Safety
+///
+/// `task` must be valid for the call.
+unsafe fn examine(
+    task: RawTask,
+    mm: *mut bindings::mm_struct,
+    windows: &[Window],
+    found: &mut KVec<Match>,
+) -> Result {
+    let local = mm == sys::current_mm();
+    // SAFETY: `task` is valid per the safety requirement.
+    for (addr, abi) in unsafe { sys::task_heads(task) } {
         if addr == 0 {
             continue;
         }
         let head = Head { addr, abi };
-        let Ok((futex_offset, raw)) = read_head(&head, task, local) else {
+        // Directly from the caller's own memory for its threads and `CLONE_VM` siblings. Most
+        // slots are empty: `futex_offset` is only read for one that is not.
+        let slot = head.pending_slot();
+        let read = if local {
+            head.fetch_raw(&CurrentMem, slot)
+        } else {
+            head.fetch_raw(&TaskMem(task), slot)
+        };
+        let Ok(raw) = read else {
             continue;
         };
         let pending = Entry::decode(raw, abi);
         if pending.addr == 0 {
             continue;
         }
+        let offset = if local {
+            head.futex_offset(&CurrentMem)
+        } else {
+            head.futex_offset(&TaskMem(task))
+        };
+        let Ok(futex_offset) = offset else {
+            continue;
+        };
         let word = head.futex_word(pending, futex_offset);
-        if !mine().any(|w| w.start <= word && word.saturating_add(4) <= w.end) {
+        if !windows.iter().any(|w| w.mm == mm && w.holds(word)) {
             continue;
         }
-        let guard = FutexExitGuard::lock(task);
-        if guard.exited() {
-            break;
+        // SAFETY: `task` is valid.
+        let task = unsafe { TaskRef::new(task) }.ok_or(EFAULT)?;
+        found.push(
+            Match {
+                task,
+                mm,
+                head,
+                raw,
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    Ok(())
+}
+
+/// Step 4, second half: clears a slot found by [`examine`], under its task's
+/// `futex_exit_mutex`, so that an exit walk under way finishes first (and then nothing is left
+/// to do) and none starts while the slot is cleared. Returns whether it cleared it.
+fn clear(m: &Match) -> bool {
+    let guard = FutexExitGuard::lock(&m.task);
+    if guard.exited() {
+        return false;
+    }
+    // Its mm now: exec may have replaced it since the slot was read.
+    let Some(mm) = m.task.mm().filter(|mm| mm.as_ptr() == m.mm) else {
+        return false;
+    };
+    if !guard.heads().contains(&(m.head.addr, m.head.abi)) {
+        return false; // registered another head meanwhile
+    }
+    // A slot that is not naturally aligned, or changed since it was read, is left alone.
+    let slot = m.head.pending_slot();
+    matches!(
+        sys::compare_and_clear_remote(&mm, slot, m.raw as u64, m.head.word_size()),
+        Ok(true)
+    )
+}
+
+/// Steps 3 and 4 for a set of windows.
+fn clean(windows: &[Window]) -> Result<usize> {
+    let mut found = KVec::new();
+    let mut complete = true;
+    for (i, w) in windows.iter().enumerate() {
+        if windows[..i].iter().any(|o| o.mm == w.mm) {
+            continue; // several windows in one mm
         }
-        let Some(now) = task.mm().filter(|now| now.as_ptr() == mm) else {
-            break; // exec'd meanwhile
-        };
-        if !guard.heads().contains(&(addr, abi)) {
-            continue; // registered another head meanwhile
-        }
-        // A slot that is not naturally aligned, or changed since it was read, is left alone.
-        let slot = head.pending_slot();
-        if let Ok(true) = sys::compare_and_clear_remote(&now, slot, raw as u64, head.word_size()) {
-            cleared += 1;
+        let mm = w.mm;
+        let done = index::with(|index| {
+            index.for_each(mm as usize, |task| {
+                // SAFETY: the index holds a reference on its tasks.
+                unsafe { examine(task, mm, windows, &mut found) }
+            })
+        });
+        complete &= done.transpose()?.unwrap_or(false);
+    }
+    if !complete {
+        CLEANUP_SCANS.fetch_add(1, Ordering::Relaxed);
+        found = KVec::new();
+        let mut all = KVec::new();
+        scan(windows, &mut all)?;
+        for t in all.iter() {
+            // SAFETY: `t` is referenced.
+            unsafe { examine(t.as_ptr(), t.mm_ptr(), windows, &mut found)? };
         }
     }
-    cleared
+    Ok(found.iter().filter(|m| clear(m)).count())
 }
 
 fn cleanup(addr: usize, len: usize) -> Result<usize> {
-    let windows = windows(resolve(addr, len)?)?;
-    let tasks = candidates(&windows)?;
-    Ok(tasks.iter().map(|t| clean_task(t, &windows)).sum())
+    match resolve(addr, len)? {
+        Store::Private { start, end } => {
+            let window = [Window {
+                mm: sys::current_mm(),
+                start,
+                end,
+                _grab: None,
+            }];
+            if sys::current_mm_single_user() {
+                // No other task uses the caller's mm: its own heads are all there is to see.
+                let mut found = KVec::new();
+                // SAFETY: the current task is valid.
+                unsafe { examine(sys::current(), window[0].mm, &window, &mut found)? };
+                return Ok(found.iter().filter(|m| clear(m)).count());
+            }
+            clean(&window)
+        }
+        Store::Shared { file, start, end } => clean(&shared_windows(&file, start, end)?),
+    }
 }
 
 /// `futex_robust_ops::cleanup_robust_list`.

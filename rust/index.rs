@@ -47,28 +47,32 @@ pub(crate) static INCOMPLETE: AtomicU64 = AtomicU64::new(0);
 
 const BUCKETS: usize = 64;
 
-struct Entry {
+/// The tasks filed under one mm.
+struct MmTasks {
     /// The key, an `mm_struct` pointer: compared, never dereferenced.
     mm: usize,
-    task: TaskRef,
+    tasks: KVec<TaskRef>,
 }
 
-/// Tasks with a robust list, hashed by mm.
+/// Tasks with a robust list, grouped by mm, the groups hashed by mm into buckets: a lookup
+/// costs one comparison per mm that shares its bucket, whatever the number of tasks of those
+/// other mms.
 pub(crate) struct TaskIndex {
-    buckets: [KVec<Entry>; BUCKETS],
+    buckets: [KVec<MmTasks>; BUCKETS],
     len: usize,
     incomplete: bool,
 }
 
-/// Removes entry `i` of `b` and moves the last entry into its place (order does not matter).
-fn swap_remove(b: &mut KVec<Entry>, i: usize) -> Entry {
-    let last = b.len() - 1;
-    b.as_mut_slice().swap(i, last);
-    // SAFETY: `last < b.len()`. The entry is moved out once, and the length shrunk before
+/// Removes element `i` of `v` and moves the last element into its place (order does not
+/// matter here).
+fn swap_remove<T>(v: &mut KVec<T>, i: usize) -> T {
+    let last = v.len() - 1;
+    v.as_mut_slice().swap(i, last);
+    // SAFETY: `last < v.len()`. The element is moved out once, and the length shrunk before
     // anything else can look at the vector, so it is neither dropped twice nor seen again.
     unsafe {
-        let e = ptr::read(b.as_ptr().add(last));
-        b.set_len(last);
+        let e = ptr::read(v.as_ptr().add(last));
+        v.set_len(last);
         e
     }
 }
@@ -89,6 +93,10 @@ impl TaskIndex {
         }
     }
 
+    fn group(&self, mm: usize) -> Option<&MmTasks> {
+        self.buckets[bucket(mm)].iter().find(|g| g.mm == mm)
+    }
+
     /// Files `task` under `mm`, unless it is already; marks the index incomplete if there is no
     /// memory for the entry.
     ///
@@ -97,14 +105,29 @@ impl TaskIndex {
     /// `task` must be valid for the call.
     pub(crate) unsafe fn insert(&mut self, mm: usize, task: RawTask) {
         let b = &mut self.buckets[bucket(mm)];
-        if b.iter().any(|e| e.mm == mm && e.task.as_ptr() == task) {
+        let g = match b.iter().position(|g| g.mm == mm) {
+            Some(g) => g,
+            None => {
+                let group = MmTasks {
+                    mm,
+                    tasks: KVec::new(),
+                };
+                if b.push(group, GFP_KERNEL).is_err() {
+                    self.incomplete = true;
+                    return;
+                }
+                b.len() - 1
+            }
+        };
+        let tasks = &mut b.as_mut_slice()[g].tasks;
+        if tasks.iter().any(|t| t.as_ptr() == task) {
             return;
         }
         // SAFETY: `task` is valid per the safety requirement.
         let Some(task) = (unsafe { TaskRef::new(task) }) else {
             return;
         };
-        if b.push(Entry { mm, task }, GFP_KERNEL).is_ok() {
+        if tasks.push(task, GFP_KERNEL).is_ok() {
             self.len += 1;
         } else {
             self.incomplete = true;
@@ -114,21 +137,29 @@ impl TaskIndex {
     /// Removes `task` from under `mm`; returns whether it was there.
     pub(crate) fn remove(&mut self, mm: usize, task: RawTask) -> bool {
         let b = &mut self.buckets[bucket(mm)];
-        let Some(i) = b.iter().position(|e| e.mm == mm && e.task.as_ptr() == task) else {
+        let Some(g) = b.iter().position(|g| g.mm == mm) else {
             return false;
         };
-        drop(swap_remove(b, i));
+        let tasks = &mut b.as_mut_slice()[g].tasks;
+        let Some(i) = tasks.iter().position(|t| t.as_ptr() == task) else {
+            return false;
+        };
+        drop(swap_remove(tasks, i));
+        if tasks.is_empty() {
+            drop(swap_remove(b, g));
+        }
         self.len -= 1;
         true
     }
 
-    /// Appends a reference to every task filed under `mm` to `out`. Returns `false` if the index
-    /// is incomplete: then `out` may lack some of them.
-    pub(crate) fn collect(&self, mm: usize, out: &mut KVec<TaskRef>) -> Result<bool> {
-        for e in self.buckets[bucket(mm)].iter().filter(|e| e.mm == mm) {
-            // SAFETY: the entry holds a reference on its task.
-            if let Some(t) = unsafe { TaskRef::new(e.task.as_ptr()) } {
-                out.push(t, GFP_KERNEL)?;
+    /// Calls `f` for every task filed under `mm`, stopping at its first error. Returns `false`
+    /// if the index is incomplete: then some tasks of `mm` may be missing.
+    ///
+    /// Each task is valid during its call (the index holds a reference on it).
+    pub(crate) fn for_each(&self, mm: usize, mut f: impl FnMut(RawTask) -> Result) -> Result<bool> {
+        if let Some(g) = self.group(mm) {
+            for t in g.tasks.iter() {
+                f(t.as_ptr())?;
             }
         }
         Ok(!self.incomplete)

@@ -57,7 +57,8 @@ pub(crate) trait UserMem {
     }
 }
 
-/// The current task's user memory, read with `copy_from_user()`.
+/// The current task's user memory: words read with `get_user()`, as the C walker does, and
+/// byte ranges with `copy_from_user()`.
 ///
 /// Context: process context with a user `mm`; reads may fault and sleep.
 pub(crate) struct CurrentMem;
@@ -65,6 +66,17 @@ pub(crate) struct CurrentMem;
 impl UserMem for CurrentMem {
     fn read_bytes(&self, addr: UserPtr, buf: &mut [u8]) -> Result {
         sys::read_user(addr, buf)
+    }
+
+    // Single words with `get_user()`, as the C walker reads them.
+    #[inline(always)]
+    fn read_ulong(&self, addr: UserPtr) -> Result<usize> {
+        sys::get_user_ulong(addr)
+    }
+
+    #[inline(always)]
+    fn read_u32(&self, addr: UserPtr) -> Result<u32> {
+        sys::get_user_u32(addr)
     }
 }
 
@@ -79,7 +91,7 @@ pub(crate) enum Abi {
 
 impl Abi {
     /// Size of a pointer or `long` in this layout.
-    const fn word(self) -> usize {
+    pub(crate) const fn word(self) -> usize {
         match self {
             Abi::Native => core::mem::size_of::<usize>(),
             Abi::Compat => core::mem::size_of::<u32>(),
@@ -128,11 +140,13 @@ impl Head {
 
     /// Reads the list pointer stored at `slot` (`next` of an entry or of the head, or
     /// `list_op_pending`).
+    #[inline(always)]
     pub(crate) fn fetch_entry(&self, mem: &impl UserMem, slot: UserPtr) -> Result<Entry> {
         Ok(Entry::decode(self.fetch_raw(mem, slot)?, self.abi))
     }
 
     /// Reads the list pointer stored at `slot` as it is, PI bit included.
+    #[inline(always)]
     pub(crate) fn fetch_raw(&self, mem: &impl UserMem, slot: UserPtr) -> Result<usize> {
         match self.abi {
             Abi::Native => mem.read_ulong(slot),
@@ -146,24 +160,13 @@ impl Head {
     }
 
     /// Reads `head->futex_offset`, as stored (a compat offset is kept as its 32 bits).
+    #[inline(always)]
     pub(crate) fn futex_offset(&self, mem: &impl UserMem) -> Result<usize> {
         let slot = self.addr.wrapping_add(self.abi.word());
         match self.abi {
             Abi::Native => mem.read_ulong(slot),
             Abi::Compat => Ok(mem.read_u32(slot)? as usize),
         }
-    }
-
-    /// Reads `futex_offset` and the raw `list_op_pending`, which are adjacent, in one access.
-    pub(crate) fn fetch_offset_and_pending(&self, mem: &impl UserMem) -> Result<(usize, usize)> {
-        let w = self.abi.word();
-        let mut b = [0u8; 2 * core::mem::size_of::<usize>()];
-        mem.read_bytes(self.addr.wrapping_add(w), &mut b[..2 * w])?;
-        let (lo, hi) = b.split_at(core::mem::size_of::<usize>());
-        Ok(match self.abi {
-            Abi::Native => (ulong(lo), ulong(hi)),
-            Abi::Compat => (u32_at(&b[..4]) as usize, u32_at(&b[4..8]) as usize),
-        })
     }
 
     /// The futex word of `entry`: `entry + futex_offset`, wrapping in 32 bits for compat lists

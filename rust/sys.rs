@@ -49,6 +49,34 @@ pub(crate) fn get_user<T: FromBytes>(addr: UserPtr) -> Result<T> {
     UserSlice::new(addr, size_of::<T>()).reader().read()
 }
 
+/// Reads the `u32` at `addr` of the current task's user memory with `get_user()`: one access,
+/// where [`get_user`] goes through `copy_from_user()`.
+///
+/// Context: as [`get_user`].
+#[inline(always)]
+pub(crate) fn get_user_u32(addr: UserPtr) -> Result<u32> {
+    let mut v = 0u32;
+    // SAFETY: `v` is a valid `u32`; `get_user()` checks the user address itself.
+    match unsafe { bindings::get_user_u32(&mut v, addr as *const u32) } {
+        0 => Ok(v),
+        _ => Err(EFAULT), // the only error get_user() returns
+    }
+}
+
+/// Reads the native word (`unsigned long`) at `addr` of the current task's user memory with
+/// `get_user()`.
+///
+/// Context: as [`get_user`].
+#[inline(always)]
+pub(crate) fn get_user_ulong(addr: UserPtr) -> Result<usize> {
+    let mut v = 0usize;
+    // SAFETY: `v` is a valid `unsigned long`; `get_user()` checks the user address itself.
+    match unsafe { bindings::get_user_ulong(&mut v, addr as *const usize) } {
+        0 => Ok(v),
+        _ => Err(EFAULT), // the only error get_user() returns
+    }
+}
+
 /// Reads `buf.len()` bytes at `addr` of the current task's user memory.
 ///
 /// Context: as [`get_user`].
@@ -64,6 +92,7 @@ pub(crate) fn read_user(addr: UserPtr, buf: &mut [u8]) -> Result {
 /// [`fault_in_user_writeable`] and retry. Architectures may also return `EAGAIN`.
 ///
 /// Context: any context with a user `mm`; does not sleep.
+#[inline(always)]
 pub(crate) fn cmpxchg_user_u32(uaddr: UserPtr, old: u32, new: u32) -> Result<u32> {
     let mut found = 0u32;
     // SAFETY: No preconditions; re-enabled below on every path.
@@ -74,7 +103,10 @@ pub(crate) fn cmpxchg_user_u32(uaddr: UserPtr, old: u32, new: u32) -> Result<u32
         unsafe { bindings::futex_atomic_cmpxchg_inatomic(&mut found, uaddr as *mut u32, old, new) };
     // SAFETY: Pairs with the `pagefault_disable()` above.
     unsafe { bindings::pagefault_enable() };
-    to_result(ret).map(|()| found)
+    match ret {
+        0 => Ok(found),
+        e => Err(Error::from_errno(e)),
+    }
 }
 
 /// Faults in the user word at `uaddr` of the current task for writing, as
@@ -125,6 +157,7 @@ pub(crate) unsafe fn task_pid_vnr(task: RawTask) -> i32 {
 /// Gives the CPU away if a reschedule is due.
 ///
 /// Context: process context, no spinlock held; may sleep.
+#[inline(always)]
 pub(crate) fn cond_resched() {
     // SAFETY: No preconditions beyond the documented context.
     unsafe { bindings::cond_resched() };
@@ -243,6 +276,9 @@ const _: () = {
     assert!(offset_of!(bindings::vm_area_struct, vm_pgoff) == bindings::VM_AREA_STRUCT_VM_PGOFF);
     assert!(offset_of!(bindings::vm_area_struct, vm_file) == bindings::VM_AREA_STRUCT_VM_FILE);
     assert!(offset_of!(bindings::file, f_mapping) == bindings::FILE_F_MAPPING);
+    assert!(
+        offset_of!(bindings::mm_struct, __bindgen_anon_1.mm_users) == bindings::MM_STRUCT_MM_USERS
+    );
 };
 
 /// The fields of a `vm_area_struct` this module uses, copied while its `mmap_lock` (or the
@@ -346,10 +382,6 @@ impl MmGrab {
         unsafe { bindings::mmgrab(mm.as_ptr()) };
         Some(Self(mm))
     }
-
-    pub(crate) fn as_ptr(&self) -> *mut bindings::mm_struct {
-        self.0.as_ptr()
-    }
 }
 
 impl Drop for MmGrab {
@@ -427,27 +459,6 @@ impl TaskRef {
     pub(crate) fn mm(&self) -> Option<MmGet> {
         // SAFETY: the task is valid while referenced.
         NonNull::new(unsafe { bindings::get_task_mm(self.as_ptr()) }).map(MmGet)
-    }
-
-    /// Reads `buf.len()` bytes at `addr` of the task's memory (`access_process_vm()`).
-    ///
-    /// Context: process context, may sleep; takes the task's `mmap_lock` for reading.
-    pub(crate) fn read_memory(&self, addr: usize, buf: &mut [u8]) -> Result {
-        // SAFETY: the task is valid while referenced; `buf` is valid for `buf.len()` bytes.
-        let n = unsafe {
-            bindings::access_process_vm(
-                self.as_ptr(),
-                addr as _,
-                buf.as_mut_ptr().cast(),
-                buf.len() as _,
-                0,
-            )
-        };
-        if n as usize == buf.len() {
-            Ok(())
-        } else {
-            Err(EFAULT)
-        }
     }
 }
 
@@ -686,6 +697,42 @@ pub(crate) fn compare_and_clear_remote(
     // SAFETY: pinned by `get_user_pages_remote()`.
     unsafe { bindings::put_page(page) };
     Ok(cleared)
+}
+
+/// Reads `buf.len()` bytes at `addr` of `task`'s memory (`access_process_vm()`).
+///
+/// Context: process context, may sleep; takes the task's `alloc_lock` and `mmap_lock`.
+///
+/// # Safety
+///
+/// `task` must be valid for the call.
+pub(crate) unsafe fn access_process_vm(task: RawTask, addr: usize, buf: &mut [u8]) -> Result {
+    // SAFETY: `task` is valid per the safety requirement; `buf` is valid for its length.
+    let n = unsafe {
+        bindings::access_process_vm(task, addr as _, buf.as_mut_ptr().cast(), buf.len() as _, 0)
+    };
+    if n as usize == buf.len() {
+        Ok(())
+    } else {
+        Err(EFAULT)
+    }
+}
+
+/// The current task's mm (NULL for a kernel thread): alive, and unchanged, while it runs.
+pub(crate) fn current_mm() -> *mut bindings::mm_struct {
+    // SAFETY: the current task is valid; only the task itself changes its `mm`.
+    unsafe { (*bindings::get_current()).mm }
+}
+
+/// Whether the current task is the only user of its mm: `mm_users` is 1. Every other task
+/// using the mm (thread, `CLONE_VM` sibling, `vfork()` child) holds a reference on it, and none
+/// can be created while the current task runs this check, so the answer cannot become wrong
+/// during a system call; a transient user (`/proc`, ptrace) only makes it false.
+pub(crate) fn current_mm_single_user() -> bool {
+    let mm = current_mm();
+    // SAFETY: `mm` is the live current mm; `mm_users` is an atomic counter.
+    !mm.is_null()
+        && unsafe { ptr::read_volatile(&raw const (*mm).__bindgen_anon_1.mm_users.counter) } == 1
 }
 
 /// The current task.

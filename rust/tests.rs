@@ -387,6 +387,14 @@ fn my_usage() -> i32 {
     unsafe { core::ptr::read_volatile(&raw const (*sys::current()).usage.refs.counter) }
 }
 
+/// The tasks `idx` has under `key`.
+fn tasks_under(test: &Test, idx: &TaskIndex, key: usize) -> KVec<sys::RawTask> {
+    let mut seen = KVec::new();
+    let r = idx.for_each(key, |t| seen.push(t, GFP_KERNEL).map_err(Into::into));
+    check!(test, matches!(r, Ok(true)), "for_each {:#x}: {:?}", key, r);
+    seen
+}
+
 /// The cleanup index files a task once per mm, finds it under that mm only, holds one reference
 /// on it while it is filed, and none once it is removed (no leak, no dead task kept).
 fn index_files_and_forgets(test: &Test) {
@@ -405,28 +413,36 @@ fn index_files_and_forgets(test: &Test) {
     check_eq!(test, idx.len(), 100);
     check_eq!(test, my_usage(), before + 100);
     for i in [0, 1, 63, 64, 99] {
-        let mut out = KVec::new();
+        let seen = tasks_under(test, &idx, keys(i));
+        check_eq!(test, seen.len(), 1);
         check!(
             test,
-            matches!(idx.collect(keys(i), &mut out), Ok(true)),
-            "collect {}",
-            i
-        );
-        check_eq!(test, out.len(), 1);
-        check!(
-            test,
-            out.iter().all(|t| t.as_ptr() == me),
+            seen.iter().all(|&t| t == me),
             "another task under key {}",
             i
         );
     }
-    let mut out = KVec::new();
+    check_eq!(test, tasks_under(test, &idx, keys(100)).len(), 0);
+    // Two tasks under one key: each is found, and removing one keeps the other.
+    let init = &raw mut bindings::init_task;
+    // SAFETY: `init_task` is always valid.
+    unsafe { idx.insert(keys(7), init) };
+    check_eq!(test, tasks_under(test, &idx, keys(7)).len(), 2);
     check!(
         test,
-        matches!(idx.collect(keys(100), &mut out), Ok(true)),
-        "collect"
+        idx.remove(keys(7), me),
+        "remove me from a group of two"
     );
-    check_eq!(test, out.len(), 0);
+    let rest = tasks_under(test, &idx, keys(7));
+    check!(
+        test,
+        rest.len() == 1 && rest[0] == init,
+        "the other task is kept"
+    );
+    check!(test, idx.remove(keys(7), init), "remove init_task");
+    check!(test, !idx.remove(keys(7), me), "removed twice");
+    // SAFETY: `me` is the valid current task.
+    unsafe { idx.insert(keys(7), me) };
     check_eq!(test, my_usage(), before + 100);
     for i in 0..100 {
         check!(test, idx.remove(keys(i), me), "remove {}", i);

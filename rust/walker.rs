@@ -47,7 +47,7 @@ pub(crate) fn handle_futex_death(uaddr: UserPtr, tid: i32, pi: bool, pending_op:
     }
 
     loop {
-        let Ok(uval) = sys::get_user::<u32>(uaddr) else {
+        let Ok(uval) = sys::get_user_u32(uaddr) else {
             return Flow::Stop;
         };
 
