@@ -10,7 +10,8 @@
 //! - `threads`: the call on private memory against the number of threads of the caller's
 //!   process (all with a robust list, idle);
 //! - `processes`: the call on a memfd word against the number of other processes mapping it;
-//! - `unrelated`: the call on private memory against the number of unrelated idle tasks;
+//! - `unrelated`: the call on private memory (by a process with two threads, so that it looks in
+//!   the index) against the number of unrelated idle tasks, and with none again at the end;
 //! - `exit`: a thread's exit with N owned robust futexes on its list (private, process-shared
 //!   or PI), module walker and built-in walker alternating (the module is loaded and unloaded
 //!   between rounds).
@@ -95,14 +96,54 @@ fn memfd_map(len: usize) -> usize {
     }
 }
 
-const ROUNDS: usize = 21;
+const ROUNDS: usize = 41;
 const K: usize = 2000;
+
+/// `mincore()` of one page: a system call that, like cleanup_robust_list(), takes the caller's
+/// `mmap_lock` and looks up a VMA; a floor for the cost of resolving the range.
+fn mincore(addr: usize) {
+    let mut vec = [0u8; 1];
+    // SAFETY: `addr` is a mapped page of ours; `vec` has room for one page.
+    let r = unsafe { libc::mincore(addr as *mut _, 4096, vec.as_mut_ptr()) };
+    assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+}
+
+/// `process_vm_readv()` of 16 bytes of `pid`: reading another process's memory through its page
+/// tables, as the call does for each task of another process; a floor for that cost.
+fn remote_read(pid: libc::pid_t, addr: usize) {
+    let mut buf = [0u8; 16];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: 16,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut _,
+        iov_len: 16,
+    };
+    // SAFETY: one local buffer of 16 bytes; the remote range is checked by the kernel.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    assert_eq!(
+        n,
+        16,
+        "process_vm_readv: {}",
+        std::io::Error::last_os_error()
+    );
+}
 
 fn cleanup_vs_null() {
     let private = sys::private_anon(4096);
+    sys::write_u32(private, 0);
+    // A child to read from, for the floor of remote reads. Forked before the shared memory is
+    // mapped: it must not be a second user of it.
+    let stop = Shared::new(4096);
+    let pid = sys::fork_with(|| {
+        while sys::read_u32(stop.base) == 0 {
+            let _ = sys::futex_wait(stop.base, 0, std::time::Duration::from_secs(3600));
+        }
+        0
+    });
     let shared = Shared::new(4096);
     let memfd = memfd_map(4096);
-    sys::write_u32(private, 0);
     sys::write_u32(memfd, 0);
     let rows = interleave(
         ROUNDS,
@@ -112,13 +153,25 @@ fn cleanup_vs_null() {
             &mut || clean(private),
             &mut || clean(shared.base),
             &mut || clean(memfd),
+            &mut || mincore(private),
+            &mut || remote_read(pid, private),
         ],
     );
+    sys::write_u32(stop.base, 1);
+    let _ = sys::futex_wake(stop.base, 1);
+    sys::wait_pid(pid);
     emit(
         "cleanup",
         "",
         &rows,
-        &["null", "private", "shared_anon", "memfd"],
+        &[
+            "null",
+            "private",
+            "shared_anon",
+            "memfd",
+            "mincore",
+            "remote_read",
+        ],
     );
 }
 
@@ -228,6 +281,10 @@ fn processes_scaling() {
 
 fn unrelated_tasks() {
     let private = sys::private_anon(4096);
+    // One idle thread of our own, so that the call looks its mm up in the index (a single-
+    // threaded caller needs no lookup at all).
+    let mut own = Idle::new();
+    own.grow(1, 64 * 1024);
     let ctl = Shared::new(4096);
     let (want, have, stop) = (ctl.base, ctl.base + 4, ctl.base + 8);
     // Another process holds the unrelated tasks, as idle threads with small stacks.
@@ -245,6 +302,7 @@ fn unrelated_tasks() {
         }
         std::process::exit(0);
     });
+    // 0 again at the end: the spread between the two is the noise of the figure.
     for u in [0u32, 1000, 10000] {
         sys::write_u32(want, u);
         let _ = sys::futex_wake(want, 1);
@@ -270,6 +328,19 @@ fn unrelated_tasks() {
     // SAFETY: our own child; killing is faster than joining 10,000 threads.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     sys::wait_pid(pid);
+    settle();
+    let rows = interleave(
+        ROUNDS,
+        K / 2,
+        &mut [&mut null_syscall, &mut || clean(private)],
+    );
+    emit(
+        "unrelated",
+        "\"n\":0,\"after\":true,",
+        &rows,
+        &["null", "cleanup"],
+    );
+    own.stop();
 }
 
 #[derive(Clone, Copy)]
@@ -334,14 +405,14 @@ fn exit_walk(module: &str) {
         .collect();
     // results[case][round] = (module, builtin)
     let mut results = vec![Vec::new(); cases.len()];
-    const EXIT_ROUNDS: usize = 11;
+    const EXIT_ROUNDS: usize = 41;
     for r in 0..EXIT_ROUNDS {
         let mut row = vec![(0.0, 0.0); cases.len()];
         for w in 0..2 {
             let rust = (r + w) % 2 == 0;
             set_walker(module, rust);
             for (c, &(n, kind, _, mem)) in cases.iter().enumerate() {
-                let deaths = if n >= 64 { 4 } else { 20 };
+                let deaths = if n >= 2048 { 12 } else { 50 };
                 let mut total = 0.0;
                 for _ in 0..deaths {
                     total += one_death(mem, n, kind);
