@@ -87,23 +87,18 @@ pub(crate) fn read_user(addr: UserPtr, buf: &mut [u8]) -> Result {
 /// Atomically replaces the `u32` at `uaddr` in the current task's memory with `new` if it equals
 /// `old`, and returns the value found there (`old` on success).
 ///
-/// Page faults are disabled around the access, as in `futex_cmpxchg_value_locked()`: a word that
-/// is not present or not writable fails with `EFAULT` instead of faulting it in; use
-/// [`fault_in_user_writeable`] and retry. Architectures may also return `EAGAIN`.
+/// This is `futex_cmpxchg_value_locked()`, the primitive of the built-in walker: page faults
+/// are disabled around the access, so a word that is not present or not writable fails with
+/// `EFAULT` instead of faulting it in; use [`fault_in_user_writeable`] and retry. Architectures
+/// may also return `EAGAIN`.
 ///
 /// Context: any context with a user `mm`; does not sleep.
 #[inline(always)]
 pub(crate) fn cmpxchg_user_u32(uaddr: UserPtr, old: u32, new: u32) -> Result<u32> {
     let mut found = 0u32;
-    // SAFETY: No preconditions; re-enabled below on every path.
-    unsafe { bindings::pagefault_disable() };
     // SAFETY: `found` is a valid, writable `u32`. The user address is checked by the arch code
     // (`user_access_begin()`), and with page faults disabled a bad address fails with `-EFAULT`.
-    let ret =
-        unsafe { bindings::futex_atomic_cmpxchg_inatomic(&mut found, uaddr as *mut u32, old, new) };
-    // SAFETY: Pairs with the `pagefault_disable()` above.
-    unsafe { bindings::pagefault_enable() };
-    match ret {
+    match unsafe { bindings::futex_cmpxchg_value_locked(&mut found, uaddr as *mut u32, old, new) } {
         0 => Ok(found),
         e => Err(Error::from_errno(e)),
     }

@@ -32,7 +32,7 @@ record() {
 # Host checks: the patch series, formatting, lints, headers.
 # checkpatch's ENOSYS rule ("ENOSYS means invalid syscall nr") fires on any use of the name;
 # cleanup_robust_list() returns it exactly in that sense (no implementation: as if the call did
-# not exist), as patch 0003 explains, so that one rule is ignored.
+# not exist), as patch 0004 explains, so that one rule is ignored.
 for p in "$ROOT"/patches/*.patch; do
 	record "checkpatch/$(basename "$p" .patch | cut -c1-40)" \
 		"$KSRC/scripts/checkpatch.pl" --strict --no-tree -q --ignore ENOSYS "$p"

@@ -68,7 +68,8 @@ wanted_config() {
 
 configure() {
 	local stamp
-	stamp=$(cat "${FRAGMENTS[@]}" | sha256sum | cut -d' ' -f1)
+	# Only the config lines count: a comment edited in a fragment does not reconfigure.
+	stamp=$(wanted_config | sha256sum | cut -d' ' -f1)
 	if [ -f "$KOUT/.config" ] && [ "$(cat "$KOUT/.rf-config" 2>/dev/null)" = "$stamp" ]; then
 		return
 	fi

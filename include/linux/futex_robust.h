@@ -43,5 +43,7 @@ int futex_robust_ops_register(const struct futex_robust_ops *ops);
 void futex_robust_ops_unregister(const struct futex_robust_ops *ops);
 
 int futex_wake_robust(u32 __user *uaddr);
+int futex_cmpxchg_value_locked(u32 *curval, u32 __user *uaddr, u32 uval,
+			       u32 newval);
 
 #endif /* _LINUX_FUTEX_ROBUST_H */

@@ -403,30 +403,27 @@ fn exit_walk(module: &str) {
             ]
         })
         .collect();
-    // results[case][round] = (module, builtin)
+    // results[case][round] = [module, builtin]. Within a round, each case is measured under
+    // both walkers back to back (which one first alternates), so that the two batches compared
+    // are close in time; after each switch one death is not timed (it warms up the code of the
+    // walker just (re)loaded).
     let mut results = vec![Vec::new(); cases.len()];
-    const EXIT_ROUNDS: usize = 41;
+    const EXIT_ROUNDS: usize = 25;
     for r in 0..EXIT_ROUNDS {
-        let mut row = vec![(0.0, 0.0); cases.len()];
-        for w in 0..2 {
-            let rust = (r + w) % 2 == 0;
-            set_walker(module, rust);
-            for (c, &(n, kind, _, mem)) in cases.iter().enumerate() {
-                let deaths = if n >= 2048 { 12 } else { 50 };
+        for (c, &(n, kind, _, mem)) in cases.iter().enumerate() {
+            let deaths = if n >= 2048 { 8 } else { 30 };
+            let mut pair = [0.0; 2];
+            for w in 0..2 {
+                let rust = (r + c + w) % 2 == 0;
+                set_walker(module, rust);
+                one_death(mem, n, kind);
                 let mut total = 0.0;
                 for _ in 0..deaths {
                     total += one_death(mem, n, kind);
                 }
-                let v = total / deaths as f64;
-                if rust {
-                    row[c].0 = v;
-                } else {
-                    row[c].1 = v;
-                }
+                pair[if rust { 0 } else { 1 }] = total / deaths as f64;
             }
-        }
-        for (c, v) in row.into_iter().enumerate() {
-            results[c].push(vec![v.0, v.1]);
+            results[c].push(pair.to_vec());
         }
     }
     for (c, &(n, _, name, _)) in cases.iter().enumerate() {
