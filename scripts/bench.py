@@ -78,10 +78,55 @@ def svg(curves, path):
         f.write("\n".join(out) + "\n")
 
 
+def table(header, rows):
+    """A reStructuredText simple table."""
+    cols = list(zip(header, *rows))
+    w = [max(len(c) for c in col) for col in cols]
+    line = "  ".join("=" * n for n in w)
+    fmt = lambda r: "  ".join(c.ljust(n) for c, n in zip(r, w)).rstrip()
+    return "\n".join([line, fmt(header), line] + [fmt(r) for r in rows] + [line]) + "\n"
+
+
+def rst(res):
+    """The tables of Documentation/robust-futex/performance.rst, from one run."""
+    f2 = lambda v: f"{v:.2f}"
+    out = []
+    c = res["cleanup"]
+    out.append("One call on one word (one thread), in null system calls:\n")
+    out.append(table(("memory", "median", "p10", "p90"), [
+        (k, f2(c[k]["median"]), f2(c[k]["p10"]), f2(c[k]["p90"]))
+        for k in ("private", "shared_anon", "memfd", "mincore", "remote_read")]))
+    for fig, title in (("threads", "Against the threads of the caller's process (private "
+                        "memory)"),
+                       ("processes", "Against the processes that map the memfd (one thread "
+                        "each)"),
+                       ("unrelated", "Against unrelated idle tasks (the caller has two "
+                        "threads)")):
+        out.append(f"\n{title}, in null system calls:\n")
+        out.append(table(("tasks", "median", "p10", "p90"), [
+            (str(s["tasks"]) + (" (again)" if s.get("after") else ""), f2(s["median"]),
+             f2(s["p10"]), f2(s["p90"])) for s in res[fig]]))
+    out.append("\nExit walk, module / built-in walker:\n")
+    out.append(table(("N", "list", "median", "p10", "p90", "built-in (us)"), [
+        (str(s["n"]), s["kind"], f"{s['median']:.3f}", f"{s['p10']:.3f}", f"{s['p90']:.3f}",
+         f"{s['builtin_ns'] / 1000:.0f}") for s in res["exit"]]))
+    fl = res["floors"]
+    out.append("\nFloors, in null system calls: a call that looks up one VMA (``mincore()``) "
+               f"{fl['vma_lookup_call']:.2f}; a remote 16-byte read beyond the system call "
+               f"itself {fl['remote_read_marginal']:.2f}; one word of each thread's TCB read "
+               f"from user space {fl['touch_tcb_per_thread']:.3f} per thread.\n")
+    out.append("\n@@GOALS@@\n")
+    out.append(table(("goal", "measured", "limit", "met"), [
+        (g["goal"], f"{g['measured']:.3f}", f"{g['limit']}", "yes" if g["met"] else "no")
+        for g in res["goals"]]))
+    return "".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--log", required=True)
-    ap.add_argument("--out", required=True, help="path prefix of the .json, .txt and .svg")
+    ap.add_argument("--out", required=True,
+                    help="path prefix of the .json, .txt, .rst and .svg it writes")
     a = ap.parse_args()
     figs = []
     with open(a.log, errors="replace") as f:
@@ -138,9 +183,18 @@ def main():
     # Floors: what the same work costs in a system call of the kernel's own, in null calls.
     floor_lookup = res["cleanup"]["mincore"]["median"]
     floor_remote = res["cleanup"]["remote_read"]["median"] - 1.0
-    res["floors"] = {"vma_lookup_call": floor_lookup, "remote_read_marginal": floor_remote}
+    touch = [(f["n"], statistics.median(ratios(f, "touch", "null")))
+             for f in figs if f["figure"] == "threads" and "touch" in f]
+    floor_touch = slope(touch) if len(touch) > 1 else float("nan")
+    small = [s for s in res["threads"] if s["tasks"] <= 8]
+    per_thread_small = slope([(s["tasks"], s["median"]) for s in small])
+    res["floors"] = {"vma_lookup_call": floor_lookup, "remote_read_marginal": floor_remote,
+                     "touch_tcb_per_thread": floor_touch,
+                     "per_thread_up_to_8": per_thread_small}
     p(f"floors: a call that looks up one VMA (mincore): {floor_lookup:.2f}x null; "
-      f"a remote 16-byte read beyond the syscall itself: {floor_remote:.2f} null")
+      f"a remote 16-byte read beyond the syscall itself: {floor_remote:.2f} null;")
+    p(f"        reading one word of each thread's TCB from user space: {floor_touch:.3f} null "
+      f"per thread (the call, up to 8 threads: {per_thread_small:.3f})")
     goals = [
         ("one thread, private mutex: cleanup / null syscall", res["cleanup"]["private"]["median"],
          3.0, "x"),
@@ -160,6 +214,8 @@ def main():
 
     with open(a.out + ".json", "w") as f:
         json.dump(res, f, indent=1)
+    with open(a.out + ".rst", "w") as f:
+        f.write(rst(res))
     with open(a.out + ".txt", "w") as f:
         f.write("\n".join(lines) + "\n")
     svg({"threads of the caller's process (private)":
@@ -168,7 +224,7 @@ def main():
          {"points": [(s["tasks"], s["median"], s["p10"], s["p90"]) for s in res["processes"]]}},
         a.out + ".svg")
     print("\n".join(lines))
-    print(f"written: {a.out}.json {a.out}.txt {a.out}.svg")
+    print(f"written: {a.out}.json {a.out}.txt {a.out}.rst {a.out}.svg")
 
 
 if __name__ == "__main__":

@@ -179,6 +179,8 @@ fn cleanup_vs_null() {
 struct Idle {
     stop: &'static AtomicU32,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// Each thread's `pthread_self()`: its glibc TCB, where its robust list head lives.
+    tcbs: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
 }
 
 impl Idle {
@@ -186,15 +188,20 @@ impl Idle {
         Idle {
             stop: Box::leak(Box::new(AtomicU32::new(0))),
             threads: Vec::new(),
+            tcbs: Default::default(),
         }
     }
 
     fn grow(&mut self, n: usize, stack: usize) {
         while self.threads.len() < n {
             let stop = self.stop;
+            let tcbs = self.tcbs.clone();
             let t = std::thread::Builder::new()
                 .stack_size(stack)
                 .spawn(move || {
+                    // SAFETY: no preconditions.
+                    let me = unsafe { libc::pthread_self() } as usize;
+                    tcbs.lock().unwrap().push(me);
                     while stop.load(Ordering::SeqCst) == 0 {
                         let _ = sys::futex_wait(
                             stop.as_ptr() as usize,

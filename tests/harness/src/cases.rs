@@ -76,6 +76,10 @@ pub static ALL: &[Case] = &[
     Case::module("index_follows_processes", index::follows_processes),
     Case::module("index_follows_exec", index::follows_exec),
     Case::module("index_churn", index::churn),
+    Case::module(
+        "cleanup_own_slot_single_thread",
+        index::own_slot_single_thread,
+    ),
     Case::module("cleanup_compat32", cleanup::compat32_cleanup),
     Case::module(
         "cleanup_other_user_and_pid_namespace",

@@ -316,3 +316,29 @@ fn at_load_case(module: &str) -> R {
         r.and(unloaded)
     }
 }
+
+/// A single-threaded caller (the only user of its mm, which the call does not look up in the
+/// index) whose own `list_op_pending` points at the word: the call clears it, and leaves a
+/// slot pointing elsewhere alone.
+pub fn own_slot_single_thread(_: &Ctx) -> R {
+    let p = sys::private_anon(4096);
+    let h = p + 0x800;
+    sys::write_usize(h, h);
+    sys::write_usize(h + 8, crate::holder::OFFSET as usize);
+    sys::write_usize(h + 16, pending_for(p + 0x100));
+    set_robust_list(h, HEAD_LEN).map_err(|e| format!("set_robust_list: {}", e))?;
+    let threads = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Threads:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string());
+    ensure_eq!(threads.as_deref(), Some("1"));
+    ensure_eq!(cleanup(p + 0x200, 4)?, 0);
+    ensure!(
+        sys::read_usize(h + 16) != 0,
+        "slot pointing elsewhere cleared"
+    );
+    ensure_eq!(cleanup(p + 0x100, 4)?, 1);
+    ensure_eq!(sys::read_usize(h + 16), 0);
+    Ok(())
+}
