@@ -11,6 +11,7 @@ import json
 import re
 import statistics
 import sys
+import textwrap
 
 
 def pct(v, p):
@@ -92,7 +93,7 @@ def rst(res):
     f2 = lambda v: f"{v:.2f}"
     out = []
     c = res["cleanup"]
-    out.append("One call on one word (one thread), in null system calls:\n")
+    out.append("One call on one word (one thread), in null system calls:\n\n")
     out.append(table(("memory", "median", "p10", "p90"), [
         (k, f2(c[k]["median"]), f2(c[k]["p10"]), f2(c[k]["p90"]))
         for k in ("private", "shared_anon", "memfd", "mincore", "remote_read")]))
@@ -102,19 +103,20 @@ def rst(res):
                         "each)"),
                        ("unrelated", "Against unrelated idle tasks (the caller has two "
                         "threads)")):
-        out.append(f"\n{title}, in null system calls:\n")
+        out.append(f"\n{title}, in null system calls:\n\n")
         out.append(table(("tasks", "median", "p10", "p90"), [
             (str(s["tasks"]) + (" (again)" if s.get("after") else ""), f2(s["median"]),
              f2(s["p10"]), f2(s["p90"])) for s in res[fig]]))
-    out.append("\nExit walk, module / built-in walker:\n")
+    out.append("\nExit walk, module / built-in walker:\n\n")
     out.append(table(("N", "list", "median", "p10", "p90", "built-in (us)"), [
         (str(s["n"]), s["kind"], f"{s['median']:.3f}", f"{s['p10']:.3f}", f"{s['p90']:.3f}",
          f"{s['builtin_ns'] / 1000:.0f}") for s in res["exit"]]))
     fl = res["floors"]
-    out.append("\nFloors, in null system calls: a call that looks up one VMA (``mincore()``) "
-               f"{fl['vma_lookup_call']:.2f}; a remote 16-byte read beyond the system call "
-               f"itself {fl['remote_read_marginal']:.2f}; one word of each thread's TCB read "
-               f"from user space {fl['touch_tcb_per_thread']:.3f} per thread.\n")
+    out.append("\n" + textwrap.fill(
+        "Floors, in null system calls: a call that looks up one VMA (``mincore()``) "
+        f"{fl['vma_lookup_call']:.2f}; a remote 16-byte read beyond the system call "
+        f"itself {fl['remote_read_marginal']:.2f}; one word of each thread's TCB read "
+        f"from user space {fl['touch_tcb_per_thread']:.3f} per thread.", 78) + "\n")
     out.append("\n@@GOALS@@\n")
     out.append(table(("goal", "measured", "limit", "met"), [
         (g["goal"], f"{g['measured']:.3f}", f"{g['limit']}", "yes" if g["met"] else "no")

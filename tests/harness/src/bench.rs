@@ -235,16 +235,26 @@ fn threads_scaling() {
     for t in [1usize, 2, 4, 8, 16, 32, 64, 128, 256] {
         idle.grow(t - 1, 64 * 1024);
         settle();
+        // The floor of touching each thread's TCB page: one word of each, read from user space.
+        let mut tcbs = idle.tcbs.lock().unwrap().clone();
+        // SAFETY: no preconditions.
+        tcbs.push(unsafe { libc::pthread_self() } as usize);
+        let mut touch = || {
+            for &a in &tcbs {
+                // SAFETY: a live thread's TCB, mapped for as long as the thread exists.
+                unsafe { std::ptr::read_volatile(a as *const usize) };
+            }
+        };
         let rows = interleave(
             ROUNDS,
             K / 2,
-            &mut [&mut null_syscall, &mut || clean(private)],
+            &mut [&mut null_syscall, &mut || clean(private), &mut touch],
         );
         emit(
             "threads",
             &format!("\"n\":{},", t),
             &rows,
-            &["null", "cleanup"],
+            &["null", "cleanup", "touch"],
         );
     }
     idle.stop();
