@@ -2,19 +2,14 @@
 # make bench: builds the non-debug variant of the test kernel (tests/kernel.config +
 # tests/bench.config, in its own build dir), its module and initramfs, boots it with a reliable
 # TSC clocksource (without it, TCG guests fall back to jiffies), runs `robust-harness bench`, and
-# reduces its samples to build/results/bench.{json,txt,svg}.
-. "$(dirname "$0")/lib.sh"
+# reduces its samples to build/results/bench.{json,txt,rst,svg}.
 export RF_VARIANT=bench
 . "$(dirname "$0")/lib.sh"
 
-"$ROOT/scripts/bootstrap.sh"
-"$ROOT/scripts/kernel.sh"
-"$ROOT/scripts/module.sh"
-"$ROOT/scripts/harness.sh"
-"$ROOT/scripts/initramfs.sh"
+build_all
 out=$BUILD/results
 mkdir -p "$out"
-log "booting the benchmark kernel (takes about 10 minutes under TCG)"
+log "booting the benchmark kernel (the measurements take about 2 minutes under TCG)"
 rc=0
 RF_APPEND="tsc=reliable kunit.enable=0" RF_MEM=2G \
 	"$ROOT/scripts/qemu.sh" bench "$out/bench.log" 3000 || rc=$?

@@ -23,11 +23,7 @@ record() {
 	fi
 }
 
-"$ROOT/scripts/bootstrap.sh"
-"$ROOT/scripts/kernel.sh"
-"$ROOT/scripts/module.sh"
-"$ROOT/scripts/harness.sh"
-"$ROOT/scripts/initramfs.sh"
+build_all
 
 # Host checks: the patch series, formatting, lints, headers.
 # checkpatch's ENOSYS rule ("ENOSYS means invalid syscall nr") fires on any use of the name;

@@ -5,11 +5,7 @@
 # cleanup_robust_list().
 . "$(dirname "$0")/lib.sh"
 
-"$ROOT/scripts/bootstrap.sh"
-"$ROOT/scripts/kernel.sh"
-"$ROOT/scripts/module.sh"
-"$ROOT/scripts/harness.sh"
-"$ROOT/scripts/initramfs.sh"
+build_all
 logf=$BUILD/demo.log
 log "booting the test kernel (demo mode)"
 rc=0

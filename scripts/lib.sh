@@ -52,3 +52,12 @@ sync_file() {
 	mkdir -p "$(dirname "$2")"
 	cmp -s "$1" "$2" || cp -p "$1" "$2"
 }
+
+# Installs what is missing, then builds the kernel of the variant, the module, the harness and
+# the initramfs (each step a no-op when nothing changed).
+build_all() {
+	local step
+	for step in bootstrap kernel module harness initramfs; do
+		"$ROOT/scripts/$step.sh"
+	done
+}

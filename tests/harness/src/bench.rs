@@ -77,23 +77,9 @@ fn interleave(rounds: usize, k: usize, conds: &mut [&mut dyn FnMut()]) -> Vec<Ve
     out
 }
 
+/// `len` bytes of a new memfd, mapped shared.
 fn memfd_map(len: usize) -> usize {
-    // SAFETY: plain system calls on a new memfd, mapped shared.
-    unsafe {
-        let fd = libc::memfd_create(c"bench".as_ptr(), 0);
-        assert!(fd >= 0 && libc::ftruncate(fd, len as i64) == 0);
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        );
-        assert!(p != libc::MAP_FAILED);
-        libc::close(fd);
-        p as usize
-    }
+    crate::cleanup::map_fd(crate::cleanup::memfd(len), len, libc::MAP_SHARED)
 }
 
 const ROUNDS: usize = 41;
@@ -136,12 +122,7 @@ fn cleanup_vs_null() {
     // A child to read from, for the floor of remote reads. Forked before the shared memory is
     // mapped: it must not be a second user of it.
     let stop = Shared::new(4096);
-    let pid = sys::fork_with(|| {
-        while sys::read_u32(stop.base) == 0 {
-            let _ = sys::futex_wait(stop.base, 0, std::time::Duration::from_secs(3600));
-        }
-        0
-    });
+    let pid = idle_child(stop.base);
     let shared = Shared::new(4096);
     let memfd = memfd_map(4096);
     sys::write_u32(memfd, 0);
@@ -173,6 +154,27 @@ fn cleanup_vs_null() {
             "remote_read",
         ],
     );
+}
+
+/// One point of a scaling figure: `op` (the call) against the null system call.
+fn point(figure: &str, n: usize, op: &mut dyn FnMut()) {
+    let rows = interleave(ROUNDS, K / 2, &mut [&mut null_syscall, op]);
+    emit(
+        figure,
+        &format!("\"n\":{},", n),
+        &rows,
+        &["null", "cleanup"],
+    );
+}
+
+/// A child process that idles until the word `stop` (in memory shared with it) is set.
+fn idle_child(stop: usize) -> libc::pid_t {
+    sys::fork_with(|| {
+        while sys::read_u32(stop) == 0 {
+            let _ = sys::futex_wait(stop, 0, std::time::Duration::from_secs(3600));
+        }
+        0
+    })
 }
 
 /// Idle threads: each blocks on `stop` until it is set. glibc registers a robust list for each.
@@ -269,25 +271,10 @@ fn processes_scaling() {
         while pids.len() < p - 1 {
             // The child inherits the shared mapping: another mm on the memfd's i_mmap tree,
             // with one thread (glibc registers its robust list again after fork).
-            pids.push(sys::fork_with(|| {
-                while sys::read_u32(stop) == 0 {
-                    let _ = sys::futex_wait(stop, 0, std::time::Duration::from_secs(3600));
-                }
-                0
-            }));
+            pids.push(idle_child(stop));
         }
         settle();
-        let rows = interleave(
-            ROUNDS,
-            K / 2,
-            &mut [&mut null_syscall, &mut || clean(memfd)],
-        );
-        emit(
-            "processes",
-            &format!("\"n\":{},", p),
-            &rows,
-            &["null", "cleanup"],
-        );
+        point("processes", p, &mut || clean(memfd));
     }
     sys::write_u32(stop, 1);
     let _ = sys::futex_wake(stop, i32::MAX);
@@ -327,17 +314,7 @@ fn unrelated_tasks() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         settle();
-        let rows = interleave(
-            ROUNDS,
-            K / 2,
-            &mut [&mut null_syscall, &mut || clean(private)],
-        );
-        emit(
-            "unrelated",
-            &format!("\"n\":{},", u),
-            &rows,
-            &["null", "cleanup"],
-        );
+        point("unrelated", u as usize, &mut || clean(private));
     }
     sys::write_u32(stop, 1);
     sys::write_u32(want, 0);

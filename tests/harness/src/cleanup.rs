@@ -15,8 +15,8 @@ fn cleanup(addr: usize, len: usize) -> Result<i64, String> {
     cleanup_robust_list(addr, len, 0).map_err(|e| format!("cleanup_robust_list: {}", e))
 }
 
-/// Maps `len` bytes of `fd` shared, at a kernel-chosen address.
-fn map_fd(fd: i32, len: usize, flags: i32) -> usize {
+/// Maps `len` bytes of `fd` with `flags`, at a kernel-chosen address.
+pub fn map_fd(fd: i32, len: usize, flags: i32) -> usize {
     // SAFETY: a fresh mapping of an fd we own.
     let p = unsafe {
         libc::mmap(
@@ -36,7 +36,8 @@ fn map_fd(fd: i32, len: usize, flags: i32) -> usize {
     p as usize
 }
 
-fn memfd(len: usize) -> i32 {
+/// A new memfd of `len` bytes.
+pub fn memfd(len: usize) -> i32 {
     // SAFETY: plain system calls.
     unsafe {
         let fd = libc::memfd_create(c"robust".as_ptr(), 0);

@@ -110,27 +110,12 @@ pub fn follows_processes(_: &Ctx) -> R {
 /// first page is a `Control` page, and holds head 0 with a pending entry for the word at 0x1100
 /// of the memfd (in its own mapping, at whatever address).
 pub fn hold_memfd(fd: i32) -> i32 {
-    // SAFETY: maps the inherited fd; the mapping lives until the process exits.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            8192,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return 2;
-    }
+    // The mapping lives until the process exits.
+    let p = crate::cleanup::map_fd(fd, 8192, libc::MAP_SHARED);
     let ctl = Control {
-        mem: Shared {
-            base: p as usize,
-            len: 4096,
-        },
+        mem: Shared { base: p, len: 4096 },
     };
-    ctl.prepare(0, p as usize + 0x1100, false);
+    ctl.prepare(0, p + 0x1100, false);
     ctl.hold(0, &[]);
     std::mem::forget(ctl);
     0
@@ -145,18 +130,7 @@ pub fn follows_exec(_: &Ctx) -> R {
     ensure!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
     // SAFETY: as above.
     ensure!(unsafe { libc::ftruncate(fd, 8192) } == 0, "ftruncate");
-    // SAFETY: a fresh shared mapping of our memfd.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            8192,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        )
-    } as usize;
-    ensure!(p != libc::MAP_FAILED as usize, "mmap");
+    let p = crate::cleanup::map_fd(fd, 8192, libc::MAP_SHARED);
     let ctl = Control {
         mem: Shared { base: p, len: 4096 },
     };
