@@ -85,6 +85,7 @@ static int test_list(void)
 	link32(mem, e, 4, off, pending);
 
 	pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		uint32_t tid = syscall(SYS_gettid);
 
@@ -96,7 +97,7 @@ static int test_list(void)
 		*word(pending, off) = tid;
 		_exit(0);
 	}
-	waitpid(pid, &status, 0);
+	CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
 	CHECK(WIFEXITED(status) && !WEXITSTATUS(status), "child status %#x", status);
 	CHECK(*word(e[0], off) == FUTEX_OWNER_DIED, "e0 %#x", *word(e[0], off));
 	CHECK(*word(e[1], off) == FUTEX_OWNER_DIED, "e1 (PI) %#x", *word(e[1], off));
@@ -123,6 +124,9 @@ static int test_syscall(int module)
 	uint32_t base = (uint32_t)(uintptr_t)mem;
 	long r;
 
+	CHECK(mem != MAP_FAILED, "mmap: %s", strerror(errno));
+	if (mem == MAP_FAILED)
+		return 1;
 	CHECK((r = cleanup(base, 4, 1)) == -EINVAL, "flags: %ld", r);
 	CHECK((r = cleanup(base + 1, 4, 0)) == -EINVAL, "unaligned: %ld", r);
 	CHECK((r = cleanup(base, 0, 0)) == -EINVAL, "len 0: %ld", r);
@@ -151,13 +155,20 @@ static int test_cleanup(void)
 	h->next = (uint32_t)(uintptr_t)h;
 	h->futex_offset = -0x20;
 	h->pending = word + 0x20;
+	CHECK(ctl != MAP_FAILED && mem != MAP_FAILED, "mmap: %s", strerror(errno));
+	if (ctl == MAP_FAILED || mem == MAP_FAILED)
+		return 1;
 	pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		if (syscall(SYS_set_robust_list, h, sizeof(*h)))
 			_exit(2);
 		*ready = 1;
+		/* Sleep in the i386 futex call (time32: CONFIG_COMPAT_32BIT_TIME). */
 		while (!*go)
-			syscall(SYS_futex, go, FUTEX_WAIT, 0, NULL, NULL, 0);
+			if (syscall(SYS_futex, go, FUTEX_WAIT, 0, NULL, NULL, 0) &&
+			    errno != EAGAIN && errno != EINTR)
+				_exit(3);
 		_exit(0);
 	}
 	for (i = 0; i < 20000 && !*ready; i++)
@@ -168,8 +179,9 @@ static int test_cleanup(void)
 	CHECK((r = cleanup(word, 4, 0)) == 1, "cleanup: %ld", r);
 	CHECK(h->pending == 0, "slot after cleanup: %#x", h->pending);
 	*go = 1;
-	syscall(SYS_futex, go, FUTEX_WAKE, 1, NULL, NULL, 0);
-	waitpid(pid, &status, 0);
+	r = syscall(SYS_futex, go, FUTEX_WAKE, 1, NULL, NULL, 0);
+	CHECK(r >= 0, "FUTEX_WAKE: %s", strerror(errno));
+	CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
 	CHECK(WIFEXITED(status) && !WEXITSTATUS(status), "holder status %#x", status);
 	return 0;
 }
