@@ -131,6 +131,10 @@ static int test_syscall(int module)
 	CHECK((r = cleanup(base + 1, 4, 0)) == -EINVAL, "unaligned: %ld", r);
 	CHECK((r = cleanup(base, 0, 0)) == -EINVAL, "len 0: %ld", r);
 	CHECK((r = cleanup(base, 2, 0)) == -EINVAL, "len 2: %ld", r);
+	/* Ranges that wrap around 2^32, or end above a 32-bit task's space. */
+	CHECK((r = cleanup(base, 0xfffffffc, 0)) == -EFAULT, "wraps: %ld", r);
+	CHECK((r = cleanup(0xfffff000, 0x2000, 0)) == -EFAULT, "wraps at the top: %ld", r);
+	CHECK((r = cleanup(0xffffe000, 4, 0)) == -EFAULT, "above user space: %ld", r);
 	if (module)
 		CHECK((r = cleanup(base, 4, 0)) == 0, "valid, nothing to clear: %ld", r);
 	else
