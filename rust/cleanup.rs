@@ -17,8 +17,9 @@
 //!    them; for private memory, the caller's range in the caller's mm.
 //! 3. **Candidates.** The tasks with a robust list whose mm has a window (threads, `CLONE_VM`
 //!    siblings and other processes alike), looked up per mm in the module's [`index`], so the
-//!    cost does not depend on the other tasks of the system. Only if the index is incomplete
-//!    (an allocation failed) is every thread of the system walked instead.
+//!    cost does not depend on the other tasks of the system; just the caller if every window is
+//!    in its mm and it is that mm's only user. Only if the index is incomplete (an allocation
+//!    failed) is every thread of the system walked instead.
 //! 4. **Clearing.** For each candidate, each head's `futex_offset` and `list_op_pending` are read
 //!    in one access: directly for a task of the caller's own mm, with `access_process_vm()`
 //!    otherwise. Only if the futex word (`pending + futex_offset`, PI bit masked, 32-bit
@@ -27,9 +28,10 @@
 //!    that finished is skipped), and the slot cleared by compare-and-exchange against the value
 //!    read: a slot changed in the meantime is left alone.
 //!
-//! Lock order: a task's `futex_exit_mutex`, then an mm's `mmap_lock`. `i_mmap_rwsem`, RCU and
-//! the index's mutex are only held while collecting references (steps 2 and 3), never together
-//! with the others.
+//! Lock order: a task's `futex_exit_mutex`, then the index's mutex, then an mm's `mmap_lock`.
+//! Step 4 reads heads under the index's mutex (faults and `access_process_vm()` take an
+//! `mmap_lock`) and clears slots under a `futex_exit_mutex` after releasing it. `i_mmap_rwsem`
+//! and RCU are only held while collecting references (steps 2 and 3), never with the others.
 //!
 //! Permissions: the caller must be able to write to the range (`VM_WRITE`). It then clears the
 //! slots of every task that maps the same memory, whatever its user or PID namespace: they share
@@ -274,6 +276,14 @@ fn clear(m: &Match) -> bool {
 /// Steps 3 and 4 for a set of windows.
 fn clean(windows: &[Window]) -> Result<usize> {
     let mut found = KVec::new();
+    let me = sys::current_mm();
+    if windows.iter().all(|w| w.mm == me) && sys::current_mm_single_user() {
+        // Only the caller's mm maps the memory, and no other task uses that mm: the caller's
+        // own heads are all there is to see.
+        // SAFETY: the current task is valid.
+        unsafe { examine(sys::current(), me, windows, &mut found)? };
+        return Ok(found.iter().filter(|m| clear(m)).count());
+    }
     let mut complete = true;
     for (i, w) in windows.iter().enumerate() {
         if windows[..i].iter().any(|o| o.mm == w.mm) {
@@ -303,22 +313,12 @@ fn clean(windows: &[Window]) -> Result<usize> {
 
 fn cleanup(addr: usize, len: usize) -> Result<usize> {
     match resolve(addr, len)? {
-        Store::Private { start, end } => {
-            let window = [Window {
-                mm: sys::current_mm(),
-                start,
-                end,
-                _grab: None,
-            }];
-            if sys::current_mm_single_user() {
-                // No other task uses the caller's mm: its own heads are all there is to see.
-                let mut found = KVec::new();
-                // SAFETY: the current task is valid.
-                unsafe { examine(sys::current(), window[0].mm, &window, &mut found)? };
-                return Ok(found.iter().filter(|m| clear(m)).count());
-            }
-            clean(&window)
-        }
+        Store::Private { start, end } => clean(&[Window {
+            mm: sys::current_mm(),
+            start,
+            end,
+            _grab: None,
+        }]),
         Store::Shared { file, start, end } => clean(&shared_windows(&file, start, end)?),
     }
 }

@@ -28,9 +28,11 @@
 //! is dropped with the index. If an entry cannot be allocated, the index is marked incomplete and
 //! `cleanup_robust_list()` falls back to walking every thread: slower, never wrong.
 //!
-//! Lock order: a task's `futex_exit_mutex`, then the index's mutex. Nothing else is taken under
-//! the index's mutex; it is only held to insert, remove or copy out references. Context of every
-//! function here: process context, may sleep.
+//! Lock order: a task's `futex_exit_mutex`, then the index's mutex, then an `mmap_lock`. The
+//! exit walk and [`populate`] take the index's mutex under a `futex_exit_mutex`;
+//! `cleanup_robust_list()` reads candidates' heads under it (a `get_user()` may fault, and
+//! `access_process_vm()` takes the target's `mmap_lock`), and takes a `futex_exit_mutex` only
+//! after releasing it. Context of every function here: process context, may sleep.
 
 use crate::sys::{self, FutexExitGuard, RawTask, TaskRef};
 use core::{

@@ -292,8 +292,8 @@ fn at_load_case(module: &str) -> R {
 }
 
 /// A single-threaded caller (the only user of its mm, which the call does not look up in the
-/// index) whose own `list_op_pending` points at the word: the call clears it, and leaves a
-/// slot pointing elsewhere alone.
+/// index) whose own `list_op_pending` points at the word, in private memory and in a memfd only
+/// it maps: the call clears it, and leaves a slot pointing elsewhere alone.
 pub fn own_slot_single_thread(_: &Ctx) -> R {
     let p = sys::private_anon(4096);
     let h = p + 0x800;
@@ -313,6 +313,12 @@ pub fn own_slot_single_thread(_: &Ctx) -> R {
         "slot pointing elsewhere cleared"
     );
     ensure_eq!(cleanup(p + 0x100, 4)?, 1);
+    ensure_eq!(sys::read_usize(h + 16), 0);
+    // Shared memory that only the caller maps: the same shortcut.
+    let m = crate::cleanup::map_fd(crate::cleanup::memfd(4096), 4096, libc::MAP_SHARED);
+    sys::write_usize(h + 16, pending_for(m + 0x40));
+    ensure_eq!(cleanup(m + 0x44, 4)?, 0);
+    ensure_eq!(cleanup(m + 0x40, 4)?, 1);
     ensure_eq!(sys::read_usize(h + 16), 0);
     Ok(())
 }
