@@ -43,7 +43,7 @@ pub static ALL: &[Case] = &[
     Case::any("thread_exit_walks_list", thread_exit_walks_list),
     Case::any("compat32_list", compat32_list),
     Case::any("compat32_syscall", compat32_syscall),
-    Case::any("cleanup_bad_input", cleanup_bad_input),
+    Case::any("cleanup_bad_input_table", cleanup_bad_input),
     Case::no_module("cleanup_enosys", cleanup_enosys),
     Case::module("cleanup_same_process_thread", cleanup::same_process_thread),
     Case::module("cleanup_clone_vm_sibling", cleanup::clone_vm_sibling),
@@ -552,33 +552,147 @@ fn compat32_syscall(ctx: &Ctx) -> R {
 }
 
 /// Bad arguments are rejected before anything else, with or without an implementation.
-fn cleanup_bad_input(_: &Ctx) -> R {
-    let m = Shared::new(4096);
-    let errno = |r: std::io::Result<i64>| r.err().and_then(|e| e.raw_os_error());
-    ensure_eq!(errno(cleanup_robust_list(m.base, 4, 1)), Some(libc::EINVAL));
-    ensure_eq!(
-        errno(cleanup_robust_list(m.base, 4, 0x8000_0000)),
-        Some(libc::EINVAL)
-    );
-    ensure_eq!(
-        errno(cleanup_robust_list(m.base + 2, 4, 0)),
-        Some(libc::EINVAL)
-    );
-    ensure_eq!(errno(cleanup_robust_list(m.base, 0, 0)), Some(libc::EINVAL));
-    ensure_eq!(errno(cleanup_robust_list(m.base, 6, 0)), Some(libc::EINVAL));
-    ensure_eq!(
-        errno(cleanup_robust_list(0xffff_8880_0000_0000, 4, 0)),
-        Some(libc::EFAULT)
-    );
-    ensure_eq!(
-        errno(cleanup_robust_list(m.base, usize::MAX & !3, 0)),
-        Some(libc::EFAULT)
-    );
-    ensure_eq!(
-        errno(cleanup_robust_list(0x7fff_ffff_f000, 0x2000, 0)),
-        Some(libc::EFAULT)
-    );
-    Ok(())
+/// Bad input, one class per row, with the module loaded and without: the errno each call must
+/// fail with (without the module, what the entry validates fails the same way, and a range that
+/// passes it gets ENOSYS). Holders in another process and in a thread of this one keep
+/// `list_op_pending` slots pointing into the memory the calls name: none may change.
+fn cleanup_bad_input(ctx: &Ctx) -> R {
+    use libc::{EACCES, EFAULT, EINVAL, ENOSYS};
+    let page = 4096;
+    // Mapped first: a page mapped after the holes are made could land in one.
+    let ctl = crate::holder::Control::new();
+    // [0] RW shared, [1] PROT_NONE, [2] read-only, [3] unmapped, [4] exec-only, [5] RW private,
+    // [6] RW shared (another mapping, adjacent to [5], which it cannot merge with).
+    let base = sys::private_anon(7 * page);
+    // SAFETY: remaps and protects parts of our own mapping.
+    unsafe {
+        let p = libc::mmap(
+            base as *mut _,
+            page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        );
+        ensure!(p as usize == base, "mmap");
+        ensure!(
+            libc::mprotect((base + page) as *mut _, page, libc::PROT_NONE) == 0,
+            "mprotect"
+        );
+        ensure!(
+            libc::mprotect((base + 2 * page) as *mut _, page, libc::PROT_READ) == 0,
+            "mprotect"
+        );
+        ensure!(
+            libc::munmap((base + 3 * page) as *mut _, page) == 0,
+            "munmap"
+        );
+        ensure!(
+            libc::mprotect((base + 4 * page) as *mut _, page, libc::PROT_EXEC) == 0,
+            "mprotect"
+        );
+        let q = libc::mmap(
+            (base + 6 * page) as *mut _,
+            page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        );
+        ensure!(q as usize == base + 6 * page, "mmap");
+    }
+    let at = |pg: usize, off: usize| base + pg * page + off;
+    // (class, addr, len, flags, errno with the module, errno without it)
+    let rows: &[(&str, usize, usize, u32, i32, i32)] = &[
+        ("flags 1", at(0, 0x100), 4, 1, EINVAL, EINVAL),
+        ("flags bit 31", at(0, 0x100), 4, 0x8000_0000, EINVAL, EINVAL),
+        ("addr misaligned by 2", at(0, 0x102), 4, 0, EINVAL, EINVAL),
+        ("addr misaligned by 1", at(0, 0x101), 4, 0, EINVAL, EINVAL),
+        ("len 0", at(0, 0x100), 0, 0, EINVAL, EINVAL),
+        ("len 2", at(0, 0x100), 2, 0, EINVAL, EINVAL),
+        ("len 6", at(0, 0x100), 6, 0, EINVAL, EINVAL),
+        (
+            "kernel address",
+            0xffff_8880_0000_0000,
+            4,
+            0,
+            EFAULT,
+            EFAULT,
+        ),
+        (
+            "non-canonical address",
+            0x8000_0000_0000,
+            4,
+            0,
+            EFAULT,
+            EFAULT,
+        ),
+        (
+            "len wraps",
+            at(0, 0x100),
+            usize::MAX & !3,
+            0,
+            EFAULT,
+            EFAULT,
+        ),
+        (
+            "ends above user space",
+            0x7fff_ffff_f000,
+            0x2000,
+            0,
+            EFAULT,
+            EFAULT,
+        ),
+        ("NULL page", 0, 4, 0, EFAULT, ENOSYS),
+        ("PROT_NONE", at(1, 0x100), 4, 0, EFAULT, ENOSYS),
+        ("read-only", at(2, 0x100), 4, 0, EACCES, ENOSYS),
+        ("unmapped hole", at(3, 0x100), 4, 0, EFAULT, ENOSYS),
+        ("exec-only", at(4, 0x100), 4, 0, EACCES, ENOSYS),
+        ("two mappings", at(5, page - 4), 8, 0, EINVAL, ENOSYS),
+        (
+            "mapping then PROT_NONE",
+            at(0, page - 4),
+            8,
+            0,
+            EINVAL,
+            ENOSYS,
+        ),
+        ("read-only then hole", at(2, page - 4), 8, 0, EFAULT, ENOSYS),
+    ];
+    // Holders whose slots point at words the rows name.
+    let words = [at(0, 0x100), at(5, page - 4)];
+    let pid = crate::holder::fork_holder(&ctl, 0, false, || words[0]);
+    ctl.prepare(1, words[1], false);
+    let r = std::thread::scope(|s| -> R {
+        let holder = s.spawn(|| ctl.hold(1, &[]));
+        let r = (|| -> R {
+            ctl.wait_ready(0)?;
+            ctl.wait_ready(1)?;
+            let before = [sys::read_usize(ctl.slot(0)), sys::read_usize(ctl.slot(1))];
+            let module = ctx.walker == Walker::Rust;
+            let mut wrong = Vec::new();
+            for &(class, addr, len, flags, with, without) in rows {
+                let want = if module { with } else { without };
+                let got = cleanup_robust_list(addr, len, flags);
+                if got.as_ref().err().and_then(|e| e.raw_os_error()) != Some(want) {
+                    wrong.push(format!("{}: {:?}, want errno {}", class, got, want));
+                }
+            }
+            ensure!(wrong.is_empty(), "{}", wrong.join("; "));
+            ensure!(rows.len() >= 15, "{} classes", rows.len());
+            let after = [sys::read_usize(ctl.slot(0)), sys::read_usize(ctl.slot(1))];
+            ensure_eq!(after, before);
+            ensure!(before.iter().all(|&v| v != 0), "holders' slots not set");
+            Ok(())
+        })();
+        ctl.release();
+        holder
+            .join()
+            .map_err(|_| "holder thread panicked".to_string())?;
+        r
+    });
+    ensure!(exited_ok(sys::wait_pid(pid)), "holder process failed");
+    r
 }
 
 /// Without the module, valid arguments give ENOSYS.
