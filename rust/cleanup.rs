@@ -192,16 +192,18 @@ struct Match {
 /// the slots that point into one of `mm`'s windows. A slot that does not needs nothing, and
 /// cannot start to: only its own task sets it, and not to a mutex being destroyed.
 ///
+/// `local`: `mm` is the caller's own (its memory is read directly).
+///
 /// # Safety
 ///
 /// `task` must be valid for the call.
 unsafe fn examine(
     task: RawTask,
     mm: *mut bindings::mm_struct,
+    local: bool,
     windows: &[Window],
     found: &mut KVec<Match>,
 ) -> Result {
-    let local = mm == sys::current_mm();
     // SAFETY: `task` is valid per the safety requirement.
     for (addr, abi) in unsafe { sys::task_heads(task) } {
         if addr == 0 {
@@ -281,7 +283,7 @@ fn clean(windows: &[Window]) -> Result<usize> {
         // Only the caller's mm maps the memory, and no other task uses that mm: the caller's
         // own heads are all there is to see.
         // SAFETY: the current task is valid.
-        unsafe { examine(sys::current(), me, windows, &mut found)? };
+        unsafe { examine(sys::current(), me, true, windows, &mut found)? };
         return Ok(found.iter().filter(|m| clear(m)).count());
     }
     let mut complete = true;
@@ -293,7 +295,7 @@ fn clean(windows: &[Window]) -> Result<usize> {
         let done = index::with(|index| {
             index.for_each(mm as usize, |task| {
                 // SAFETY: the index holds a reference on its tasks.
-                unsafe { examine(task, mm, windows, &mut found) }
+                unsafe { examine(task, mm, mm == me, windows, &mut found) }
             })
         });
         complete &= done.transpose()?.unwrap_or(false);
@@ -304,8 +306,9 @@ fn clean(windows: &[Window]) -> Result<usize> {
         let mut all = KVec::new();
         scan(windows, &mut all)?;
         for t in all.iter() {
+            let mm = t.mm_ptr();
             // SAFETY: `t` is referenced.
-            unsafe { examine(t.as_ptr(), t.mm_ptr(), windows, &mut found)? };
+            unsafe { examine(t.as_ptr(), mm, mm == me, windows, &mut found)? };
         }
     }
     Ok(found.iter().filter(|m| clear(m)).count())

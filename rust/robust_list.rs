@@ -20,7 +20,11 @@
 //! exactly; what to do with each futex word is up to its caller.
 
 use crate::sys;
-use kernel::{bindings, prelude::*, uaccess::UserPtr};
+use kernel::{
+    bindings,
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+};
 
 /// The most entries a walk visits (`ROBUST_LIST_LIMIT`), against long or circular lists.
 pub(crate) const ROBUST_LIST_LIMIT: u32 = bindings::ROBUST_LIST_LIMIT;
@@ -65,7 +69,7 @@ pub(crate) struct CurrentMem;
 
 impl UserMem for CurrentMem {
     fn read_bytes(&self, addr: UserPtr, buf: &mut [u8]) -> Result {
-        sys::read_user(addr, buf)
+        UserSlice::new(addr, buf.len()).reader().read_slice(buf)
     }
 
     // Single words with `get_user()`, as the C walker reads them.
@@ -91,7 +95,7 @@ pub(crate) enum Abi {
 
 impl Abi {
     /// Size of a pointer or `long` in this layout.
-    pub(crate) const fn word(self) -> usize {
+    const fn word(self) -> usize {
         match self {
             Abi::Native => core::mem::size_of::<usize>(),
             Abi::Compat => core::mem::size_of::<u32>(),

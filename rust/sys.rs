@@ -77,13 +77,6 @@ pub(crate) fn get_user_ulong(addr: UserPtr) -> Result<usize> {
     }
 }
 
-/// Reads `buf.len()` bytes at `addr` of the current task's user memory.
-///
-/// Context: as [`get_user`].
-pub(crate) fn read_user(addr: UserPtr, buf: &mut [u8]) -> Result {
-    UserSlice::new(addr, buf.len()).reader().read_slice(buf)
-}
-
 /// Atomically replaces the `u32` at `uaddr` in the current task's memory with `new` if it equals
 /// `old`, and returns the value found there (`old` on success).
 ///
