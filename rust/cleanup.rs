@@ -9,10 +9,11 @@
 //! every such stale `list_op_pending` first.
 //!
 //! 1. **Identity.** The caller's range `[addr, addr + len)` is resolved in its mm as
-//!    `get_futex_key()` would resolve each word: for a `VM_SHARED` mapping (shared file, shmem,
-//!    memfd, shared anonymous memory, SysV shm), the backing `address_space` and byte offsets in
-//!    it; for private memory, the caller's mm and the addresses.
-//! 2. **Windows.** Where each mm maps that identity: for shared memory, every `VM_SHARED` VMA on
+//!    `get_futex_key()` would resolve each word, mapping by mapping (a range may cover several,
+//!    as `munmap()`'s does, but no hole): for a `VM_SHARED` mapping (shared file, shmem, memfd,
+//!    shared anonymous memory, SysV shm), the backing `address_space` and byte offsets in it;
+//!    for private memory, the caller's mm and the addresses.
+//! 2. **Windows.** Where each mm maps each part's identity: for shared memory, every `VM_SHARED` VMA on
 //!    the mapping's `i_mmap` tree that covers part of the offsets, at whatever address it maps
 //!    them; for private memory, the caller's range in the caller's mm.
 //! 3. **Candidates.** The tasks with a robust list whose mm has a window (threads, `CLONE_VM`
@@ -87,43 +88,64 @@ impl Window {
     }
 }
 
-/// Resolves `[addr, addr + len)` in the caller's mm (step 1).
+/// Resolves `[addr, addr + len)` in the caller's mm (step 1): one [`Store`] per mapping the
+/// range covers, in address order (adjacent private parts merged).
 ///
-/// Errors: `EFAULT` if part of the range is unmapped, or mapped `PROT_NONE` or as I/O memory;
-/// `EINVAL` if it spans several mappings; `EACCES` if the caller cannot write to it.
-fn resolve(addr: usize, len: usize) -> Result<Store> {
+/// The whole range is checked before anything is done, so a call either processes all of it or
+/// fails with no effect. Errors, in this precedence whatever their order in the range:
+/// `EFAULT` if part of the range is unmapped (a hole), or mapped `PROT_NONE` or as I/O memory;
+/// then `EACCES` if the caller cannot write to part of it.
+fn resolve(addr: usize, len: usize) -> Result<KVec<Store>> {
     let mm = sys::MmapReadGuard::current().ok_or(EFAULT)?;
-    let vma = mm.vma_at(addr).ok_or(EFAULT)?;
     let end = addr + len; // no overflow: the system call checked access_ok()
-    if end > vma.end {
-        return Err(match mm.vma_at(vma.end) {
-            Some(next) if next.start == vma.end => EINVAL,
-            _ => EFAULT,
-        });
+    let mut out: KVec<Store> = KVec::new();
+    let mut writable = true;
+    let mut at = addr;
+    while at < end {
+        let vma = mm.vma_at(at).ok_or(EFAULT)?;
+        if vma.flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || vma.flags & (VM_IO | VM_PFNMAP) != 0 {
+            return Err(EFAULT);
+        }
+        writable &= vma.flags & VM_WRITE != 0;
+        let part_end = end.min(vma.end);
+        let file = if vma.flags & VM_SHARED != 0 {
+            // SAFETY: the VMA, and so its file, is stable under the `mmap_lock` held by `mm`.
+            unsafe { FileRef::new(vma.file) }
+        } else {
+            None
+        };
+        let store = match file {
+            Some(file) => {
+                let start = (vma.pgoff << PAGE_SHIFT) + (at - vma.start);
+                Store::Shared {
+                    file,
+                    start,
+                    end: start + (part_end - at),
+                }
+            }
+            None => match out.last_mut() {
+                Some(Store::Private { end: e, .. }) if *e == at => {
+                    *e = part_end;
+                    at = part_end;
+                    continue;
+                }
+                _ => Store::Private {
+                    start: at,
+                    end: part_end,
+                },
+            },
+        };
+        out.push(store, GFP_KERNEL)?;
+        at = part_end;
     }
-    if vma.flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || vma.flags & (VM_IO | VM_PFNMAP) != 0 {
-        return Err(EFAULT);
-    }
-    if vma.flags & VM_WRITE == 0 {
+    if !writable {
         return Err(EACCES);
     }
-    if vma.flags & VM_SHARED != 0 {
-        // SAFETY: the VMA, and so its file, is stable under the `mmap_lock` held by `mm`.
-        if let Some(file) = unsafe { FileRef::new(vma.file) } {
-            let start = (vma.pgoff << PAGE_SHIFT) + (addr - vma.start);
-            return Ok(Store::Shared {
-                file,
-                start,
-                end: start + len,
-            });
-        }
-    }
-    Ok(Store::Private { start: addr, end })
+    Ok(out)
 }
 
 /// Finds where each mm maps a shared store (step 2).
-fn shared_windows(file: &FileRef, start: usize, end: usize) -> Result<KVec<Window>> {
-    let mut out = KVec::new();
+fn shared_windows(file: &FileRef, start: usize, end: usize, out: &mut KVec<Window>) -> Result {
     let (first, last) = (start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
     sys::for_each_mapping_vma(file.mapping(), first, last, |vma: &VmaInfo| {
         if vma.flags & VM_SHARED == 0 {
@@ -147,8 +169,7 @@ fn shared_windows(file: &FileRef, start: usize, end: usize) -> Result<KVec<Windo
         // No reclaim under i_mmap_rwsem.
         out.push(w, GFP_ATOMIC)?;
         Ok(())
-    })?;
-    Ok(out)
+    })
 }
 
 /// Collects every thread of the system whose mm has a window (the fallback of step 3).
@@ -315,15 +336,22 @@ fn clean(windows: &[Window]) -> Result<usize> {
 }
 
 fn cleanup(addr: usize, len: usize) -> Result<usize> {
-    match resolve(addr, len)? {
-        Store::Private { start, end } => clean(&[Window {
-            mm: sys::current_mm(),
-            start,
-            end,
-            _grab: None,
-        }]),
-        Store::Shared { file, start, end } => clean(&shared_windows(&file, start, end)?),
+    let mut windows = KVec::new();
+    for store in resolve(addr, len)? {
+        match store {
+            Store::Private { start, end } => windows.push(
+                Window {
+                    mm: sys::current_mm(),
+                    start,
+                    end,
+                    _grab: None,
+                },
+                GFP_KERNEL,
+            )?,
+            Store::Shared { file, start, end } => shared_windows(&file, start, end, &mut windows)?,
+        }
     }
+    clean(&windows)
 }
 
 /// `futex_robust_ops::cleanup_robust_list`.

@@ -72,6 +72,7 @@ pub static ALL: &[Case] = &[
         cleanup::exited_target_skipped,
     ),
     Case::module("cleanup_bad_mappings", cleanup::bad_mappings),
+    Case::module("cleanup_spans_mappings", cleanup::spans_mappings),
     Case::module("index_follows_threads", index::follows_threads),
     Case::module("index_follows_processes", index::follows_processes),
     Case::module("index_follows_exec", index::follows_exec),
@@ -562,8 +563,8 @@ fn cleanup_bad_input(ctx: &Ctx) -> R {
     // Mapped first: a page mapped after the holes are made could land in one.
     let ctl = crate::holder::Control::new();
     // [0] RW shared, [1] PROT_NONE, [2] read-only, [3] unmapped, [4] exec-only, [5] RW private,
-    // [6] RW shared (another mapping, adjacent to [5], which it cannot merge with).
-    let base = sys::private_anon(7 * page);
+    // [6] RW shared (another mapping, adjacent to [5], which it cannot merge with), [7] unmapped.
+    let base = sys::private_anon(8 * page);
     // SAFETY: remaps and protects parts of our own mapping.
     unsafe {
         let p = libc::mmap(
@@ -600,6 +601,10 @@ fn cleanup_bad_input(ctx: &Ctx) -> R {
             0,
         );
         ensure!(q as usize == base + 6 * page, "mmap");
+        ensure!(
+            libc::munmap((base + 7 * page) as *mut _, page) == 0,
+            "munmap"
+        );
     }
     let at = |pg: usize, off: usize| base + pg * page + off;
     // (class, addr, len, flags, errno with the module, errno without it)
@@ -648,16 +653,41 @@ fn cleanup_bad_input(ctx: &Ctx) -> R {
         ("read-only", at(2, 0x100), 4, 0, EACCES, ENOSYS),
         ("unmapped hole", at(3, 0x100), 4, 0, EFAULT, ENOSYS),
         ("exec-only", at(4, 0x100), 4, 0, EACCES, ENOSYS),
-        ("two mappings", at(5, page - 4), 8, 0, EINVAL, ENOSYS),
+        // Ranges over several mappings: valid unless part is a hole or PROT_NONE (EFAULT,
+        // wherever it lies, before EACCES), or read-only; then nothing at all is done.
         (
             "mapping then PROT_NONE",
             at(0, page - 4),
             8,
             0,
-            EINVAL,
+            EFAULT,
             ENOSYS,
         ),
         ("read-only then hole", at(2, page - 4), 8, 0, EFAULT, ENOSYS),
+        (
+            "PROT_NONE then read-only",
+            at(1, page - 4),
+            8,
+            0,
+            EFAULT,
+            ENOSYS,
+        ),
+        (
+            "exec-only then writable",
+            at(4, page - 4),
+            8,
+            0,
+            EACCES,
+            ENOSYS,
+        ),
+        (
+            "two writable mappings then hole",
+            at(5, 0),
+            3 * page,
+            0,
+            EFAULT,
+            ENOSYS,
+        ),
     ];
     // Holders whose slots point at words the rows name.
     let words = [at(0, 0x100), at(5, page - 4)];
