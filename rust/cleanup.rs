@@ -34,6 +34,11 @@
 //! `mmap_lock`) and clears slots under a `futex_exit_mutex` after releasing it. `i_mmap_rwsem`
 //! and RCU are only held while collecting references (steps 2 and 3), never with the others.
 //!
+//! With `CLEANUP_ROBUST_LIST_MM_ONLY` (a C library unmapping the range, or mapping over it),
+//! every part is taken as private memory: one window, the caller's range in its own mm, so only
+//! its threads and `CLONE_VM` siblings are candidates. Other processes keep the memory, and the
+//! locks in it, at their own addresses; their slots must not be touched.
+//!
 //! Permissions: the caller must be able to write to the range (`VM_WRITE`). It then clears the
 //! slots of every task that maps the same memory, whatever its user or PID namespace: they share
 //! the lock memory, the only change is NULLing a pointer to it, and the caller could as well
@@ -53,6 +58,8 @@ pub(crate) static CLEANUP_CLEARED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static CLEANUP_SCANS: AtomicU64 = AtomicU64::new(0);
 
 const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
+/// Only the tasks of the caller's mm: its mapping of the range goes away, not the memory.
+const MM_ONLY: u32 = bindings::CLEANUP_ROBUST_LIST_MM_ONLY;
 const VM_READ: usize = bindings::VM_READ as usize;
 const VM_WRITE: usize = bindings::VM_WRITE as usize;
 const VM_EXEC: usize = bindings::VM_EXEC as usize;
@@ -95,7 +102,9 @@ impl Window {
 /// fails with no effect. Errors, in this precedence whatever their order in the range:
 /// `EFAULT` if part of the range is unmapped (a hole), or mapped `PROT_NONE` or as I/O memory;
 /// then `EACCES` if the caller cannot write to part of it.
-fn resolve(addr: usize, len: usize) -> Result<KVec<Store>> {
+///
+/// `mm_only`: every part is taken as private memory (the caller's addresses), whatever backs it.
+fn resolve(addr: usize, len: usize, mm_only: bool) -> Result<KVec<Store>> {
     let mm = sys::MmapReadGuard::current().ok_or(EFAULT)?;
     let end = addr + len; // no overflow: the system call checked access_ok()
     let mut out: KVec<Store> = KVec::new();
@@ -108,7 +117,7 @@ fn resolve(addr: usize, len: usize) -> Result<KVec<Store>> {
         }
         writable &= vma.flags & VM_WRITE != 0;
         let part_end = end.min(vma.end);
-        let file = if vma.flags & VM_SHARED != 0 {
+        let file = if vma.flags & VM_SHARED != 0 && !mm_only {
             // SAFETY: the VMA, and so its file, is stable under the `mmap_lock` held by `mm`.
             unsafe { FileRef::new(vma.file) }
         } else {
@@ -335,9 +344,9 @@ fn clean(windows: &[Window]) -> Result<usize> {
     Ok(found.iter().filter(|m| clear(m)).count())
 }
 
-fn cleanup(addr: usize, len: usize) -> Result<usize> {
+fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
     let mut windows = KVec::new();
-    for store in resolve(addr, len)? {
+    for store in resolve(addr, len, flags & MM_ONLY != 0)? {
         match store {
             Store::Private { start, end } => windows.push(
                 Window {
@@ -359,12 +368,11 @@ fn cleanup(addr: usize, len: usize) -> Result<usize> {
 /// # Safety
 ///
 /// Called by the futex core in process context, for the current task, with arguments it
-/// validated: `flags == 0`, `addr` and `len` 4-byte aligned, `len > 0`, and the range in user
+/// validated: no flag but `CLEANUP_ROBUST_LIST_MM_ONLY`, `addr` and `len` 4-byte aligned, `len > 0`, and the range in user
 /// space without wrapping.
 pub(crate) unsafe extern "C" fn cleanup_robust_list(addr: usize, len: usize, flags: u32) -> isize {
-    let _ = flags;
     CLEANUP_CALLS.fetch_add(1, Ordering::Relaxed);
-    match cleanup(addr, len) {
+    match cleanup(addr, len, flags) {
         Ok(n) => {
             CLEANUP_CLEARED.fetch_add(n as u64, Ordering::Relaxed);
             n as isize

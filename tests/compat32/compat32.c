@@ -127,7 +127,7 @@ static int test_syscall(int module)
 	CHECK(mem != MAP_FAILED, "mmap: %s", strerror(errno));
 	if (mem == MAP_FAILED)
 		return 1;
-	CHECK((r = cleanup(base, 4, 1)) == -EINVAL, "flags: %ld", r);
+	CHECK((r = cleanup(base, 4, 2)) == -EINVAL, "flags: %ld", r);
 	CHECK((r = cleanup(base + 1, 4, 0)) == -EINVAL, "unaligned: %ld", r);
 	CHECK((r = cleanup(base, 0, 0)) == -EINVAL, "len 0: %ld", r);
 	CHECK((r = cleanup(base, 2, 0)) == -EINVAL, "len 2: %ld", r);

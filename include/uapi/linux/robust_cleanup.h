@@ -20,7 +20,15 @@
 #endif
 #endif
 
-/* No flags are defined yet: flags must be 0. */
-#define CLEANUP_ROBUST_LIST_FLAGS_MASK 0U
+/*
+ * Only the tasks of the caller's address space: for a caller whose mapping
+ * of the range goes away (munmap(), mmap(MAP_FIXED), shmdt()) while the
+ * memory, and the locks in it, may live on in other processes. Also in the
+ * patched <linux/futex.h>.
+ */
+#ifndef CLEANUP_ROBUST_LIST_MM_ONLY
+#define CLEANUP_ROBUST_LIST_MM_ONLY 0x00000001
+#endif
+#define CLEANUP_ROBUST_LIST_FLAGS_MASK CLEANUP_ROBUST_LIST_MM_ONLY
 
 #endif /* _UAPI_LINUX_ROBUST_CLEANUP_H */

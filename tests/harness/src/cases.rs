@@ -73,6 +73,7 @@ pub static ALL: &[Case] = &[
     ),
     Case::module("cleanup_bad_mappings", cleanup::bad_mappings),
     Case::module("cleanup_spans_mappings", cleanup::spans_mappings),
+    Case::module("cleanup_mm_only", cleanup::mm_only),
     Case::module("index_follows_threads", index::follows_threads),
     Case::module("index_follows_processes", index::follows_processes),
     Case::module("index_follows_exec", index::follows_exec),
@@ -609,7 +610,8 @@ fn cleanup_bad_input(ctx: &Ctx) -> R {
     let at = |pg: usize, off: usize| base + pg * page + off;
     // (class, addr, len, flags, errno with the module, errno without it)
     let rows: &[(&str, usize, usize, u32, i32, i32)] = &[
-        ("flags 1", at(0, 0x100), 4, 1, EINVAL, EINVAL),
+        ("flags 2 (unknown)", at(0, 0x100), 4, 2, EINVAL, EINVAL),
+        ("flags MM_ONLY | 2", at(0, 0x100), 4, 3, EINVAL, EINVAL),
         ("flags bit 31", at(0, 0x100), 4, 0x8000_0000, EINVAL, EINVAL),
         ("addr misaligned by 2", at(0, 0x102), 4, 0, EINVAL, EINVAL),
         ("addr misaligned by 1", at(0, 0x101), 4, 0, EINVAL, EINVAL),

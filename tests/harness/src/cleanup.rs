@@ -166,6 +166,45 @@ pub fn same_process_thread(_: &Ctx) -> R {
     })
 }
 
+/// `CLEANUP_ROBUST_LIST_MM_ONLY` (the caller unmaps its view of shared memory): its own thread
+/// and `CLONE_VM` sibling are cleared, not a process that keeps the memory; then without the
+/// flag, that process too.
+pub fn mm_only(_: &Ctx) -> R {
+    let mem = Shared::new(4096);
+    let ctl = Control::new();
+    let word = mem.at(0x80);
+    ctl.prepare(0, word, false);
+    ctl.prepare(1, word, false);
+    let sibling = clone_vm_holder(&ctl, 1);
+    let pid = fork_holder(&ctl, 2, false, || word);
+    let r = std::thread::scope(|s| -> R {
+        let t = s.spawn(|| ctl.hold(0, &[]));
+        let r = (|| -> R {
+            for i in 0..3 {
+                ctl.wait_ready(i)?;
+            }
+            let other = sys::read_usize(ctl.slot(2));
+            ensure!(other != 0, "slot 2 not set");
+            ensure_eq!(
+                cleanup_robust_list(word, 4, CLEANUP_MM_ONLY).map_err(|e| e.to_string())?,
+                2
+            );
+            ensure_eq!(sys::read_usize(ctl.slot(0)), 0);
+            ensure_eq!(sys::read_usize(ctl.slot(1)), 0);
+            ensure_eq!(sys::read_usize(ctl.slot(2)), other);
+            ensure_eq!(cleanup(word, 4)?, 1);
+            ensure_eq!(sys::read_usize(ctl.slot(2)), 0);
+            Ok(())
+        })();
+        ctl.release();
+        t.join().map_err(|_| "holder panicked".to_string())?;
+        r
+    });
+    ensure!(exited_ok(sys::wait_pid(sibling)), "sibling failed");
+    ensure!(exited_ok(sys::wait_pid(pid)), "holder process failed");
+    r
+}
+
 /// A CLONE_VM sibling (same mm, another process) on private memory.
 pub fn clone_vm_sibling(_: &Ctx) -> R {
     let p = sys::private_anon(4096);

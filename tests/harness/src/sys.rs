@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 /// `__NR_cleanup_robust_list` on x86_64 and i386 (see include/uapi/linux/robust_cleanup.h).
 pub const NR_CLEANUP_ROBUST_LIST: libc::c_long = 500;
+/// `CLEANUP_ROBUST_LIST_MM_ONLY`: only the tasks of the caller's mm.
+pub const CLEANUP_MM_ONLY: u32 = 1;
 
 pub const FUTEX_WAITERS: u32 = 0x8000_0000;
 pub const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
