@@ -57,7 +57,7 @@ sync_file() {
 # the initramfs (each step a no-op when nothing changed).
 build_all() {
 	local step
-	for step in bootstrap kernel module harness initramfs; do
+	for step in bootstrap kernel module harness preload initramfs; do
 		"$ROOT/scripts/$step.sh"
 	done
 }

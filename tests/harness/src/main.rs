@@ -46,6 +46,7 @@ mod glibc;
 mod holder;
 mod index;
 mod list;
+mod preload;
 mod stress;
 mod sys;
 

@@ -1,0 +1,119 @@
+//! The preload library (preload/) on unmodified glibc programs: the distribution's dynamic
+//! loader and glibc, copied into the guest, run the programs of preload/tests with and without
+//! `LD_PRELOAD`.
+
+use crate::cases::counter;
+use crate::Ctx;
+use std::process::Command;
+
+type R = Result<(), String>;
+
+const DIR: &str = "/preload";
+const LIBRARY: &str = "/preload/librobust_cleanup.so";
+
+/// What a program printed, and whether it exited with 0.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `/preload/PROGRAM ARGS` with `LD_PRELOAD` set to the library if `preload`, and the
+/// extra environment `env`.
+fn run(program: &str, args: &[&str], preload: bool, env: &[(&str, &str)]) -> Result<Run, String> {
+    let mut cmd = Command::new(format!("{}/{}", DIR, program));
+    cmd.args(args).env_remove("LD_PRELOAD");
+    if preload {
+        cmd.env("LD_PRELOAD", LIBRARY);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{} {:?}: {}", program, args, e))?;
+    let run = Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    for line in run.stdout.lines().chain(run.stderr.lines()) {
+        println!("#   {} {}: {}", program, args.join(" "), line);
+    }
+    Ok(run)
+}
+
+/// A self-checking program's run: exit 0, no failed check, nothing on stderr.
+fn passes(program: &str, args: &[&str], preload: bool) -> R {
+    let r = run(program, args, preload, &[])?;
+    ensure!(
+        r.ok && !r.stdout.contains("not ok") && r.stderr.is_empty(),
+        "{} {:?} (LD_PRELOAD: {}) failed",
+        program,
+        args,
+        preload
+    );
+    Ok(())
+}
+
+/// Each interposed function makes the calls it should (counted by the module), returns what
+/// glibc returns and leaves errno as glibc sets it; without the library, no call.
+pub fn calls(_: &Ctx) -> R {
+    passes("calls", &["with"], true)?;
+    passes("calls", &["without"], false)
+}
+
+/// On a glibc whose mutex layout it does not know, the library says so once and does nothing.
+pub fn unknown_glibc(_: &Ctx) -> R {
+    let r = run(
+        "calls",
+        &["without"],
+        true,
+        &[("ROBUST_CLEANUP_GLIBC_VERSION", "2.99")],
+    )?;
+    ensure!(r.ok && !r.stdout.contains("not ok"), "calls failed");
+    let said = r.stderr.matches("does not know").count();
+    ensure_eq!(said, 1);
+    Ok(())
+}
+
+/// `race MODE ROUNDS`: the corrupted rounds it reports.
+fn race(mode: &str, rounds: usize, preload: bool) -> Result<usize, String> {
+    let r = run("race", &[mode, &rounds.to_string()], preload, &[])?;
+    ensure!(r.ok, "race {} failed", mode);
+    let tail = format!(" of {}", rounds);
+    r.stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("corrupted "))
+        .find_map(|l| l.strip_suffix(&tail))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("race {}: no result", mode))
+}
+
+const ROUNDS: usize = 10;
+
+/// The reproducer corrupts every round without the library, none with it, and with it each
+/// round's pending slot was cleared by the call the library made.
+fn race_case(mode: &str) -> R {
+    ensure_eq!(race(mode, ROUNDS, false)?, ROUNDS);
+    let before = counter("cleanup_cleared")?;
+    ensure_eq!(race(mode, ROUNDS, true)?, 0);
+    ensure_eq!(counter("cleanup_cleared")? - before, ROUNDS as u64);
+    Ok(())
+}
+
+pub fn race_destroy(_: &Ctx) -> R {
+    race_case("destroy")
+}
+
+pub fn race_munmap(_: &Ctx) -> R {
+    race_case("munmap")
+}
+
+/// Without the module the library probes, finds ENOSYS, and stays out of the way: the programs
+/// behave as without it (the race included).
+pub fn without_module(_: &Ctx) -> R {
+    passes("calls", &["nomodule"], true)?;
+    ensure_eq!(race("destroy", 3, true)?, 3);
+    Ok(())
+}
