@@ -7,7 +7,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 pkgs=(clang lld llvm libclang-dev flex bison bc libelf-dev libssl-dev cpio
       qemu-system-x86 busybox-static dwarves gcc gcc-multilib libc6-dev-i386 make
-      python3 python3-docutils xz-utils git man-db file "$KERNEL_PKG")
+      python3 python3-docutils xz-utils git man-db file liblmdb-dev "$KERNEL_PKG")
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -39,6 +39,14 @@ record clippy/module "$ROOT/scripts/module.sh" CLIPPY=1
 record clippy/harness cargo clippy --quiet --release --locked \
 	--manifest-path "$ROOT/tests/harness/Cargo.toml" --target-dir "$BUILD/harness" \
 	-- -D warnings
+# The preload library: formatting, lints, and its unit tests (the record of shared mappings).
+preload=(--manifest-path "$ROOT/preload/Cargo.toml" --target-dir "$BUILD/preload")
+record rustfmt/preload cargo fmt --check --manifest-path "$ROOT/preload/Cargo.toml"
+record clippy/preload cargo clippy --quiet --release --locked "${preload[@]}" --all-targets \
+	-- -D warnings
+record preload/unit-tests cargo test --quiet --release --locked "${preload[@]}"
+# The mutex layout the library reads is the one of the glibc it runs on: __kind at 16, robust bit.
+record preload/glibc_layout "$BUILD/preload/bin/layout"
 # The man page renders with man -l, and groff has nothing to say about it.
 man_renders() {
 	local err

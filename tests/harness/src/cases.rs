@@ -78,6 +78,7 @@ pub static ALL: &[Case] = &[
     Case::module("preload_unknown_glibc", crate::preload::unknown_glibc),
     Case::module("preload_race_destroy", crate::preload::race_destroy),
     Case::module("preload_race_munmap", crate::preload::race_munmap),
+    Case::module("preload_lmdb", crate::preload::lmdb),
     Case::no_module("preload_without_module", crate::preload::without_module),
     Case::module("index_follows_threads", index::follows_threads),
     Case::module("index_follows_processes", index::follows_processes),

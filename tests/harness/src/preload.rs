@@ -117,3 +117,28 @@ pub fn without_module(_: &Ctx) -> R {
     ensure_eq!(race("destroy", 3, true)?, 3);
     Ok(())
 }
+
+/// LMDB (Debian's liblmdb0) keeps robust mutexes in its MAP_SHARED lock file. Writers and
+/// readers killed inside transactions, recovery through its API, environments closed (the lock
+/// file unmapped) and reopened: under the library it prints exactly what it prints without,
+/// and the module counted one call per close (the library's munmap of the lock file) besides
+/// the library's probe at load.
+pub fn lmdb(_: &Ctx) -> R {
+    const LMDB_ROUNDS: u64 = 3;
+    let rounds = LMDB_ROUNDS.to_string();
+    let before = counter("cleanup_calls")?;
+    let without = run("lmdb", &["/tmp/lmdb-without", &rounds], false, &[])?;
+    let between = counter("cleanup_calls")?;
+    let with = run("lmdb", &["/tmp/lmdb-with", &rounds], true, &[])?;
+    let after = counter("cleanup_calls")?;
+    ensure!(without.ok && with.ok, "lmdb failed");
+    ensure!(
+        without.stdout.contains("killed-writer-2: not found"),
+        "lmdb did not run its rounds"
+    );
+    ensure_eq!(with.stdout, without.stdout);
+    ensure_eq!(between - before, 0);
+    // One call per close, and the library's probe at load.
+    ensure_eq!(after - between, LMDB_ROUNDS + 1);
+    Ok(())
+}
