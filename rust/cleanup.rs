@@ -95,62 +95,72 @@ impl Window {
     }
 }
 
+/// The part `[at, end)` of `vma` as a [`Store`] (step 1 for one mapping).
+///
+/// `mm_only`: taken as private memory (the caller's addresses), whatever backs it.
+fn part(vma: &VmaInfo, at: usize, end: usize, mm_only: bool) -> Result<Store> {
+    if vma.flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || vma.flags & (VM_IO | VM_PFNMAP) != 0 {
+        return Err(EFAULT);
+    }
+    if vma.flags & VM_SHARED != 0 && !mm_only {
+        // SAFETY: the VMA, and so its file, is stable under the `mmap_lock` the caller holds.
+        if let Some(file) = unsafe { FileRef::new(vma.file) } {
+            let start = (vma.pgoff << PAGE_SHIFT) + (at - vma.start);
+            return Ok(Store::Shared {
+                file,
+                start,
+                end: start + (end - at),
+            });
+        }
+    }
+    Ok(Store::Private { start: at, end })
+}
+
 /// Resolves `[addr, addr + len)` in the caller's mm (step 1): one [`Store`] per mapping the
-/// range covers, in address order (adjacent private parts merged).
+/// range covers, in address order (adjacent private parts merged): the first, and the others,
+/// if any (none, and no allocation, for the usual range within one mapping).
 ///
 /// The whole range is checked before anything is done, so a call either processes all of it or
 /// fails with no effect. Errors, in this precedence whatever their order in the range:
 /// `EFAULT` if part of the range is unmapped (a hole), or mapped `PROT_NONE` or as I/O memory;
 /// then `EACCES` if the caller cannot write to part of it.
 ///
-/// `mm_only`: every part is taken as private memory (the caller's addresses), whatever backs it.
-fn resolve(addr: usize, len: usize, mm_only: bool) -> Result<KVec<Store>> {
+/// `mm_only`: every part is taken as private memory (`CLEANUP_ROBUST_LIST_MM_ONLY`).
+fn resolve(addr: usize, len: usize, mm_only: bool) -> Result<(Store, KVec<Store>)> {
     let mm = sys::MmapReadGuard::current().ok_or(EFAULT)?;
     let end = addr + len; // no overflow: the system call checked access_ok()
-    let mut out: KVec<Store> = KVec::new();
-    let mut writable = true;
-    let mut at = addr;
+    let vma = mm.vma_at(addr).ok_or(EFAULT)?;
+    let mut writable = vma.flags & VM_WRITE != 0;
+    let mut at = end.min(vma.end);
+    let mut first = part(&vma, addr, at, mm_only)?;
+    let mut rest: KVec<Store> = KVec::new();
     while at < end {
         let vma = mm.vma_at(at).ok_or(EFAULT)?;
-        if vma.flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || vma.flags & (VM_IO | VM_PFNMAP) != 0 {
-            return Err(EFAULT);
-        }
         writable &= vma.flags & VM_WRITE != 0;
         let part_end = end.min(vma.end);
-        let file = if vma.flags & VM_SHARED != 0 && !mm_only {
-            // SAFETY: the VMA, and so its file, is stable under the `mmap_lock` held by `mm`.
-            unsafe { FileRef::new(vma.file) }
-        } else {
-            None
+        let next = part(&vma, at, part_end, mm_only)?;
+        let last = match rest.last_mut() {
+            Some(last) => last,
+            None => &mut first,
         };
-        let store = match file {
-            Some(file) => {
-                let start = (vma.pgoff << PAGE_SHIFT) + (at - vma.start);
-                Store::Shared {
-                    file,
+        match (last, next) {
+            (
+                Store::Private { end: e, .. },
+                Store::Private {
                     start,
-                    end: start + (part_end - at),
-                }
-            }
-            None => match out.last_mut() {
-                Some(Store::Private { end: e, .. }) if *e == at => {
-                    *e = part_end;
-                    at = part_end;
-                    continue;
-                }
-                _ => Store::Private {
-                    start: at,
-                    end: part_end,
+                    end: next_end,
                 },
-            },
-        };
-        out.push(store, GFP_KERNEL)?;
+            ) if *e == start => {
+                *e = next_end;
+            }
+            (_, next) => rest.push(next, GFP_KERNEL)?,
+        }
         at = part_end;
     }
     if !writable {
         return Err(EACCES);
     }
-    Ok(out)
+    Ok((first, rest))
 }
 
 /// Finds where each mm maps a shared store (step 2).
@@ -345,8 +355,18 @@ fn clean(windows: &[Window]) -> Result<usize> {
 }
 
 fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
+    let (first, rest) = resolve(addr, len, flags & MM_ONLY != 0)?;
+    if let (Store::Private { start, end }, true) = (&first, rest.is_empty()) {
+        // The common case, without allocating: private memory, one window.
+        return clean(&[Window {
+            mm: sys::current_mm(),
+            start: *start,
+            end: *end,
+            _grab: None,
+        }]);
+    }
     let mut windows = KVec::new();
-    for store in resolve(addr, len, flags & MM_ONLY != 0)? {
+    for store in Iterator::chain(core::iter::once(first), rest) {
         match store {
             Store::Private { start, end } => windows.push(
                 Window {
