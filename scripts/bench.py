@@ -111,6 +111,13 @@ def rst(res):
     out.append(table(("N", "list", "median", "p10", "p90", "built-in (us)"), [
         (str(s["n"]), s["kind"], f"{s['median']:.3f}", f"{s['p10']:.3f}", f"{s['p90']:.3f}",
          f"{s['builtin_ns'] / 1000:.0f}") for s in res["exit"]]))
+    if res.get("preload"):
+        out.append("\nThe preload library, each call with ``LD_PRELOAD`` / without "
+                   "(TSC ticks, medians of pairs):\n\n")
+        out.append(table(("call", "median", "p10", "p90", "without", "with"), [
+            (k, f"{v['median']:.3f}", f"{v['p10']:.3f}", f"{v['p90']:.3f}",
+             f"{v['without_ticks']:.0f}", f"{v['with_ticks']:.0f}")
+            for k, v in res["preload"].items()]))
     fl = res["floors"]
     out.append("\n" + textwrap.fill(
         "Floors, in null system calls: a call that looks up one VMA (``mincore()``) "
@@ -175,6 +182,16 @@ def main():
         p(f"  N={f['n']:5} {f['kind']:8} {s['median']:.3f}  (p10 {s['p10']:.3f}, "
           f"p90 {s['p90']:.3f}; {s['builtin_ns'] / 1000:.1f} us built-in)")
 
+    p("preload library: each interposed call with / without LD_PRELOAD (mean of 2000 calls)")
+    res["preload"] = {}
+    for f in (f for f in figs if f["figure"] == "preload"):
+        s = spread(ratios(f, "with", "without"))
+        s["without_ticks"] = statistics.median(f["without"])
+        s["with_ticks"] = statistics.median(f["with"])
+        res["preload"][f["op"]] = s
+        p(f"  {f['op']:30} {s['median']:.3f}  (p10 {s['p10']:.3f}, p90 {s['p90']:.3f}; "
+          f"{s['without_ticks']:.0f} -> {s['with_ticks']:.0f} ticks)")
+
     per_thread = slope([(s["tasks"], s["median"]) for s in res["threads"]])
     per_proc = slope([(s["tasks"], s["median"]) for s in res["processes"]])
     # The slowdown against the mean of the two runs with none (before and after).
@@ -207,7 +224,10 @@ def main():
         (f"exit walk module / built-in, worst (N={worst_exit['n']}, {worst_exit['kind']})",
          worst_exit["median"], 1.00, ""),
     ]
-    p("goals (issue 6)")
+    if "munmap_private" in res["preload"]:
+        goals.append(("preload library: private munmap() with / without",
+                      res["preload"]["munmap_private"]["median"], 1.05, "x"))
+    p("goals (issues 6 and 7)")
     res["goals"] = []
     for name, v, goal, unit in goals:
         ok = v <= goal

@@ -396,7 +396,8 @@ fn module_loaded() -> bool {
         .any(|l| l.starts_with("robust_futex "))
 }
 
-fn set_walker(module: &str, rust: bool) {
+/// Puts the module's walker in place (`rust`) or the built-in one.
+pub fn set_walker(module: &str, rust: bool) {
     if rust && !module_loaded() {
         run("insmod", module).expect("insmod");
     } else if !rust && module_loaded() {
@@ -451,6 +452,55 @@ fn exit_walk(module: &str) {
     set_walker(module, true);
 }
 
+/// The preload library's cost on the calls it interposes: `/preload/overhead` (mean ticks of K
+/// calls per operation) run in pairs, with and without `LD_PRELOAD`, the order alternating.
+fn preload_overhead() {
+    const PAIRS: usize = 21;
+    const OPS: [&str; 5] = [
+        "munmap_private",
+        "munmap_private_beside_shared",
+        "munmap_shared",
+        "destroy_normal",
+        "destroy_robust",
+    ];
+    let run = |preload: bool| -> Vec<f64> {
+        let mut cmd = std::process::Command::new("/preload/overhead");
+        cmd.arg("2000").env_remove("LD_PRELOAD");
+        if preload {
+            cmd.env("LD_PRELOAD", "/preload/librobust_cleanup.so");
+        }
+        let out = cmd.output().expect("/preload/overhead");
+        assert!(out.status.success(), "/preload/overhead failed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        OPS.iter()
+            .map(|op| {
+                text.lines()
+                    .filter_map(|l| l.strip_prefix(op)?.strip_prefix(' '))
+                    .find_map(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("/preload/overhead: no {}", op))
+            })
+            .collect()
+    };
+    let mut rounds: Vec<Vec<Vec<f64>>> = vec![Vec::new(); OPS.len()];
+    for r in 0..PAIRS {
+        let first = r % 2 == 0;
+        let a = run(first);
+        let b = run(!first);
+        let (with, without) = if first { (a, b) } else { (b, a) };
+        for (i, v) in rounds.iter_mut().enumerate() {
+            v.push(vec![with[i], without[i]]);
+        }
+    }
+    for (op, v) in OPS.iter().zip(&rounds) {
+        emit(
+            "preload",
+            &format!("\"op\":\"{}\",", op),
+            v,
+            &["with", "without"],
+        );
+    }
+}
+
 pub fn main(module: &str) -> i32 {
     println!(
         "# bench: timing with the TSC, {:.3} ticks/ns; the kernel's clocksource is {}",
@@ -470,6 +520,8 @@ pub fn main(module: &str) -> i32 {
     unrelated_tasks();
     println!("# bench: exit walk, module vs built-in");
     exit_walk(module);
+    println!("# bench: preload library, with / without");
+    preload_overhead();
     println!("# bench: done");
     0
 }
