@@ -3,13 +3,16 @@
 #
 #   make demo     build the test kernel and module, boot QEMU, show a robust mutex survive
 #   make check    build everything and run all tests; ends with "N passed, N failed"
+#   make check-sanitize  the same tests on a KASAN + UBSAN + DEBUG_LIST kernel (CI runs it)
 #   make bench    build a non-debug variant of the test kernel, measure, report
+#   make stress   1,000 module load/unload cycles under deaths and cleanup calls
+#   make fuzz     differential fuzzing of the exit walk, 100,000 seeds per ABI
 #
 # Build outputs live under build/ (ignored) and are reused between runs.
 
 SCRIPTS := scripts
 
-.PHONY: all demo check bench deps kernel module clippy harness initramfs patches clean distclean
+.PHONY: all demo check check-sanitize bench stress fuzz deps kernel module clippy harness initramfs patches clean distclean
 
 all: module
 
@@ -40,6 +43,15 @@ check:
 bench:
 	$(SCRIPTS)/bench.sh
 
+stress:
+	$(SCRIPTS)/stress.sh
+
+fuzz:
+	$(SCRIPTS)/fuzz.sh
+
+check-sanitize:
+	RF_VARIANT=sanitize $(SCRIPTS)/check.sh
+
 # Regenerate patches/ from the commits on top of "base" in build/linux.
 patches:
 	rm -f patches/*.patch
@@ -48,7 +60,8 @@ patches:
 clean:
 	rm -rf build/module build/module-clippy build/harness build/initramfs build/results \
 		build/initramfs.cpio.gz build/compat32 build/module-bench build/initramfs-bench \
-		build/initramfs-bench.cpio.gz
+		build/initramfs-bench.cpio.gz build/module-sanitize build/initramfs-sanitize \
+		build/initramfs-sanitize.cpio.gz build/results-sanitize build/preload
 
 distclean:
 	rm -rf build

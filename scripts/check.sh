@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # make check: builds everything, runs the host checks and the guest (harness with the C
-# walker, KUnit suites, harness with the module's walker, harness again after rmmod), and
-# ends with "N passed, N failed". Exits non-zero on any failure.
+# walker, KUnit suites, harness with the module's walker, load/unload under fire, harness again
+# after rmmod, differential fuzzing), and ends with "N passed, N failed". Exits non-zero on any
+# failure. make check-sanitize (RF_VARIANT=sanitize) runs the guest part on the sanitizer
+# kernel (KASAN, UBSAN, list debugging), where any report fails it.
 . "$(dirname "$0")/lib.sh"
 
-out=$BUILD/results
+out=$BUILD/results$SUFFIX
 mkdir -p "$out"
 # Start afresh, but keep the last make bench results.
 find "$out" -mindepth 1 -maxdepth 1 ! -name 'bench*' -exec rm -rf {} +
@@ -25,7 +27,8 @@ record() {
 
 build_all
 
-# Host checks: the patch series, formatting, lints, headers.
+# Host checks: the patch series, formatting, lints, headers (once, not per kernel variant).
+if [ "$VARIANT" = check ]; then
 # checkpatch's ENOSYS rule ("ENOSYS means invalid syscall nr") fires on any use of the name;
 # cleanup_robust_list() returns it exactly in that sense (no implementation: as if the call did
 # not exist), as patch 0004 explains, so that one rule is ignored.
@@ -58,8 +61,9 @@ record manpage_renders man_renders "$ROOT/Documentation/robust-futex/cleanup_rob
 record documentation_rst python3 "$ROOT/scripts/rstcheck.py" "$ROOT"/Documentation/robust-futex/*.rst
 record uapi_header_matches_kernel diff -u "$ROOT/include/linux/futex_robust.h" \
 	"$KSRC/include/linux/futex_robust.h"
+fi
 
-log "booting the test kernel (check mode)"
+log "booting the $VARIANT test kernel (check mode)"
 "$ROOT/scripts/qemu.sh" check "$out/guest.log" || true
 
 python3 "$ROOT/scripts/results.py" --log "$out/guest.log" --host "$host" \

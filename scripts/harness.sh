@@ -7,5 +7,5 @@ RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked
 	--target x86_64-unknown-linux-gnu --target-dir "$BUILD/harness"
 src=$ROOT/tests/compat32/compat32.c
 if [ ! -f "$BUILD/compat32" ] || [ "$src" -nt "$BUILD/compat32" ]; then
-	gcc -m32 -static -O2 -Wall -Werror -o "$BUILD/compat32" "$src"
+	gcc -m32 -static -pthread -O2 -Wall -Werror -o "$BUILD/compat32" "$src"
 fi

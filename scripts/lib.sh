@@ -15,8 +15,9 @@ KERNEL_TARBALL=/usr/src/linux-source-6.12.tar.xz
 KERNEL_BASE_VERSION=6.12.117-1~deb12u1
 
 # Build variants of the test kernel, from one source tree: "check" (tests/kernel.config, with
-# lock and context debugging) and "bench" (the same minus that debugging, tests/bench.config),
-# each with its own build dir, module and initramfs. RF_VARIANT selects one.
+# lock and context debugging), "bench" (the same minus that debugging, tests/bench.config) and
+# "sanitize" (check plus KASAN, UBSAN and list debugging, tests/sanitize.config), each with its
+# own build dir, module and initramfs. RF_VARIANT selects one.
 VARIANT=${RF_VARIANT:-check}
 case "$VARIANT" in
 check)
@@ -26,6 +27,10 @@ check)
 bench)
 	SUFFIX=-bench
 	FRAGMENTS=("$ROOT/tests/kernel.config" "$ROOT/tests/bench.config")
+	;;
+sanitize)
+	SUFFIX=-sanitize
+	FRAGMENTS=("$ROOT/tests/kernel.config" "$ROOT/tests/sanitize.config")
 	;;
 *)
 	printf 'error: unknown RF_VARIANT %s\n' "$VARIANT" >&2

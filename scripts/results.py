@@ -22,7 +22,8 @@ SPLATS = re.compile(
     r"UBSAN|kernel BUG|INFO: task .* blocked|DEADLOCK")
 
 # Sections the check mode must produce, and how their results are named.
-HARNESS = ["harness-c", "harness-rust", "switch-walkers", "index-at-load", "harness-c-after-rmmod"]
+HARNESS = ["harness-c", "harness-rust", "switch-walkers", "index-at-load", "harness-c-after-rmmod",
+           "fuzz"]
 
 
 def sections(log):

@@ -10,12 +10,19 @@
  *   compat32 cleanup  a 32-bit child holds a stale list_op_pending in shared
  *                    memory; cleanup_robust_list() through the i386 entry
  *                    clears it
+ *   compat32 fuzz-child FD  the 32-bit child of the harness's fuzzer
+ *   compat32 glibc    32-bit glibc robust mutexes (threads, processes, shared
+ *                    memory, PI, waiters): every owner's death is seen
  *
  * Prints one line per failed check; exits 0 if all passed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -117,28 +124,140 @@ static long cleanup(uint32_t addr, uint32_t len, uint32_t flags)
 	return r < 0 ? -errno : r;
 }
 
+/* A holder of a compat robust list head whose list_op_pending points at a word. */
+struct slot_holder {
+	struct head32 *h;
+	volatile uint32_t *ready, *go;
+};
+
+static void hold(struct slot_holder *s)
+{
+	if (syscall(SYS_set_robust_list, s->h, sizeof(*s->h)))
+		return;
+	*s->ready = 1;
+	while (!*s->go)
+		if (syscall(SYS_futex, s->go, FUTEX_WAIT, 0, NULL, NULL, 0) &&
+		    errno != EAGAIN && errno != EINTR)
+			return;
+}
+
+static void *hold_thread(void *arg)
+{
+	hold(arg);
+	return NULL;
+}
+
+static void prepare(struct head32 *h, uint32_t word)
+{
+	h->next = (uint32_t)(uintptr_t)h;
+	h->futex_offset = -0x20;
+	h->pending = word + 0x20;
+}
+
+/*
+ * The i386 entry's bad input, one class per row, with the module (rust) or
+ * without (c): the errno of each, and no list_op_pending changed anywhere
+ * (a holder process and a holder thread point into memory the rows name).
+ */
 static int test_syscall(int module)
 {
-	char *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+	const uint32_t page = 4096;
+	char *ctl = mmap(NULL, page, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char *mem = mmap(NULL, 8 * page, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint32_t base = (uint32_t)(uintptr_t)mem;
+	struct slot_holder holders[2] = {
+		{ (struct head32 *)ctl, (uint32_t *)(ctl + 2048), (uint32_t *)(ctl + 3072) },
+		{ (struct head32 *)(ctl + 64), (uint32_t *)(ctl + 2052), (uint32_t *)(ctl + 3072) },
+	};
+	uint32_t before[2];
+	pthread_t t;
+	pid_t pid;
+	int status, i;
 	long r;
 
-	CHECK(mem != MAP_FAILED, "mmap: %s", strerror(errno));
-	if (mem == MAP_FAILED)
+	CHECK(ctl != MAP_FAILED && mem != MAP_FAILED, "mmap: %s", strerror(errno));
+	if (ctl == MAP_FAILED || mem == MAP_FAILED)
 		return 1;
-	CHECK((r = cleanup(base, 4, 2)) == -EINVAL, "flags: %ld", r);
-	CHECK((r = cleanup(base + 1, 4, 0)) == -EINVAL, "unaligned: %ld", r);
-	CHECK((r = cleanup(base, 0, 0)) == -EINVAL, "len 0: %ld", r);
-	CHECK((r = cleanup(base, 2, 0)) == -EINVAL, "len 2: %ld", r);
-	/* Ranges that wrap around 2^32, or end above a 32-bit task's space. */
-	CHECK((r = cleanup(base, 0xfffffffc, 0)) == -EFAULT, "wraps: %ld", r);
-	CHECK((r = cleanup(0xfffff000, 0x2000, 0)) == -EFAULT, "wraps at the top: %ld", r);
-	CHECK((r = cleanup(0xffffe000, 4, 0)) == -EFAULT, "above user space: %ld", r);
-	if (module)
-		CHECK((r = cleanup(base, 4, 0)) == 0, "valid, nothing to clear: %ld", r);
-	else
-		CHECK((r = cleanup(base, 4, 0)) == -ENOSYS, "valid: %ld", r);
+	/*
+	 * [0] RW shared, [1] PROT_NONE, [2] read-only, [3] unmapped,
+	 * [4] exec-only, [5] RW private, [6] RW shared, [7] unmapped.
+	 */
+	CHECK(mmap(mem, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED,
+		   -1, 0) == mem, "mmap [0]");
+	CHECK(!mprotect(mem + page, page, PROT_NONE), "mprotect [1]");
+	CHECK(!mprotect(mem + 2 * page, page, PROT_READ), "mprotect [2]");
+	CHECK(!munmap(mem + 3 * page, page), "munmap [3]");
+	CHECK(!mprotect(mem + 4 * page, page, PROT_EXEC), "mprotect [4]");
+	CHECK(mmap(mem + 6 * page, page, PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == mem + 6 * page, "mmap [6]");
+	CHECK(!munmap(mem + 7 * page, page), "munmap [7]");
+#define AT(pg, off) (base + (pg) * page + (off))
+	struct {
+		const char *class;
+		uint32_t addr, len, flags;
+		int with, without;
+	} rows[] = {
+		{ "flags 2 (unknown)", AT(0, 0x100), 4, 2, EINVAL, EINVAL },
+		{ "flags MM_ONLY | 2", AT(0, 0x100), 4, 3, EINVAL, EINVAL },
+		{ "addr misaligned by 2", AT(0, 0x102), 4, 0, EINVAL, EINVAL },
+		{ "addr misaligned by 1", AT(0, 0x101), 4, 0, EINVAL, EINVAL },
+		{ "len 0", AT(0, 0x100), 0, 0, EINVAL, EINVAL },
+		{ "len 2", AT(0, 0x100), 2, 0, EINVAL, EINVAL },
+		{ "len 6", AT(0, 0x100), 6, 0, EINVAL, EINVAL },
+		{ "wraps around 2^32", AT(0, 0x100), 0xfffffffc, 0, EFAULT, EFAULT },
+		{ "wraps at the top", 0xfffff000, 0x2000, 0, EFAULT, EFAULT },
+		{ "starts above user space", 0xffffe000, 4, 0, EFAULT, EFAULT },
+		{ "ends above user space", 0xffffd000, 0x2000, 0, EFAULT, EFAULT },
+		{ "NULL page", 0, 4, 0, EFAULT, ENOSYS },
+		{ "PROT_NONE", AT(1, 0x100), 4, 0, EFAULT, ENOSYS },
+		{ "read-only", AT(2, 0x100), 4, 0, EACCES, ENOSYS },
+		{ "unmapped hole", AT(3, 0x100), 4, 0, EFAULT, ENOSYS },
+		{ "exec-only", AT(4, 0x100), 4, 0, EACCES, ENOSYS },
+		{ "mapping then PROT_NONE", AT(0, page - 4), 8, 0, EFAULT, ENOSYS },
+		{ "read-only then hole", AT(2, page - 4), 8, 0, EFAULT, ENOSYS },
+		{ "PROT_NONE then read-only", AT(1, page - 4), 8, 0, EFAULT, ENOSYS },
+		{ "exec-only then writable", AT(4, page - 4), 8, 0, EACCES, ENOSYS },
+		{ "two writable mappings then hole", AT(5, 0), 3 * page, 0, EFAULT, ENOSYS },
+		{ "MM_ONLY, hole", AT(3, 0x100), 4, 1, EFAULT, ENOSYS },
+	};
+	int n = sizeof(rows) / sizeof(rows[0]);
+
+	prepare(holders[0].h, AT(0, 0x100));
+	prepare(holders[1].h, AT(5, 0x100));
+	pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		hold(&holders[0]);
+		_exit(0);
+	}
+	CHECK(!pthread_create(&t, NULL, hold_thread, &holders[1]), "pthread_create");
+	for (i = 0; i < 20000 && !(*holders[0].ready && *holders[1].ready); i++)
+		usleep(1000);
+	CHECK(*holders[0].ready && *holders[1].ready, "holders never got ready");
+	for (i = 0; i < 2; i++)
+		before[i] = holders[i].h->pending;
+	for (i = 0; i < n; i++) {
+		int want = module ? rows[i].with : rows[i].without;
+
+		r = cleanup(rows[i].addr, rows[i].len, rows[i].flags);
+		CHECK(r == -want, "%s: %ld, want -%d", rows[i].class, r, want);
+	}
+	CHECK(n >= 15, "%d classes", n);
+	for (i = 0; i < 2; i++)
+		CHECK(holders[i].h->pending == before[i] && before[i],
+		      "holder %d's slot %#x, was %#x", i, holders[i].h->pending, before[i]);
+	/* Valid: over two mappings and a word nobody points at. */
+	r = cleanup(AT(5, page - 4), 8, 0);
+	CHECK(r == (module ? 0 : -ENOSYS), "valid, two mappings: %ld", r);
+	*holders[0].go = 1;
+	r = syscall(SYS_futex, holders[0].go, FUTEX_WAKE, 2, NULL, NULL, 0);
+	CHECK(r >= 0, "FUTEX_WAKE: %s", strerror(errno));
+	CHECK(!pthread_join(t, NULL), "pthread_join");
+	CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
+	CHECK(WIFEXITED(status) && !WEXITSTATUS(status), "holder status %#x", status);
+#undef AT
 	return 0;
 }
 
@@ -190,6 +309,219 @@ static int test_cleanup(void)
 	return 0;
 }
 
+/*
+ * 32-bit glibc robust mutexes, as a 32-bit program uses them: glibc registers
+ * each thread's compat robust list; the kernel (built-in walker or module)
+ * walks it when an owner dies.
+ */
+static void mutex_init32(pthread_mutex_t *m, int pshared, int pi)
+{
+	pthread_mutexattr_t a;
+	int r;
+
+	CHECK(!pthread_mutexattr_init(&a), "mutexattr_init");
+	CHECK(!pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST), "setrobust");
+	if (pshared)
+		CHECK(!pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED), "setpshared");
+	if (pi)
+		CHECK(!pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT), "setprotocol");
+	r = pthread_mutex_init(m, &a);
+	CHECK(!r, "mutex_init: %s", strerror(r));
+	pthread_mutexattr_destroy(&a);
+}
+
+/* Locks @m with a deadline: a lost wake fails instead of hanging. */
+static int lock_within(pthread_mutex_t *m, int seconds)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += seconds;
+	return pthread_mutex_timedlock(m, &ts);
+}
+
+/* The owner is gone: the next locker gets EOWNERDEAD, makes it consistent. */
+static void expect_owner_died(pthread_mutex_t *m, const char *what)
+{
+	int r = lock_within(m, 20);
+
+	CHECK(r == EOWNERDEAD, "%s: lock after the owner died: %s", what, strerror(r));
+	if (r == EOWNERDEAD) {
+		CHECK(!pthread_mutex_consistent(m), "%s: consistent", what);
+		CHECK(!pthread_mutex_unlock(m), "%s: unlock", what);
+	}
+}
+
+static void *lock_and_exit(void *arg)
+{
+	if (pthread_mutex_lock(arg))
+		return (void *)1;
+	return NULL;		/* exits holding it */
+}
+
+/* Whether thread @tid sleeps in the i386 futex call (nr 240). */
+static int blocked_in_futex(pid_t tid)
+{
+	char path[64], buf[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	return !strncmp(buf, "240 ", 4);
+}
+
+struct waiter {
+	pthread_mutex_t *m;
+	volatile pid_t tid;
+	int result;
+};
+
+static void *wait_for(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->tid = syscall(SYS_gettid);
+	w->result = lock_within(w->m, 20);
+	if (w->result == EOWNERDEAD) {
+		pthread_mutex_consistent(w->m);
+		pthread_mutex_unlock(w->m);
+	}
+	return NULL;
+}
+
+/*
+ * A forked child locks @m (shared memory) and is killed holding it, while a
+ * thread of ours waits for it (if @waiter): the waiter, or our next lock,
+ * gets EOWNERDEAD.
+ */
+static void process_owner_killed(int pi, int waiter, const char *what)
+{
+	pthread_mutex_t *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	volatile int *locked = (int *)((char *)m + 2048);
+	struct waiter w = { m, 0, -1 };
+	pthread_t t;
+	int status, i;
+	pid_t pid;
+
+	CHECK(m != MAP_FAILED, "mmap: %s", strerror(errno));
+	if (m == MAP_FAILED)
+		return;
+	mutex_init32(m, 1, pi);
+	pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		if (pthread_mutex_lock(m))
+			_exit(2);
+		*locked = 1;
+		for (;;)
+			pause();
+	}
+	for (i = 0; i < 20000 && !*locked; i++)
+		usleep(1000);
+	CHECK(*locked, "%s: the owner never locked", what);
+	if (waiter) {
+		CHECK(!pthread_create(&t, NULL, wait_for, &w), "pthread_create");
+		for (i = 0; i < 20000 && !(w.tid && blocked_in_futex(w.tid)); i++)
+			usleep(1000);
+		CHECK(w.tid && blocked_in_futex(w.tid), "%s: the waiter never slept", what);
+	}
+	CHECK(!kill(pid, SIGKILL), "kill: %s", strerror(errno));
+	CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
+	CHECK(WIFSIGNALED(status), "%s: owner status %#x", what, status);
+	if (waiter) {
+		CHECK(!pthread_join(t, NULL), "pthread_join");
+		CHECK(w.result == EOWNERDEAD, "%s: waiter got %s", what, strerror(w.result));
+	} else {
+		expect_owner_died(m, what);
+	}
+	munmap(m, 4096);
+}
+
+static int test_glibc(void)
+{
+	pthread_mutex_t m;
+	pthread_t t;
+	void *ret;
+
+	/* A thread exits holding a private robust mutex. */
+	mutex_init32(&m, 0, 0);
+	CHECK(!pthread_create(&t, NULL, lock_and_exit, &m), "pthread_create");
+	CHECK(!pthread_join(t, &ret) && !ret, "thread");
+	expect_owner_died(&m, "thread owner exits");
+	CHECK(!pthread_mutex_destroy(&m), "destroy");
+
+	/* The same with priority inheritance. */
+	mutex_init32(&m, 0, 1);
+	CHECK(!pthread_create(&t, NULL, lock_and_exit, &m), "pthread_create");
+	CHECK(!pthread_join(t, &ret) && !ret, "thread");
+	expect_owner_died(&m, "PI thread owner exits");
+	CHECK(!pthread_mutex_destroy(&m), "destroy");
+
+	process_owner_killed(0, 0, "process owner killed");
+	process_owner_killed(0, 1, "process owner killed, waiter");
+	process_owner_killed(1, 0, "PI process owner killed");
+	process_owner_killed(1, 1, "PI process owner killed, waiter");
+	return 0;
+}
+
+/*
+ * The 32-bit child of the harness's differential fuzzer (tests/harness/src/
+ * fuzz.rs, which lays out the memfd): maps the list memory at 0x50000000 and
+ * the control page, stores its TID in the owned words, sets the page modes,
+ * registers the head and waits for the go; its exit is the walk under test.
+ */
+#define FUZZ_FIX 0x50000000u
+#define FUZZ_PAGES 8
+#define FUZZ_LEN (FUZZ_PAGES * 4096)
+
+static int fuzz_child(int fd)
+{
+	char *list = mmap((void *)FUZZ_FIX, FUZZ_LEN, PROT_READ | PROT_WRITE,
+			  MAP_SHARED | MAP_FIXED, fd, 0);
+	volatile uint32_t *c = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
+				    fd, FUZZ_LEN);
+	uint32_t tid = syscall(SYS_gettid), i, n;
+
+	if (list != (char *)FUZZ_FIX || c == MAP_FAILED)
+		return 2;
+	n = c[64 / 4];
+	for (i = 0; i < n; i++)
+		*(uint32_t *)(list + c[(68 + 8 * i) / 4]) = tid | c[(68 + 8 * i + 4) / 4];
+	for (i = 0; i < FUZZ_PAGES; i++) {
+		char *at = list + 4096 * i;
+		int r = 0;
+
+		switch (c[(16 + 4 * i) / 4]) {
+		case 1:
+			r = mprotect(at, 4096, PROT_READ);
+			break;
+		case 2:
+			r = mprotect(at, 4096, PROT_NONE);
+			break;
+		case 3:
+			r = munmap(at, 4096);
+			break;
+		}
+		if (r)
+			return 3;
+	}
+	if (syscall(SYS_set_robust_list, list + c[8 / 4], sizeof(struct head32)))
+		return 4;
+	c[0] = tid;
+	syscall(SYS_futex, &c[0], FUTEX_WAKE, 1, NULL, NULL, 0);
+	while (!c[1])
+		if (syscall(SYS_futex, &c[1], FUTEX_WAIT, 0, NULL, NULL, 0) &&
+		    errno != EAGAIN && errno != EINTR)
+			return 5;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 2 && !strcmp(argv[1], "list"))
@@ -198,7 +530,11 @@ int main(int argc, char **argv)
 		test_syscall(!strcmp(argv[2], "rust"));
 	else if (argc == 2 && !strcmp(argv[1], "cleanup"))
 		test_cleanup();
+	else if (argc == 2 && !strcmp(argv[1], "glibc"))
+		test_glibc();
+	else if (argc == 3 && !strcmp(argv[1], "fuzz-child"))
+		_exit(fuzz_child(atoi(argv[2])));
 	else
-		CHECK(0, "usage: compat32 list|syscall c|rust|cleanup");
+		CHECK(0, "usage: compat32 list|syscall c|rust|cleanup|glibc");
 	return failures ? 1 : 0;
 }

@@ -43,6 +43,7 @@ pub static ALL: &[Case] = &[
     Case::any("thread_exit_walks_list", thread_exit_walks_list),
     Case::any("compat32_list", compat32_list),
     Case::any("compat32_syscall", compat32_syscall),
+    Case::any("compat32_glibc", compat32_glibc),
     Case::any("cleanup_bad_input_table", cleanup_bad_input),
     Case::no_module("cleanup_enosys", cleanup_enosys),
     Case::module("cleanup_same_process_thread", cleanup::same_process_thread),
@@ -543,6 +544,27 @@ fn compat32_list(ctx: &Ctx) -> R {
         ensure!(
             after > before,
             "compat_exit_walks did not move: {} -> {}",
+            before,
+            after
+        );
+    }
+    Ok(())
+}
+
+/// 32-bit glibc robust mutexes (threads and processes, shared memory, PI, waiters): every
+/// owner's death is seen, under either walker; with the module, its compat walker did it.
+fn compat32_glibc(ctx: &Ctx) -> R {
+    let before = match ctx.walker {
+        Walker::Rust => Some(counter("compat_exit_walks")?),
+        Walker::C => None,
+    };
+    run_compat32(ctx, &["glibc"])?;
+    if let Some(before) = before {
+        // Two threads and four processes died with a compat robust list.
+        let after = counter("compat_exit_walks")?;
+        ensure!(
+            after >= before + 6,
+            "compat_exit_walks: {} -> {}",
             before,
             after
         );

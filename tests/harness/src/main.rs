@@ -8,7 +8,8 @@
 //! Usage: robust-harness --walker c|rust [--compat32 PATH] [--filter SUBSTRING]
 //!        robust-harness demo LABEL
 //!        robust-harness race LABEL [with-cleanup]
-//!        robust-harness switch-walkers MODULE.ko [ROUNDS]
+//!        robust-harness switch-walkers MODULE.ko COMPAT32 [ROUNDS]
+//!        robust-harness fuzz MODULE.ko COMPAT32 SEEDS [self]
 //!        robust-harness index-at-load MODULE.ko
 //!        robust-harness bench MODULE.ko
 //!
@@ -42,6 +43,7 @@ macro_rules! ensure_eq {
 mod bench;
 mod cases;
 mod cleanup;
+mod fuzz;
 mod glibc;
 mod holder;
 mod index;
@@ -227,13 +229,20 @@ fn main() {
         let module = std::env::args().nth(2).unwrap_or_else(|| usage());
         std::process::exit(index::at_load(&module));
     }
+    if std::env::args().nth(1).as_deref() == Some("fuzz") {
+        let arg = |i: usize| std::env::args().nth(i).unwrap_or_else(|| usage());
+        let seeds = arg(4).parse().unwrap_or_else(|_| usage());
+        let against_self = std::env::args().nth(5).as_deref() == Some("self");
+        std::process::exit(fuzz::main(&arg(2), &arg(3), seeds, against_self));
+    }
     if std::env::args().nth(1).as_deref() == Some("switch-walkers") {
         let module = std::env::args().nth(2).unwrap_or_else(|| usage());
+        let compat32 = std::env::args().nth(3).unwrap_or_else(|| usage());
         let rounds = std::env::args()
-            .nth(3)
+            .nth(4)
             .and_then(|r| r.parse().ok())
-            .unwrap_or(20);
-        std::process::exit(stress::main(&module, rounds));
+            .unwrap_or(50);
+        std::process::exit(stress::main(&module, &compat32, rounds));
     }
     let mut walker = None;
     let mut compat32 = "/compat32".to_string();

@@ -1,13 +1,15 @@
-//! `robust-harness switch-walkers MODULE.ko ROUNDS`: loads and unloads the module ROUNDS times
-//! in one thread while processes keep dying with owned robust futexes in another. Every death
-//! must be walked (by one walker or the other): no walk may be missed while the hook changes
-//! hands, and no exit may call into a module that is going away (that would oops the guest,
-//! which the host's log check catches). Prints a one-test KTAP document.
+//! `robust-harness switch-walkers MODULE.ko COMPAT32 ROUNDS`: loads and unloads the module ROUNDS
+//! times in one thread while, in others, processes, threads and 32-bit processes keep dying with
+//! owned robust futexes and a thread keeps calling cleanup_robust_list(). Every death must be
+//! walked (by one walker or the other): no walk may be missed while the hook changes hands, and
+//! no exit may call into a module that is going away (that would oops the guest, which the
+//! host's log check catches); every call returns a count or ENOSYS; rmmod's EAGAIN is retried
+//! and counted. Prints a one-test KTAP document with the counts.
 
-use crate::list::{process_dies, List};
+use crate::list::{process_dies, List, HEAD_LEN};
 use crate::sys::{self, FUTEX_OWNER_DIED, FUTEX_WAITERS};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub fn run(cmd: &str, arg: &str) -> Result<(), String> {
     let st = Command::new(cmd)
@@ -21,12 +23,12 @@ pub fn run(cmd: &str, arg: &str) -> Result<(), String> {
 }
 
 /// rmmod fails with EAGAIN while an exit holds a reference on the module (it is walking a
-/// list with it): retry, as an administrator would.
-pub fn unload() -> Result<(), String> {
+/// list with it): retry, as an administrator would. Returns how many tries failed first.
+pub fn unload() -> Result<usize, String> {
     let mut last = String::new();
-    for _ in 0..2000 {
+    for tries in 0..2000 {
         match run("rmmod", "robust_futex") {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(tries),
             Err(e) => last = e,
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
@@ -34,62 +36,136 @@ pub fn unload() -> Result<(), String> {
     Err(format!("{} (2000 tries)", last))
 }
 
-fn switch(module: &str, rounds: usize) -> Result<(usize, usize), String> {
-    let done = AtomicBool::new(false);
-    let l = List::new(4096);
+/// What happened while the module came and went.
+#[derive(Default)]
+struct Counts {
+    cycles: usize,
+    rmmod_retries: usize,
+    process_deaths: usize,
+    thread_deaths: usize,
+    compat_deaths: usize,
+    cleanup_calls: usize,
+    cleanup_enosys: usize,
+}
+
+/// Runs `f` until `done`, counting its rounds; the first error ends it.
+fn until(done: &AtomicBool, mut f: impl FnMut() -> Result<(), String>) -> Result<usize, String> {
+    let mut n = 0;
+    while !done.load(Ordering::SeqCst) {
+        f()?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A process dies owning two entries (one with waiters, one PI): both must be marked.
+fn process_death(l: &List) -> Result<(), String> {
     let (a, b) = (l.entry(0), l.entry(1));
-    l.link(&[a, b | 1], 8, 0);
+    sys::write_u32(a + 8, 0);
+    sys::write_u32(b + 8, 0);
+    let st = process_dies(l.head(), &[(a + 8, FUTEX_WAITERS), (b + 8, 0)]);
+    if !sys::exited_ok(st) {
+        return Err(format!("child status {:#x}", st));
+    }
+    let (wa, wb) = (sys::read_u32(a + 8), sys::read_u32(b + 8));
+    if wa != FUTEX_OWNER_DIED | FUTEX_WAITERS || wb != FUTEX_OWNER_DIED {
+        return Err(format!(
+            "process death not walked: words {:#x} {:#x}",
+            wa, wb
+        ));
+    }
+    Ok(())
+}
+
+/// A thread dies owning an entry: it must be marked before join returns.
+fn thread_death(l: &List) -> Result<(), String> {
+    let (head, a) = (l.head(), l.entry(0));
+    sys::write_u32(a + 8, 0);
+    let t = std::thread::spawn(move || {
+        sys::set_robust_list(head, HEAD_LEN).map_err(|e| e.to_string())?;
+        sys::write_u32(a + 8, sys::gettid() | FUTEX_WAITERS);
+        Ok::<(), String>(())
+    });
+    t.join().map_err(|_| "thread panicked".to_string())??;
+    let w = sys::read_u32(a + 8);
+    if w != FUTEX_OWNER_DIED | FUTEX_WAITERS {
+        return Err(format!("thread death not walked: word {:#x}", w));
+    }
+    Ok(())
+}
+
+fn switch(module: &str, compat32: &str, rounds: usize) -> Result<Counts, String> {
+    let done = AtomicBool::new(false);
+    let procs = List::new(4096);
+    let (a, b) = (procs.entry(0), procs.entry(1));
+    procs.link(&[a, b | 1], 8, 0);
+    let threads = List::new(4096);
+    threads.link(&[threads.entry(0)], 8, 0);
+    let word = sys::private_anon(4096);
+    let enosys = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let switcher = s.spawn(|| {
-            let r = (|| -> Result<(), String> {
+            let r = (|| -> Result<usize, String> {
+                let mut retries = 0;
                 for _ in 0..rounds {
-                    unload()?;
+                    retries += unload()?;
                     run("insmod", module)?;
                 }
-                Ok(())
+                Ok(retries)
             })();
             done.store(true, Ordering::SeqCst);
             r
         });
-        let mut deaths = 0;
-        while !done.load(Ordering::SeqCst) {
-            sys::write_u32(a + 8, 0);
-            sys::write_u32(b + 8, 0);
-            let st = process_dies(l.head(), &[(a + 8, FUTEX_WAITERS), (b + 8, 0)]);
-            if !sys::exited_ok(st) {
-                return Err(format!("child status {:#x}", st));
-            }
-            let (wa, wb) = (sys::read_u32(a + 8), sys::read_u32(b + 8));
-            if wa != FUTEX_OWNER_DIED | FUTEX_WAITERS || wb != FUTEX_OWNER_DIED {
-                return Err(format!(
-                    "death {} not walked: words {:#x} {:#x}",
-                    deaths, wa, wb
-                ));
-            }
-            deaths += 1;
-        }
-        switcher
-            .join()
-            .map_err(|_| "switcher panicked".to_string())??;
-        Ok((rounds, deaths))
+        let thread_deaths = s.spawn(|| until(&done, || thread_death(&threads)));
+        let compat_deaths = s.spawn(|| until(&done, || run(compat32, "list")));
+        let cleanups = s.spawn(|| {
+            until(&done, || match sys::cleanup_robust_list(word, 4096, 0) {
+                Ok(n) if n >= 0 => Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    enosys.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                r => Err(format!("cleanup_robust_list: {:?}", r)),
+            })
+        });
+        let process_deaths = until(&done, || process_death(&procs));
+        let join = |r: std::thread::Result<Result<usize, String>>, what: &str| {
+            r.map_err(|_| format!("{} panicked", what))?
+        };
+        Ok(Counts {
+            cycles: rounds,
+            rmmod_retries: join(switcher.join(), "switcher")?,
+            process_deaths: process_deaths?,
+            thread_deaths: join(thread_deaths.join(), "thread deaths")?,
+            compat_deaths: join(compat_deaths.join(), "compat deaths")?,
+            cleanup_calls: join(cleanups.join(), "cleanup caller")?,
+            cleanup_enosys: enosys.load(Ordering::Relaxed),
+        })
     })
 }
 
-pub fn main(module: &str, rounds: usize) -> i32 {
+pub fn main(module: &str, compat32: &str, rounds: usize) -> i32 {
     println!("KTAP version 1");
     println!("1..1");
-    match switch(module, rounds) {
-        Ok((rounds, deaths)) => {
+    match switch(module, compat32, rounds) {
+        Ok(c) => {
             println!(
-                "# {} unload/load rounds, {} deaths, all walked",
-                rounds, deaths
+                "# {} unload/load cycles ({} rmmod retries on EAGAIN); deaths, all walked: {} \
+                 processes, {} threads, {} 32-bit processes; {} cleanup calls, {} of them ENOSYS",
+                c.cycles,
+                c.rmmod_retries,
+                c.process_deaths,
+                c.thread_deaths,
+                c.compat_deaths,
+                c.cleanup_calls,
+                c.cleanup_enosys
             );
-            println!("ok 1 hook_switch_under_exits");
+            println!("ok 1 load_unload_under_fire");
             0
         }
         Err(e) => {
-            println!("# hook_switch_under_exits: {}", e);
-            println!("not ok 1 hook_switch_under_exits");
+            println!("# load_unload_under_fire: {}", e);
+            println!("not ok 1 load_unload_under_fire");
             1
         }
     }
