@@ -112,8 +112,8 @@ def rst(res):
         (str(s["n"]), s["kind"], f"{s['median']:.3f}", f"{s['p10']:.3f}", f"{s['p90']:.3f}",
          f"{s['builtin_ns'] / 1000:.0f}") for s in res["exit"]]))
     if res.get("preload"):
-        out.append("\nThe preload library, each call with ``LD_PRELOAD`` / without "
-                   "(TSC ticks, medians of pairs):\n\n")
+        out.append("\nThe preload library: each call through it / glibc's own function, "
+                   "in alternation in one process (TSC ticks, medians over rounds):\n\n")
         out.append(table(("call", "median", "p10", "p90", "without", "with"), [
             (k, f"{v['median']:.3f}", f"{v['p10']:.3f}", f"{v['p90']:.3f}",
              f"{v['without_ticks']:.0f}", f"{v['with_ticks']:.0f}")
@@ -182,7 +182,7 @@ def main():
         p(f"  N={f['n']:5} {f['kind']:8} {s['median']:.3f}  (p10 {s['p10']:.3f}, "
           f"p90 {s['p90']:.3f}; {s['builtin_ns'] / 1000:.1f} us built-in)")
 
-    p("preload library: each interposed call with / without LD_PRELOAD (mean of 2000 calls)")
+    p("preload library: each interposed call through it / glibc's own (1000 calls a round)")
     res["preload"] = {}
     for f in (f for f in figs if f["figure"] == "preload"):
         s = spread(ratios(f, "with", "without"))

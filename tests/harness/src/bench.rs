@@ -452,10 +452,11 @@ fn exit_walk(module: &str) {
     set_walker(module, true);
 }
 
-/// The preload library's cost on the calls it interposes: `/preload/overhead` (mean ticks of K
-/// calls per operation) run in pairs, with and without `LD_PRELOAD`, the order alternating.
+/// The preload library's cost on the calls it interposes: `/preload/overhead` under
+/// `LD_PRELOAD` times each call through the library and through glibc's own function, in
+/// alternation in one process, and prints per round the mean ticks of each.
 fn preload_overhead() {
-    const PAIRS: usize = 21;
+    const ROUNDS: usize = 21;
     const OPS: [&str; 5] = [
         "munmap_private",
         "munmap_private_beside_shared",
@@ -463,39 +464,28 @@ fn preload_overhead() {
         "destroy_normal",
         "destroy_robust",
     ];
-    let run = |preload: bool| -> Vec<f64> {
-        let mut cmd = std::process::Command::new("/preload/overhead");
-        cmd.arg("2000").env_remove("LD_PRELOAD");
-        if preload {
-            cmd.env("LD_PRELOAD", "/preload/librobust_cleanup.so");
-        }
-        let out = cmd.output().expect("/preload/overhead");
-        assert!(out.status.success(), "/preload/overhead failed");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        OPS.iter()
-            .map(|op| {
-                text.lines()
-                    .filter_map(|l| l.strip_prefix(op)?.strip_prefix(' '))
-                    .find_map(|v| v.parse().ok())
-                    .unwrap_or_else(|| panic!("/preload/overhead: no {}", op))
-            })
-            .collect()
-    };
-    let mut rounds: Vec<Vec<Vec<f64>>> = vec![Vec::new(); OPS.len()];
-    for r in 0..PAIRS {
-        let first = r % 2 == 0;
-        let a = run(first);
-        let b = run(!first);
-        let (with, without) = if first { (a, b) } else { (b, a) };
-        for (i, v) in rounds.iter_mut().enumerate() {
-            v.push(vec![with[i], without[i]]);
-        }
-    }
-    for (op, v) in OPS.iter().zip(&rounds) {
+    let out = std::process::Command::new("/preload/overhead")
+        .args([ROUNDS.to_string(), "1000".to_string()])
+        .env("LD_PRELOAD", "/preload/librobust_cleanup.so")
+        .output()
+        .expect("/preload/overhead");
+    assert!(
+        out.status.success(),
+        "/preload/overhead: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for op in OPS {
+        let rounds: Vec<Vec<f64>> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(op)?.strip_prefix(' '))
+            .map(|v| v.split(' ').map(|x| x.parse().expect("ticks")).collect())
+            .collect();
+        assert_eq!(rounds.len(), ROUNDS, "/preload/overhead: {}", op);
         emit(
             "preload",
             &format!("\"op\":\"{}\",", op),
-            v,
+            &rounds,
             &["with", "without"],
         );
     }
