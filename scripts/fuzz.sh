@@ -8,13 +8,5 @@
 
 build_all
 seeds=${RF_FUZZ_SEEDS:-100000}
-logf=$BUILD/results/fuzz.log
-mkdir -p "$BUILD/results"
 log "booting the test kernel (fuzz mode, $seeds seeds per ABI)"
-rc=0
-RF_APPEND="rf.seeds=$seeds" "$ROOT/scripts/qemu.sh" fuzz "$logf" 36000 || rc=$?
-sed -n '/@@@ BEGIN fuzz/,/@@@ END fuzz/p' "$logf" | grep -aE '^(# |ok|not ok)' || true
-splats=$(grep -aE "BUG:|WARNING:|Oops|Kernel panic|general protection fault|Call Trace:|UBSAN|kernel BUG|INFO: task .* blocked|DEADLOCK" "$logf" || true)
-[ -z "$splats" ] || die "the guest log has kernel reports: $(head -3 <<<"$splats")"
-[ "$rc" = 0 ] && grep -aq '@@@ END fuzz rc=0' "$logf" || die "fuzz failed; see $logf"
-log "fuzz: passed ($logf)"
+guest_section fuzz fuzz 36000 "rf.seeds=$seeds"

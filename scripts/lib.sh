@@ -58,6 +58,24 @@ sync_file() {
 	cmp -s "$1" "$2" || cp -p "$1" "$2"
 }
 
+# guest_section MODE SECTION TIMEOUT [KERNEL ARGS]: boots the test kernel in MODE, writes the
+# console to build/results/MODE.log, prints the section's KTAP comments and results, and fails
+# unless the section ended with rc=0 and the log has no kernel report (the patterns of
+# scripts/results.py).
+guest_section() {
+	local mode=$1 section=$2 limit=$3 append=${4:-} logf rc=0 splats
+	logf=$BUILD/results/$mode.log
+	mkdir -p "$BUILD/results"
+	RF_APPEND="$append" "$ROOT/scripts/qemu.sh" "$mode" "$logf" "$limit" || rc=$?
+	sed -n "/@@@ BEGIN $section/,/@@@ END $section/p" "$logf" | grep -aE '^(# |ok|not ok)' || true
+	splats=$(python3 -c 'import re, sys; sys.path.insert(0, sys.argv[1]); import results
+for l in open(sys.argv[2], errors="replace"):
+    if results.SPLATS.search(l): print(l.strip())' "$ROOT/scripts" "$logf")
+	[ -z "$splats" ] || die "the guest log has kernel reports: $(head -3 <<<"$splats")"
+	[ "$rc" = 0 ] && grep -aq "@@@ END $section rc=0" "$logf" || die "$section failed; see $logf"
+	log "$section: passed ($logf)"
+}
+
 # Installs what is missing, then builds the kernel of the variant, the module, the harness and
 # the initramfs (each step a no-op when nothing changed).
 build_all() {

@@ -8,13 +8,5 @@
 
 build_all
 cycles=${RF_STRESS_CYCLES:-1000}
-logf=$BUILD/results/stress.log
-mkdir -p "$BUILD/results"
 log "booting the test kernel (stress mode, $cycles cycles)"
-rc=0
-RF_APPEND="rf.cycles=$cycles" "$ROOT/scripts/qemu.sh" stress "$logf" 3600 || rc=$?
-sed -n '/@@@ BEGIN stress/,/@@@ END stress/p' "$logf" | grep -aE '^(# |ok|not ok)' || true
-splats=$(grep -aE "BUG:|WARNING:|Oops|Kernel panic|general protection fault|Call Trace:|UBSAN|kernel BUG|INFO: task .* blocked|DEADLOCK" "$logf" || true)
-[ -z "$splats" ] || die "the guest log has kernel reports: $(head -3 <<<"$splats")"
-[ "$rc" = 0 ] && grep -aq '@@@ END stress rc=0' "$logf" || die "stress failed; see $logf"
-log "stress: passed ($logf)"
+guest_section stress stress 7200 "rf.cycles=$cycles"

@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../tests/include/futex_sleep.h"
+
 #define PAGE 4096
 #define WAITERS 0x80000000u
 #define OWNER_DIED 0x40000000u
@@ -68,17 +70,7 @@ static void *locker(void *arg)
 /* Whether thread @tid sleeps in the futex system call (nr 202). */
 static int blocked_in_futex(pid_t tid)
 {
-	char path[64], buf[32] = "";
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = 0;
-	fclose(f);
-	return !strncmp(buf, "202 ", 4);
+	return in_syscall(tid, 202);
 }
 
 static int round_once(int munmap_mode)

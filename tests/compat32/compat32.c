@@ -31,6 +31,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../include/futex_sleep.h"
+
 #include "../../include/uapi/linux/robust_cleanup.h"
 
 /* A TID no task has: the next forked child would likely get getpid() + 1. */
@@ -359,20 +361,10 @@ static void *lock_and_exit(void *arg)
 	return NULL;		/* exits holding it */
 }
 
-/* Whether thread @tid sleeps in the i386 futex call (nr 240). */
+/* Whether thread @tid sleeps in the futex system call (nr 240). */
 static int blocked_in_futex(pid_t tid)
 {
-	char path[64], buf[32] = "";
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = 0;
-	fclose(f);
-	return !strncmp(buf, "240 ", 4);
+	return in_syscall(tid, 240);
 }
 
 struct waiter {

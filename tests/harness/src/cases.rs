@@ -534,18 +534,25 @@ pub fn run_compat32(ctx: &Ctx, args: &[&str]) -> R {
 /// A 32-bit process's compat robust list is walked (by the module's compat walker with the
 /// module loaded).
 fn compat32_list(ctx: &Ctx) -> R {
+    compat32_walked(ctx, "list", 1)
+}
+
+/// Runs `compat32 MODE`; with the module, its compat walker must have walked at least `deaths`
+/// exits meanwhile.
+fn compat32_walked(ctx: &Ctx, mode: &str, deaths: u64) -> R {
     let before = match ctx.walker {
         Walker::Rust => Some(counter("compat_exit_walks")?),
         Walker::C => None,
     };
-    run_compat32(ctx, &["list"])?;
+    run_compat32(ctx, &[mode])?;
     if let Some(before) = before {
         let after = counter("compat_exit_walks")?;
         ensure!(
-            after > before,
-            "compat_exit_walks did not move: {} -> {}",
+            after >= before + deaths,
+            "compat_exit_walks: {} -> {}, want {} more",
             before,
-            after
+            after,
+            deaths
         );
     }
     Ok(())
@@ -554,22 +561,8 @@ fn compat32_list(ctx: &Ctx) -> R {
 /// 32-bit glibc robust mutexes (threads and processes, shared memory, PI, waiters): every
 /// owner's death is seen, under either walker; with the module, its compat walker did it.
 fn compat32_glibc(ctx: &Ctx) -> R {
-    let before = match ctx.walker {
-        Walker::Rust => Some(counter("compat_exit_walks")?),
-        Walker::C => None,
-    };
-    run_compat32(ctx, &["glibc"])?;
-    if let Some(before) = before {
-        // Two threads and four processes died with a compat robust list.
-        let after = counter("compat_exit_walks")?;
-        ensure!(
-            after >= before + 6,
-            "compat_exit_walks: {} -> {}",
-            before,
-            after
-        );
-    }
-    Ok(())
+    // Two threads and four processes die with a compat robust list.
+    compat32_walked(ctx, "glibc", 6)
 }
 
 /// The i386 entry of cleanup_robust_list validates like the native one, and dispatches.
