@@ -572,8 +572,11 @@ pub unsafe extern "C" fn mremap(
         if new_end < e {
             before_unmap(new_end, e);
         }
+        let saved = errno();
         // SAFETY: the caller's arguments, without MREMAP_MAYMOVE.
         let p = unsafe { real(old, old_size, new_size, flags & !libc::MREMAP_MAYMOVE) };
+        // The attempt's failure is the library's, not the caller's.
+        set_errno(saved);
         if p != libc::MAP_FAILED {
             with_table(|t| {
                 t.remove(s, e);

@@ -208,6 +208,7 @@ static void test_mremap(void)
 	char *p = map(NULL, 4 * PAGE, MAP_SHARED | MAP_ANONYMOUS);
 	char *hole = map(NULL, 4 * PAGE, MAP_PRIVATE | MAP_ANONYMOUS);
 	char *r;
+	int e;
 
 	start();
 	r = mremap(p, 4 * PAGE, 2 * PAGE, 0);
@@ -225,6 +226,22 @@ static void test_mremap(void)
 	start();
 	munmap(hole, 4 * PAGE);
 	done("munmap where shared memory was moved to", 1);
+
+	/*
+	 * Growing a shared mapping that cannot grow in place: the library's
+	 * in-place attempt fails, the move succeeds, errno is untouched.
+	 */
+	p = map(NULL, 2 * PAGE, MAP_SHARED | MAP_ANONYMOUS);
+	map(p + PAGE, PAGE, MAP_PRIVATE | MAP_ANONYMOUS);
+	start();
+	errno = 4242;
+	r = mremap(p, PAGE, 4 * PAGE, MREMAP_MAYMOVE);
+	e = errno;
+	done("mremap grow shared, moved", 1);
+	check(r != MAP_FAILED && r != p && e == 4242, "mremap grow moves, errno untouched", NULL);
+	if (r != MAP_FAILED)
+		munmap(r, 4 * PAGE);
+	munmap(p, 2 * PAGE);
 }
 
 static void test_shm(void)
