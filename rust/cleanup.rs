@@ -90,6 +90,16 @@ struct Window {
 }
 
 impl Window {
+    /// Addresses `[start, end)` of the caller's own mm.
+    fn own(start: usize, end: usize) -> Window {
+        Window {
+            mm: sys::current_mm(),
+            start,
+            end,
+            _grab: None,
+        }
+    }
+
     fn holds(&self, word: usize) -> bool {
         self.start <= word && word.saturating_add(4) <= self.end
     }
@@ -358,25 +368,12 @@ fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
     let (first, rest) = resolve(addr, len, flags & MM_ONLY != 0)?;
     if let (Store::Private { start, end }, true) = (&first, rest.is_empty()) {
         // The common case, without allocating: private memory, one window.
-        return clean(&[Window {
-            mm: sys::current_mm(),
-            start: *start,
-            end: *end,
-            _grab: None,
-        }]);
+        return clean(&[Window::own(*start, *end)]);
     }
     let mut windows = KVec::new();
     for store in Iterator::chain(core::iter::once(first), rest) {
         match store {
-            Store::Private { start, end } => windows.push(
-                Window {
-                    mm: sys::current_mm(),
-                    start,
-                    end,
-                    _grab: None,
-                },
-                GFP_KERNEL,
-            )?,
+            Store::Private { start, end } => windows.push(Window::own(start, end), GFP_KERNEL)?,
             Store::Shared { file, start, end } => shared_windows(&file, start, end, &mut windows)?,
         }
     }
