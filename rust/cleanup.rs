@@ -13,9 +13,9 @@
 //!    as `munmap()`'s does, but no hole): for a `VM_SHARED` mapping (shared file, shmem, memfd,
 //!    shared anonymous memory, SysV shm), the backing `address_space` and byte offsets in it;
 //!    for private memory, the caller's mm and the addresses.
-//! 2. **Windows.** Where each mm maps each part's identity: for shared memory, every `VM_SHARED` VMA on
-//!    the mapping's `i_mmap` tree that covers part of the offsets, at whatever address it maps
-//!    them; for private memory, the caller's range in the caller's mm.
+//! 2. **Windows.** Where each mm maps each part's identity: for shared memory, every
+//!    `VM_SHARED` VMA on the mapping's `i_mmap` tree that covers part of the offsets, at
+//!    whatever address it maps them; for private memory, the caller's range in the caller's mm.
 //! 3. **Candidates.** The tasks with a robust list whose mm has a window (threads, `CLONE_VM`
 //!    siblings and other processes alike), looked up per mm in the module's [`index`], so the
 //!    cost does not depend on the other tasks of the system; just the caller if every window is
@@ -385,8 +385,8 @@ fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
 /// # Safety
 ///
 /// Called by the futex core in process context, for the current task, with arguments it
-/// validated: no flag but `CLEANUP_ROBUST_LIST_MM_ONLY`, `addr` and `len` 4-byte aligned, `len > 0`, and the range in user
-/// space without wrapping.
+/// validated: no flag but `CLEANUP_ROBUST_LIST_MM_ONLY`, `addr` and `len` 4-byte aligned,
+/// `len > 0`, and the range in user space without wrapping.
 pub(crate) unsafe extern "C" fn cleanup_robust_list(addr: usize, len: usize, flags: u32) -> isize {
     CLEANUP_CALLS.fetch_add(1, Ordering::Relaxed);
     match cleanup(addr, len, flags) {
