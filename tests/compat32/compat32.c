@@ -10,7 +10,8 @@
  *   compat32 cleanup  a 32-bit child holds a stale list_op_pending in shared
  *                    memory; cleanup_robust_list() through the i386 entry
  *                    clears it
- *   compat32 fuzz-child FD  the 32-bit child of the harness's fuzzer
+ *   compat32 fuzz-server FD  the 32-bit side of the harness's fuzzer: its
+ *                    threads register the generated lists and die
  *   compat32 glibc    32-bit glibc robust mutexes (threads, processes, shared
  *                    memory, PI, waiters): every owner's death is seen
  *
@@ -463,26 +464,29 @@ static int test_glibc(void)
 }
 
 /*
- * The 32-bit child of the harness's differential fuzzer (tests/harness/src/
- * fuzz.rs, which lays out the memfd): maps the list memory at 0x50000000 and
- * the control page, stores its TID in the owned words, sets the page modes,
- * registers the head and waits for the go; its exit is the walk under test.
+ * The 32-bit side of the harness's differential fuzzer (tests/harness/src/
+ * fuzz.rs, which lays out the memfd and the control page after it). For each
+ * case the harness requests, the server maps the list memory at 0x50000000
+ * (which also undoes the last case's page modes) and starts a thread that
+ * stores its TID in the owned words, sets the page modes, registers the head,
+ * and waits for the go; that thread's exit is the walk under test. The server
+ * reports when the thread has been joined (the walk precedes the clearing of
+ * the thread's TID that pthread_join() waits for).
  */
 #define FUZZ_FIX 0x50000000u
 #define FUZZ_PAGES 8
 #define FUZZ_LEN (FUZZ_PAGES * 4096)
+#define FUZZ_SEQ (4080 / 4)
+#define FUZZ_DONE (4084 / 4)
+#define FUZZ_STATUS (4088 / 4)
+#define FUZZ_QUIT 0xffffffffu
 
-static int fuzz_child(int fd)
+static void *fuzz_death(void *arg)
 {
-	char *list = mmap((void *)FUZZ_FIX, FUZZ_LEN, PROT_READ | PROT_WRITE,
-			  MAP_SHARED | MAP_FIXED, fd, 0);
-	volatile uint32_t *c = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
-				    fd, FUZZ_LEN);
-	uint32_t tid = syscall(SYS_gettid), i, n;
+	volatile uint32_t *c = arg;
+	char *list = (char *)FUZZ_FIX;
+	uint32_t tid = syscall(SYS_gettid), i, n = c[64 / 4];
 
-	if (list != (char *)FUZZ_FIX || c == MAP_FAILED)
-		return 2;
-	n = c[64 / 4];
 	for (i = 0; i < n; i++)
 		*(uint32_t *)(list + c[(68 + 8 * i) / 4]) = tid | c[(68 + 8 * i + 4) / 4];
 	for (i = 0; i < FUZZ_PAGES; i++) {
@@ -501,17 +505,49 @@ static int fuzz_child(int fd)
 			break;
 		}
 		if (r)
-			return 3;
+			return (void *)3;
 	}
 	if (syscall(SYS_set_robust_list, list + c[8 / 4], sizeof(struct head32)))
-		return 4;
+		return (void *)4;
 	c[0] = tid;
-	syscall(SYS_futex, &c[0], FUTEX_WAKE, 1, NULL, NULL, 0);
+	if (syscall(SYS_futex, &c[0], FUTEX_WAKE, 1, NULL, NULL, 0) < 0)
+		return (void *)5;
 	while (!c[1])
 		if (syscall(SYS_futex, &c[1], FUTEX_WAIT, 0, NULL, NULL, 0) &&
 		    errno != EAGAIN && errno != EINTR)
-			return 5;
-	return 0;
+			return (void *)5;
+	return NULL;
+}
+
+static int fuzz_server(int fd)
+{
+	volatile uint32_t *c = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
+				    fd, FUZZ_LEN);
+	uint32_t seq = 0;
+
+	if (c == MAP_FAILED)
+		return 2;
+	for (;;) {
+		void *status = (void *)2;
+		pthread_t t;
+
+		while (c[FUZZ_SEQ] == seq)
+			if (syscall(SYS_futex, &c[FUZZ_SEQ], FUTEX_WAIT, seq, NULL,
+				    NULL, 0) && errno != EAGAIN && errno != EINTR)
+				return 6;
+		seq = c[FUZZ_SEQ];
+		if (seq == FUZZ_QUIT)
+			return 0;
+		if (mmap((void *)FUZZ_FIX, FUZZ_LEN, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED, fd, 0) == (void *)FUZZ_FIX &&
+		    (errno = pthread_create(&t, NULL, fuzz_death, (void *)c)) == 0 &&
+		    (errno = pthread_join(t, &status)) != 0)
+			status = (void *)7;
+		c[FUZZ_STATUS] = (uintptr_t)status;
+		c[FUZZ_DONE] = seq;
+		if (syscall(SYS_futex, &c[FUZZ_DONE], FUTEX_WAKE, 1, NULL, NULL, 0) < 0)
+			return 8;
+	}
 }
 
 int main(int argc, char **argv)
@@ -524,8 +560,8 @@ int main(int argc, char **argv)
 		test_cleanup();
 	else if (argc == 2 && !strcmp(argv[1], "glibc"))
 		test_glibc();
-	else if (argc == 3 && !strcmp(argv[1], "fuzz-child"))
-		_exit(fuzz_child(atoi(argv[2])));
+	else if (argc == 3 && !strcmp(argv[1], "fuzz-server"))
+		return fuzz_server(atoi(argv[2]));
 	else
 		CHECK(0, "usage: compat32 list|syscall c|rust|cleanup|glibc");
 	return failures ? 1 : 0;

@@ -5,10 +5,11 @@
 //! unaligned entries and heads, the PI bit on `next` and on `list_op_pending`, every class of
 //! `futex_offset` (negative, unaligned, huge, wrapping in 32 bits), futex words owned by the
 //! dying task with and without `FUTEX_WAITERS`, by others, 0; and sometimes waiters asleep on
-//! owned words. A child maps the memfd at a fixed address (so that every run sees identical
-//! pointers), stores its TID in the owned words, sets the page protections, registers the head
-//! and dies: a forked process for native lists, the 32-bit helper for compat lists. The outcome
-//! (every word of the memfd, the TID normalised, and which waiters the walk woke) is hashed.
+//! owned words. A server process per ABI (this program's `fuzz-server` mode for native lists,
+//! `compat32 fuzz-server` for compat lists) maps the memfd at a fixed address (so that every
+//! run sees identical pointers); for each case a new thread of it stores its TID in the owned
+//! words, sets the page protections, registers the head and dies. The outcome (every word of
+//! the memfd, the TID normalised, and which waiters the walk woke) is hashed.
 //!
 //! Every seed runs under the built-in walker, then under the module's, native and compat; a
 //! seed whose outcomes differ is a mismatch: its seed and both outcomes are printed, and the run
@@ -40,6 +41,12 @@ const C_HEAD: usize = 8;
 const C_MODES: usize = 16;
 const C_NOWNED: usize = 64;
 const C_OWNED: usize = 68;
+/// The server's protocol words, at the end of the control page (the harness does not copy them
+/// with a case): the case requested, the case done, and the dying thread's status.
+const C_SEQ: usize = 4080;
+const C_DONE: usize = 4084;
+const C_STATUS: usize = 4088;
+const QUIT: u32 = u32::MAX;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Abi {
@@ -114,10 +121,21 @@ fn generate(seed: u64, abi: Abi) -> Case {
     let mut mem = vec![0u8; LEN + PAGE];
     let fix = abi.fix() as u64;
     let psz = abi.ptr();
+    let n = match r.below(20) {
+        0..=11 => r.below(17) as usize,
+        12..=16 => 16 + r.below(300) as usize,
+        _ => 2040 + r.below(60) as usize,
+    };
+    // Any fault or unaligned futex word ends the walk, and a long list almost always has one:
+    // half of the long lists have none (every page readable, every entry and futex word
+    // aligned and inside the list memory), so that their walk reaches the limit.
+    let clean = n > 300 && r.pct(50);
     let modes: Vec<u32> = (0..PAGES)
         .map(|i| {
             if i == 0 || r.pct(80) {
                 RW
+            } else if clean {
+                1
             } else {
                 1 + r.below(3) as u32
             }
@@ -139,34 +157,36 @@ fn generate(seed: u64, abi: Abi) -> Case {
             _ => fix + LEN as u64 + 0x10_0000,
         }
     };
-    let n = match r.below(20) {
-        0..=11 => r.below(17) as usize,
-        12..=16 => 16 + r.below(300) as usize,
-        _ => 2040 + r.below(60) as usize,
-    };
-    // Distinct slots for the head and the entries, in the list memory.
+    // Distinct slots for the head and the entries, in the list memory (clean: away from its
+    // ends, so that every futex word is inside).
     let slots = LEN / psz;
+    let margin = if clean { 16 } else { 0 };
     let mut used = std::collections::HashSet::new();
     let mut slot = |r: &mut Rng| loop {
-        let s = r.below(slots as u64 - 4) as usize;
+        let s = margin + r.below((slots - 4 - 2 * margin) as u64) as usize;
         if used.insert(s) {
             return s * psz;
         }
     };
     let mut head = slot(&mut r);
-    if r.pct(3) {
+    if !clean && r.pct(3) {
         head += 1 + r.below(psz as u64 - 1) as usize; // unaligned head
     }
     let entries: Vec<u64> = (0..n)
         .map(|_| {
             let mut e = fix + slot(&mut r) as u64;
-            if r.pct(2) {
+            if !clean && r.pct(2) {
                 e += 2; // an unaligned entry
             }
             e
         })
         .collect();
-    let futex_offset: i64 = match r.below(10) {
+    let class = if clean {
+        [0, 4, 8][r.below(3) as usize]
+    } else {
+        r.below(10)
+    };
+    let futex_offset: i64 = match class {
         0..=3 => -(r.below(5) as i64 * 4 + 0x18),
         4 | 5 => r.below(16) as i64 * 4 - 32,
         6 => r.below(64) as i64 * 2 + 1,
@@ -220,13 +240,30 @@ fn generate(seed: u64, abi: Abi) -> Case {
     };
     let mut waiters = Vec::new();
     let want_waiters = r.pct(10);
-    for e in entries.iter().copied().chain(std::iter::once(pending & !1)) {
+    // In long lists, few words are owned, so that the owned ones reach the end of the list: the
+    // entries around the walk's limit and the pending one keep the full chance, and slots for
+    // them.
+    let limit = sys::ROBUST_LIST_LIMIT;
+    let near_limit = |i: usize| i + 8 >= limit && i < limit + 8 || i == n;
+    for (i, e) in entries
+        .iter()
+        .copied()
+        .chain(std::iter::once(pending & !1))
+        .enumerate()
+    {
         let Some(off) = word_of(e) else { continue };
         let rw = modes[off / PAGE] == RW;
+        let room = if near_limit(i) {
+            MAX_OWNED
+        } else if n > 300 && !r.pct(15) {
+            0
+        } else {
+            MAX_OWNED - 20
+        };
         match r.below(6) {
             0..=2
                 if rw
-                    && owned.len() < MAX_OWNED
+                    && owned.len() < room
                     && !occupied.contains(&off)
                     && !owned.iter().any(|o| o.0 == off) =>
             {
@@ -280,35 +317,9 @@ fn generate(seed: u64, abi: Abi) -> Case {
     Case { mem, waiters }
 }
 
-/// The child side (native): maps the memfd at the fixed address, stores its TID in the owned
-/// words, sets the page modes, registers the head, and waits for the go. Only system calls.
-fn native_child(fd: i32) -> i32 {
-    // SAFETY: maps the memfd over addresses nothing else uses (FIX64, chosen for this).
-    let list = unsafe {
-        libc::mmap(
-            FIX64 as *mut _,
-            LEN,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_FIXED,
-            fd,
-            0,
-        )
-    };
-    // SAFETY: maps the control page of the memfd.
-    let ctl = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            PAGE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            LEN as libc::off_t,
-        )
-    };
-    if list as usize != FIX64 || ctl == libc::MAP_FAILED {
-        return 2;
-    }
-    let c = ctl as usize;
+/// The native side of a death: a thread of the server stores its TID in the owned words, sets
+/// the page modes, registers the head, waits for the go, and exits. Only system calls.
+fn native_death(c: usize) -> i32 {
     let tid = sys::gettid();
     for i in 0..sys::read_u32(c + C_NOWNED) as usize {
         let off = sys::read_u32(c + C_OWNED + 8 * i) as usize;
@@ -317,7 +328,8 @@ fn native_child(fd: i32) -> i32 {
     }
     for p in 0..PAGES {
         let at = (FIX64 + p * PAGE) as *mut libc::c_void;
-        // SAFETY: changes the child's own mapping of the list memory.
+        // SAFETY: changes the server's own mapping of the list memory, which only this thread
+        // uses while it runs.
         let r = unsafe {
             match sys::read_u32(c + C_MODES + 4 * p) {
                 1 => libc::mprotect(at, PAGE, libc::PROT_READ),
@@ -335,103 +347,228 @@ fn native_child(fd: i32) -> i32 {
         return 4;
     }
     sys::write_u32(c + C_READY, tid);
-    let _ = sys::futex_wake(c + C_READY, 1);
+    if sys::futex_wake(c + C_READY, 1).is_err() {
+        return 5;
+    }
     while sys::read_u32(c + C_GO) == 0 {
-        let _ = sys::futex_wait(c + C_GO, 0, Duration::from_secs(1));
+        match sys::futex_wait(c + C_GO, 0, Duration::from_secs(1)) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAGAIN | libc::EINTR | libc::ETIMEDOUT)
+                ) => {}
+            Err(_) => return 5,
+        }
     }
     0
 }
 
-/// Runs one case under the walker in place; returns its outcome (normalised words, then one
-/// word per waiter: 1 if the walk woke it).
-fn run(case: &Case, abi: Abi, compat32: &str) -> Result<Vec<u32>, String> {
-    let fd = crate::cleanup::memfd(LEN + PAGE);
-    let map = crate::cleanup::map_fd(fd, LEN + PAGE, libc::MAP_SHARED);
-    // SAFETY: `map` is a fresh mapping of LEN + PAGE bytes.
-    unsafe { std::ptr::copy_nonoverlapping(case.mem.as_ptr(), map as *mut u8, LEN + PAGE) };
-    let c = map + LEN;
-    let pid = match abi {
-        Abi::Native => sys::fork_with(|| native_child(fd)),
-        Abi::Compat => {
-            let fdarg = std::ffi::CString::new(fd.to_string()).unwrap();
-            let prog = std::ffi::CString::new(compat32).unwrap();
-            let argv = [
-                prog.as_ptr(),
-                c"fuzz-child".as_ptr(),
-                fdarg.as_ptr(),
-                std::ptr::null(),
-            ];
-            sys::fork_with(|| {
-                // SAFETY: exec with NUL-terminated strings and a NULL-terminated argv.
-                unsafe { libc::execv(prog.as_ptr(), argv.as_ptr()) };
-                127
-            })
-        }
+/// `robust-harness fuzz-server FD`: the native server (the 32-bit one is `compat32
+/// fuzz-server`). For each case requested in the control page it maps the list memory at the
+/// fixed address (undoing the last case's page modes) and runs one death in a new thread; it
+/// reports when the thread has been joined (the exit walk precedes the clearing of the TID that
+/// the join waits for). Returns its exit code.
+pub fn server(fd: i32) -> i32 {
+    // SAFETY: maps the control page of the memfd.
+    let ctl = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            LEN as libc::off_t,
+        )
     };
-    let result = (|| -> Result<Vec<u32>, String> {
-        let mut tid = 0;
+    if ctl == libc::MAP_FAILED {
+        return 2;
+    }
+    let c = ctl as usize;
+    let mut seq = 0;
+    loop {
+        while sys::read_u32(c + C_SEQ) == seq {
+            let _ = sys::futex_wait(c + C_SEQ, seq, Duration::from_secs(1));
+        }
+        seq = sys::read_u32(c + C_SEQ);
+        if seq == QUIT {
+            return 0;
+        }
+        // SAFETY: maps the memfd over addresses nothing else uses (FIX64, chosen for this).
+        let list = unsafe {
+            libc::mmap(
+                FIX64 as *mut _,
+                LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd,
+                0,
+            )
+        };
+        let status = if list as usize != FIX64 {
+            2
+        } else {
+            std::thread::spawn(move || native_death(c))
+                .join()
+                .unwrap_or(7)
+        };
+        sys::write_u32(c + C_STATUS, status as u32);
+        sys::write_u32(c + C_DONE, seq);
+        if sys::futex_wake(c + C_DONE, 1).is_err() {
+            return 8;
+        }
+    }
+}
+
+/// A running server of one ABI and the memfd it shares with the harness.
+struct Server {
+    pid: libc::pid_t,
+    fd: i32,
+    map: usize,
+    seq: u32,
+}
+
+impl Server {
+    fn start(abi: Abi, compat32: &str) -> Server {
+        let fd = crate::cleanup::memfd(LEN + PAGE);
+        let map = crate::cleanup::map_fd(fd, LEN + PAGE, libc::MAP_SHARED);
+        let (prog, mode) = match abi {
+            Abi::Native => ("/proc/self/exe".to_string(), c"fuzz-server"),
+            Abi::Compat => (compat32.to_string(), c"fuzz-server"),
+        };
+        let fdarg = std::ffi::CString::new(fd.to_string()).unwrap();
+        let prog = std::ffi::CString::new(prog).unwrap();
+        let argv = [
+            prog.as_ptr(),
+            mode.as_ptr(),
+            fdarg.as_ptr(),
+            std::ptr::null(),
+        ];
+        let pid = sys::fork_with(|| {
+            // SAFETY: exec with NUL-terminated strings and a NULL-terminated argv.
+            unsafe { libc::execv(prog.as_ptr(), argv.as_ptr()) };
+            127
+        });
+        Server {
+            pid,
+            fd,
+            map,
+            seq: 0,
+        }
+    }
+
+    /// True while the server process runs.
+    fn alive(&self) -> bool {
+        // SAFETY: polls our own child without reaping anything else.
+        unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), libc::WNOHANG) == 0 }
+    }
+
+    /// Waits (up to about 200 s) until the control word at `off` is not 0 and returns it.
+    fn wait_word(&self, off: usize, what: &str) -> Result<u32, String> {
+        let w = self.map + LEN + off;
         for _ in 0..20000 {
-            tid = sys::read_u32(c + C_READY);
-            if tid != 0 {
-                break;
+            let v = sys::read_u32(w);
+            if v != 0 {
+                return Ok(v);
             }
-            let _ = sys::futex_wait(c + C_READY, 0, Duration::from_millis(10));
+            ensure!(self.alive(), "the server died waiting for {}", what);
+            let _ = sys::futex_wait(w, 0, Duration::from_millis(10));
         }
-        ensure!(tid != 0, "the child never got ready");
-        // Waiters asleep on owned words (shared futexes: the memfd's pages).
-        let waiters: Vec<_> = case
-            .waiters
-            .iter()
-            .map(|&off| {
-                let w = map + off;
-                let v = sys::read_u32(w);
-                let (tx, rx) = std::sync::mpsc::channel();
-                let t = std::thread::spawn(move || {
-                    let _ = tx.send(sys::gettid());
-                    let _ = sys::futex_wait(w, v, Duration::from_secs(60));
-                });
-                (w, t, rx.recv().unwrap_or(0))
-            })
-            .collect();
-        for (_, _, wtid) in &waiters {
-            ensure!(
-                sys::wait_blocked_in_futex(sys::getpid(), *wtid),
-                "a waiter never slept"
-            );
-        }
+        Err(format!("timed out waiting for {}", what))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let c = self.map + LEN;
+        sys::write_u32(c + C_SEQ, QUIT);
+        let _ = sys::futex_wake(c + C_SEQ, 1);
         sys::write_u32(c + C_GO, 1);
         let _ = sys::futex_wake(c + C_GO, 1);
-        let st = sys::wait_pid(pid);
-        ensure!(sys::exited_ok(st), "child status {:#x}", st);
-        let mut out: Vec<u32> = (0..LEN / 4)
-            .map(|i| {
-                let w = sys::read_u32(map + 4 * i);
-                if w & TID_MASK == tid {
-                    (w & !TID_MASK) | TID_MASK
-                } else {
-                    w
-                }
-            })
-            .collect();
-        for (w, t, _) in waiters {
-            // The walk dequeued the waiter it woke: nobody is left for this wake.
-            let left = sys::futex_wake(w, i32::MAX).map_err(|e| e.to_string())?;
-            out.push(u32::from(left == 0));
-            t.join().map_err(|_| "waiter panicked".to_string())?;
+        let mut status = 0;
+        for _ in 0..500 {
+            // SAFETY: reaps our own child if it has exited.
+            if unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) } != 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        Ok(out)
-    })();
-    if result.is_err() {
-        // SAFETY: kills the child of this case, if it is still there.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        sys::wait_pid(pid);
+        // SAFETY: kills and reaps the server if it is still there (ESRCH/ECHILD otherwise).
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, &mut status, 0);
+            libc::munmap(self.map as *mut _, LEN + PAGE);
+            libc::close(self.fd);
+        }
     }
-    // SAFETY: our own mapping and descriptor.
-    unsafe {
-        libc::munmap(map as *mut _, LEN + PAGE);
-        libc::close(fd);
+}
+
+/// Runs one case under the walker in place; returns its outcome (normalised words, then one
+/// word per waiter: 1 if the walk woke it).
+fn run(case: &Case, server: &mut Server) -> Result<Vec<u32>, String> {
+    let map = server.map;
+    let c = map + LEN;
+    // The case, up to the server's protocol words: READY and GO start at 0.
+    // SAFETY: `map` maps LEN + PAGE bytes and the case is as long.
+    unsafe { std::ptr::copy_nonoverlapping(case.mem.as_ptr(), map as *mut u8, LEN + C_SEQ) };
+    server.seq = if server.seq + 1 == QUIT {
+        1
+    } else {
+        server.seq + 1
+    };
+    sys::write_u32(c + C_DONE, 0);
+    sys::write_u32(c + C_SEQ, server.seq);
+    sys::futex_wake(c + C_SEQ, 1).map_err(|e| e.to_string())?;
+    let tid = server.wait_word(C_READY, "the dying thread")?;
+    // Waiters asleep on owned words (shared futexes: the memfd's pages).
+    let waiters: Vec<_> = case
+        .waiters
+        .iter()
+        .map(|&off| {
+            let w = map + off;
+            let v = sys::read_u32(w);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let t = std::thread::spawn(move || {
+                let _ = tx.send(sys::gettid());
+                let _ = sys::futex_wait(w, v, Duration::from_secs(60));
+            });
+            (w, t, rx.recv().unwrap_or(0))
+        })
+        .collect();
+    for (_, _, wtid) in &waiters {
+        ensure!(
+            sys::wait_blocked_in_futex(sys::getpid(), *wtid),
+            "a waiter never slept"
+        );
     }
-    result
+    sys::write_u32(c + C_GO, 1);
+    sys::futex_wake(c + C_GO, 1).map_err(|e| e.to_string())?;
+    let done = server.wait_word(C_DONE, "the thread's exit")?;
+    ensure!(
+        done == server.seq,
+        "server answered case {}, not {}",
+        done,
+        server.seq
+    );
+    let status = sys::read_u32(c + C_STATUS);
+    ensure!(status == 0, "dying thread status {}", status);
+    let mut out: Vec<u32> = (0..LEN / 4)
+        .map(|i| {
+            let w = sys::read_u32(map + 4 * i);
+            if w & TID_MASK == tid {
+                (w & !TID_MASK) | TID_MASK
+            } else {
+                w
+            }
+        })
+        .collect();
+    for (w, t, _) in waiters {
+        // The walk dequeued the waiter it woke: nobody is left for this wake.
+        let left = sys::futex_wake(w, i32::MAX).map_err(|e| e.to_string())?;
+        out.push(u32::from(left == 0));
+        t.join().map_err(|_| "waiter panicked".to_string())?;
+    }
+    Ok(out)
 }
 
 fn hash(out: &[u32]) -> u64 {
@@ -442,10 +579,11 @@ fn hash(out: &[u32]) -> u64 {
 
 /// One pass: the outcome hash of every seed under the walker in place.
 fn pass(abi: Abi, compat32: &str, seeds: u64) -> Result<Vec<u64>, String> {
+    let mut server = Server::start(abi, compat32);
     (0..seeds)
         .map(|s| {
             let out =
-                run(&generate(s, abi), abi, compat32).map_err(|e| format!("seed {}: {}", s, e))?;
+                run(&generate(s, abi), &mut server).map_err(|e| format!("seed {}: {}", s, e))?;
             Ok(hash(&out))
         })
         .collect()
@@ -455,9 +593,9 @@ fn pass(abi: Abi, compat32: &str, seeds: u64) -> Result<Vec<u64>, String> {
 fn dump(abi: Abi, compat32: &str, module: &str, seed: u64) {
     let case = generate(seed, abi);
     set_walker(module, false);
-    let a = run(&case, abi, compat32);
+    let a = run(&case, &mut Server::start(abi, compat32));
     set_walker(module, true);
-    let b = run(&case, abi, compat32);
+    let b = run(&case, &mut Server::start(abi, compat32));
     match (a, b) {
         (Ok(a), Ok(b)) => {
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
@@ -489,34 +627,56 @@ fn differ(a: &[u64], b: &[u64]) -> Vec<u64> {
         .collect()
 }
 
-fn fuzz(
+/// The ABIs, each a KTAP test.
+const ABIS: [(Abi, &str); 2] = [(Abi::Native, "fuzz_native"), (Abi::Compat, "fuzz_compat")];
+
+/// One pass of every ABI under the walker in place, side by side (a thread each: the guest has
+/// two vCPUs; each ABI has its own server and memfd, so the outcomes do not interact).
+fn passes(compat32: &str, seeds: u64) -> Vec<Result<Vec<u64>, String>> {
+    std::thread::scope(|s| {
+        let threads: Vec<_> = ABIS
+            .iter()
+            .map(|&(abi, _)| s.spawn(move || pass(abi, compat32, seeds)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err("the pass panicked".to_string()))
+            })
+            .collect()
+    })
+}
+
+/// The verdict for one ABI from its passes: the built-in walker's, its second one, the module's.
+fn verdict(
     abi: Abi,
     module: &str,
     compat32: &str,
     seeds: u64,
-    against_self: bool,
+    c: &Result<Vec<u64>, String>,
+    c_again: Option<&Result<Vec<u64>, String>>,
+    rust: &Result<Vec<u64>, String>,
 ) -> Result<String, String> {
-    set_walker(module, false);
-    let c = pass(abi, compat32, seeds)?;
-    let c_again = if against_self {
-        Some(pass(abi, compat32, seeds)?)
-    } else {
-        None
-    };
-    set_walker(module, true);
-    let rust = pass(abi, compat32, seeds)?;
-    set_walker(module, false);
+    let c = c.as_ref().map_err(|e| format!("built-in walker: {}", e))?;
+    let rust = rust
+        .as_ref()
+        .map_err(|e| format!("module's walker: {}", e))?;
     let mut note = format!("{} seeds, {} deaths per walker", seeds, seeds);
     if let Some(again) = c_again {
-        let m = differ(&c, &again);
+        let again = again
+            .as_ref()
+            .map_err(|e| format!("built-in walker, second pass: {}", e))?;
+        let m = differ(c, again);
         ensure!(
             m.is_empty(),
-            "built-in walker against itself: seeds {:?}",
-            m
+            "built-in walker against itself: {} mismatches, seeds {:?}",
+            m.len(),
+            &m[..m.len().min(20)]
         );
         note += "; built-in against itself: 0 mismatches";
     }
-    let m = differ(&c, &rust);
+    let m = differ(c, rust);
     if !m.is_empty() {
         for &s in m.iter().take(3) {
             dump(abi, compat32, module, s);
@@ -534,15 +694,25 @@ fn fuzz(
 pub fn main(module: &str, compat32: &str, seeds: u64, against_self: bool) -> i32 {
     println!("KTAP version 1");
     println!("1..2");
+    let t = std::time::Instant::now();
+    set_walker(module, false);
+    let c = passes(compat32, seeds);
+    let c_again = against_self.then(|| passes(compat32, seeds));
+    set_walker(module, true);
+    let rust = passes(compat32, seeds);
+    set_walker(module, false);
+    println!(
+        "# fuzz: {} passes of {} seeds, both ABIs side by side, in {:.0} s",
+        if against_self { 3 } else { 2 },
+        seeds,
+        t.elapsed().as_secs_f64()
+    );
     let mut failed = 0;
-    for (i, (abi, name)) in [(Abi::Native, "fuzz_native"), (Abi::Compat, "fuzz_compat")]
-        .into_iter()
-        .enumerate()
-    {
-        let t = std::time::Instant::now();
-        match fuzz(abi, module, compat32, seeds, against_self) {
+    for (i, &(abi, name)) in ABIS.iter().enumerate() {
+        let again = c_again.as_ref().map(|a| &a[i]);
+        match verdict(abi, module, compat32, seeds, &c[i], again, &rust[i]) {
             Ok(note) => {
-                println!("# {}: {} ({:.0} s)", name, note, t.elapsed().as_secs_f64());
+                println!("# {}: {}", name, note);
                 println!("ok {} {}", i + 1, name);
             }
             Err(e) => {

@@ -10,6 +10,7 @@
 //!        robust-harness race LABEL [with-cleanup]
 //!        robust-harness switch-walkers MODULE.ko COMPAT32 [ROUNDS]
 //!        robust-harness fuzz MODULE.ko COMPAT32 SEEDS [self]
+//!        robust-harness fuzz-server FD  (run by fuzz)
 //!        robust-harness index-at-load MODULE.ko
 //!        robust-harness bench MODULE.ko
 //!
@@ -228,6 +229,13 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("index-at-load") {
         let module = std::env::args().nth(2).unwrap_or_else(|| usage());
         std::process::exit(index::at_load(&module));
+    }
+    if std::env::args().nth(1).as_deref() == Some("fuzz-server") {
+        let fd = std::env::args()
+            .nth(2)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| usage());
+        std::process::exit(fuzz::server(fd));
     }
     if std::env::args().nth(1).as_deref() == Some("fuzz") {
         let arg = |i: usize| std::env::args().nth(i).unwrap_or_else(|| usage());
