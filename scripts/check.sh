@@ -3,7 +3,10 @@
 # walker, KUnit suites, harness with the module's walker, load/unload under fire, harness again
 # after rmmod, differential fuzzing), and ends with "N passed, N failed". Exits non-zero on any
 # failure. make check-sanitize (RF_VARIANT=sanitize) runs the guest part on the sanitizer
-# kernel (KASAN, UBSAN, list debugging), where any report fails it.
+# kernel (KASAN, UBSAN, list debugging), where any report fails it. make check-7.3
+# (RF_BASE=7.3) is the move to Linux 7.3 as far as it has come: the 7.3 series through
+# checkpatch, then the guest's stock mode (no module: the harness with the built-in walker, and
+# the kernel's own futex selftests).
 . "$(dirname "$0")/lib.sh"
 
 out=$BUILD/results$SUFFIX
@@ -28,14 +31,16 @@ record() {
 build_all
 
 # Host checks: the patch series, formatting, lints, headers (once, not per kernel variant).
-if [ "$VARIANT" = check ]; then
 # checkpatch's ENOSYS rule ("ENOSYS means invalid syscall nr") fires on any use of the name;
 # cleanup_robust_list() returns it exactly in that sense (no implementation: as if the call did
 # not exist), as patch 0004 explains, so that one rule is ignored.
-for p in "$ROOT"/patches/*.patch; do
+if [ "$VARIANT" = check ]; then
+for p in "$PATCHES"/*.patch; do
 	record "checkpatch/$(basename "$p" .patch | cut -c1-40)" \
 		"$KSRC/scripts/checkpatch.pl" --strict --no-tree -q --ignore ENOSYS "$p"
 done
+fi
+if [ "$VARIANT" = check ] && [ "$BASE" = 6.12 ]; then
 record rustfmt/module rustfmt --color never --check --config-path "$KSRC/.rustfmt.toml" "$ROOT"/rust/*.rs
 record rustfmt/harness cargo fmt --check --manifest-path "$ROOT/tests/harness/Cargo.toml"
 record clippy/module "$ROOT/scripts/module.sh" CLIPPY=1
@@ -63,9 +68,11 @@ record uapi_header_matches_kernel diff -u "$ROOT/include/linux/futex_robust.h" \
 	"$KSRC/include/linux/futex_robust.h"
 fi
 
-log "booting the $VARIANT test kernel (check mode)"
-"$ROOT/scripts/qemu.sh" check "$out/guest.log" || true
+mode=check
+[ "$BASE" = 6.12 ] || mode=stock
+log "booting the $BASE $VARIANT test kernel ($mode mode)"
+"$ROOT/scripts/qemu.sh" $mode "$out/guest.log" || true
 
-python3 "$ROOT/scripts/results.py" --log "$out/guest.log" --host "$host" \
+python3 "$ROOT/scripts/results.py" --log "$out/guest.log" --host "$host" --mode $mode \
 	--kunit-py "$KSRC/tools/testing/kunit/kunit.py" --outdir "$out" ||
 	{ log "guest log: $out/guest.log"; tail -40 "$out/guest.log" >&2; exit 1; }

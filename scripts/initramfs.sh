@@ -10,13 +10,22 @@ cp /bin/busybox "$root/bin/busybox"
 cp "$ROOT/tests/guest/init" "$root/init"
 cp "$BUILD/harness/x86_64-unknown-linux-gnu/release/robust-harness" "$root/harness"
 cp "$BUILD/compat32" "$root/compat32"
-cp "$MODDIR/rust/robust_futex.ko" "$root/robust_futex.ko"
+# The module, when it is built for this kernel (not yet for 7.3: its guest runs the stock mode).
+if [ -f "$MODDIR/rust/robust_futex.ko" ]; then
+	cp "$MODDIR/rust/robust_futex.ko" "$root/robust_futex.ko"
+fi
+# The kernel's own futex selftests (scripts/selftests.sh), when built for this kernel.
+if [ -d "$BUILD/selftests-$BASE" ]; then
+	mkdir -p "$root/selftests"
+	cp "$BUILD/selftests-$BASE"/* "$root/selftests/"
+fi
 # The preload library, its test programs, and the build machine's own dynamic loader and
-# libraries for them: the distribution's glibc, unmodified.
+# libraries for them and for the selftests: the distribution's glibc, unmodified.
 mkdir -p "$root/preload"
 cp "$BUILD/preload/x86_64-unknown-linux-gnu/release/librobust_cleanup.so" "$BUILD"/preload/bin/* \
 	"$root/preload/"
-for f in "$root"/preload/*; do
+for f in "$root"/preload/* "$root"/selftests/*; do
+	[ -f "$f" ] || continue
 	ldd "$f" | grep -o '/[^ ]*'
 done | sort -u | while read -r lib; do
 	mkdir -p "$root$(dirname "$lib")"

@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Prepares and builds the test kernel:
-#  1. extracts Debian's linux-source-6.12 into build/linux, as a git tree (never committed);
-#  2. brings that tree to "base + patches/*.patch", touching only the files that differ;
+#  1. extracts Debian's linux-source-$BASE into build/linux (build/linux-7.3), as a git tree
+#     (never committed);
+#  2. brings that tree to "base + the series" (patches/*.patch, patches/7.3/*.patch), touching
+#     only the files that differ;
 #  3. configures it from tinyconfig + the variant's fragments (only when they change);
-#  4. builds it with LLVM=1 (a no-op make when nothing changed).
+#  4. builds it with LLVM (a no-op make when nothing changed).
 # With RF_KSRC set (your own tree, patches applied), steps 1 and 2 are skipped.
 . "$(dirname "$0")/lib.sh"
 
 git_k() { git -C "$KSRC" -c core.excludesFile=/dev/null -c user.name=robust-futex \
 	-c user.email=robust-futex@localhost "$@"; }
 
-pkg_version() { dpkg-query -W -f='${Version}' "$KERNEL_PKG"; }
+# The version of the source package: installed (6.12), or downloaded by bootstrap.sh (7.3).
+pkg_version() {
+	if [ -n "${KERNEL_APT:-}" ]; then
+		cat "$KERNEL_APT/version"
+	else
+		dpkg-query -W -f='${Version}' "$KERNEL_PKG"
+	fi
+}
 
 extract() {
 	local version
@@ -27,7 +36,7 @@ extract() {
 	local tmp
 	tmp=$(mktemp -d "$BUILD/extract.XXXXXX")
 	tar -C "$tmp" -xf "$KERNEL_TARBALL"
-	mv "$tmp"/linux-source-6.12 "$KSRC"
+	mv "$tmp/$KERNEL_PKG" "$KSRC"
 	rmdir "$tmp"
 	# Debian's tarball ignores everything at the top level: track it all.
 	git_k init -q
@@ -44,7 +53,7 @@ apply_patches() {
 	trap 'rm -f "$idx"' RETURN
 	commit=$(git_k rev-parse base)
 	GIT_INDEX_FILE=$idx git_k read-tree base
-	for p in "$ROOT"/patches/*.patch; do
+	for p in "$PATCHES"/*.patch; do
 		GIT_INDEX_FILE=$idx git_k apply --cached "$p" 2>/dev/null ||
 			die "patch $(basename "$p") does not apply to $KERNEL_PKG $(pkg_version)" \
 				"(the series was made against $KERNEL_BASE_VERSION)"
@@ -53,7 +62,7 @@ apply_patches() {
 	done
 	if [ "$(git_k rev-parse 'HEAD^{tree}')" != "$(git_k rev-parse "$commit^{tree}")" ] ||
 		[ -n "$(git_k status --porcelain --untracked-files=no)" ]; then
-		log "applying patches/ to $KSRC"
+		log "applying ${PATCHES#"$ROOT/"}/ to $KSRC"
 		# Checkout rewrites only the files that differ, so make rebuilds only what changed.
 		git_k checkout -q -f --detach "$commit"
 	fi
@@ -75,16 +84,16 @@ configure() {
 	fi
 	log "configuring $KOUT from tinyconfig + ${FRAGMENTS[*]#"$ROOT/"}"
 	mkdir -p "$KOUT"
-	make -s -C "$KSRC" O="$KOUT" LLVM=1 tinyconfig >/dev/null
+	make -s -C "$KSRC" O="$KOUT" "$LLVM_ARG" tinyconfig >/dev/null
 	"$KSRC"/scripts/kconfig/merge_config.sh -m -O "$KOUT" "$KOUT/.config" \
 		"${FRAGMENTS[@]}" >/dev/null
-	make -s -C "$KSRC" O="$KOUT" LLVM=1 olddefconfig
+	make -s -C "$KSRC" O="$KOUT" "$LLVM_ARG" olddefconfig
 	local missing
 	missing=$(wanted_config |
 		while read -r line; do grep -qxF "$line" "$KOUT/.config" || echo "  $line"; done)
 	[ -z "$missing" ] || die "config lines that did not stick:"$'\n'"$missing"
-	make -s -C "$KSRC" O="$KOUT" LLVM=1 rustavailable >/dev/null ||
-		die "Rust is not available to the kernel build (make LLVM=1 rustavailable)"
+	make -s -C "$KSRC" O="$KOUT" "$LLVM_ARG" rustavailable >/dev/null ||
+		die "Rust is not available to the kernel build (make $LLVM_ARG rustavailable)"
 	echo "$stamp" >"$KOUT/.rf-config"
 }
 
@@ -99,4 +108,4 @@ else
 fi
 configure
 log "building the kernel in $KOUT"
-make -s -C "$KSRC" O="$KOUT" LLVM=1 -j"$JOBS"
+make -s -C "$KSRC" O="$KOUT" "$LLVM_ARG" -j"$JOBS"

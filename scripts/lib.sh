@@ -9,10 +9,39 @@ BUILD=${RF_BUILD:-$ROOT/build}
 RUST_VERSION=1.95.0
 BINDGEN_VERSION=0.73.2
 
-# Kernel source: Debian's package, and the version the patches were made against.
-KERNEL_PKG=linux-source-6.12
-KERNEL_TARBALL=/usr/src/linux-source-6.12.tar.xz
-KERNEL_BASE_VERSION=6.12.117-1~deb12u1
+# Kernel base: Debian's source package, the version the patch series was made against, the
+# series, and the LLVM toolchain. RF_BASE selects one: 6.12 (the default until the move to 7.3
+# is complete) or 7.3 (linux-source-7.3 from trixie-backports, fetched with a private apt
+# configuration under build/apt-7.3, built with Debian 12's LLVM 19).
+BASE=${RF_BASE:-6.12}
+case "$BASE" in
+6.12)
+	KERNEL_PKG=linux-source-6.12
+	KERNEL_TARBALL=/usr/src/linux-source-6.12.tar.xz
+	KERNEL_BASE_VERSION=6.12.117-1~deb12u1
+	PATCHES=$ROOT/patches
+	LLVM_ARG=LLVM=1
+	# bindgen must load the libclang of the clang that builds the kernel (Debian 12's 14),
+	# also where LLVM 19 is installed for 7.3.
+	export LIBCLANG_PATH=/usr/lib/llvm-14/lib
+	BASE_SUFFIX=
+	;;
+7.3)
+	KERNEL_PKG=linux-source-7.3
+	KERNEL_APT=$BUILD/apt-7.3
+	KERNEL_TARBALL=$KERNEL_APT/src/usr/src/linux-source-7.3.tar.xz
+	KERNEL_BASE_VERSION=7.3.4-1~bpo13+1
+	PATCHES=$ROOT/patches/7.3
+	LLVM_ARG=LLVM=-19
+	# bindgen must load LLVM 19's libclang, not Debian 12's default (14, too old for 7.3).
+	export LIBCLANG_PATH=/usr/lib/llvm-19/lib
+	BASE_SUFFIX=-7.3
+	;;
+*)
+	printf 'error: unknown RF_BASE %s (6.12 or 7.3)\n' "$BASE" >&2
+	exit 1
+	;;
+esac
 
 # Build variants of the test kernel, from one source tree: "check" (tests/kernel.config, with
 # lock and context debugging), "bench" (the same minus that debugging, tests/bench.config) and
@@ -37,9 +66,14 @@ sanitize)
 	exit 1
 	;;
 esac
+# What 7.3 needs on top (after the base fragment, before the variant's).
+if [ "$BASE" = 7.3 ]; then
+	FRAGMENTS=("${FRAGMENTS[0]}" "$ROOT/tests/kernel-7.3.config" "${FRAGMENTS[@]:1}")
+fi
 
 # RF_KSRC/RF_KOUT select your own kernel tree (patches already applied) and build dir.
-KSRC=${RF_KSRC:-$BUILD/linux}
+SUFFIX=$BASE_SUFFIX$SUFFIX
+KSRC=${RF_KSRC:-$BUILD/linux$BASE_SUFFIX}
 KOUT=${RF_KOUT:-$BUILD/kbuild$SUFFIX}
 OWN_TREE=${RF_KSRC:+1}
 MODDIR=$BUILD/module$SUFFIX
@@ -77,10 +111,12 @@ for l in open(sys.argv[2], errors="replace"):
 }
 
 # Installs what is missing, then builds the kernel of the variant, the module, the harness and
-# the initramfs (each step a no-op when nothing changed).
+# the initramfs (each step a no-op when nothing changed). On 7.3, the kernel's futex selftests
+# instead of the module, which is not ported yet.
 build_all() {
-	local step
-	for step in bootstrap kernel module harness preload initramfs; do
+	local step steps=(bootstrap kernel module harness preload initramfs)
+	[ "$BASE" = 6.12 ] || steps=(bootstrap kernel harness preload selftests initramfs)
+	for step in "${steps[@]}"; do
 		"$ROOT/scripts/$step.sh"
 	done
 }

@@ -17,7 +17,7 @@ done
 for f in "$dir"/rust/*.rs; do
 	[ -f "$ROOT/rust/${f##*/}" ] || rm -f "$f"
 done
-out=$(make -s -C "$KOUT" M="$dir" LLVM=1 "${extra[@]}" 2>&1) || { echo "$out"; exit 1; }
+out=$(make -s -C "$KOUT" M="$dir" "$LLVM_ARG" "${extra[@]}" 2>&1) || { echo "$out"; exit 1; }
 [ -z "$out" ] || echo "$out"
 if [ ${#extra[@]} -gt 0 ] && grep -q "^warning" <<<"$out"; then
 	die "clippy warnings in the module"

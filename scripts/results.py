@@ -73,6 +73,9 @@ def main():
     ap.add_argument("--kunit-py", required=True)
     ap.add_argument("--host", help="TSV of host checks: name, PASS|FAIL, detail")
     ap.add_argument("--outdir", required=True)
+    ap.add_argument("--mode", choices=["check", "stock"], default="check",
+                    help="stock: the guest's stock mode (no module: the harness with the C "
+                    "walker and the kernel's futex selftests)")
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
 
@@ -95,14 +98,21 @@ def main():
     add("guest/completed", "@@@ guest: done" in log, "the guest did not reach the end of /init")
     splats = sorted({l.strip() for l in log.splitlines() if SPLATS.search(l)})
     add("guest/no_oops_or_lockdep_splat", not splats, "; ".join(splats[:5]))
-    for step in ("insmod", "rmmod"):
-        rc = found.get(step, (None, None))[1]
-        add("guest/" + step, rc == 0, "rc=%s" % rc)
+    if args.mode == "check":
+        for step in ("insmod", "rmmod"):
+            rc = found.get(step, (None, None))[1]
+            add("guest/" + step, rc == 0, "rc=%s" % rc)
+        kunit = [s for s in found if s.startswith("kunit-")]
+        add("guest/kunit_suites_ran", kunit, "no KUnit suite results in the log")
+        expected = HARNESS + kunit
+    else:
+        selftests = sorted(s for s in found if s.startswith("selftest-"))
+        add("guest/futex_selftests_ran", "selftest-robust_list" in selftests,
+            "no robust_list selftest in the log (ran: %s)" % ", ".join(selftests))
+        expected = ["harness-c"] + selftests
 
     per_walker = {}
-    kunit = [s for s in found if s.startswith("kunit-")]
-    add("guest/kunit_suites_ran", kunit, "no KUnit suite results in the log")
-    for sec in HARNESS + kunit:
+    for sec in expected:
         if sec not in found:
             add(sec + "/present", False, "section missing from the guest log")
             continue
@@ -115,6 +125,8 @@ def main():
         per_walker[sec] = dict(cases)
         for case, status in cases:
             add("%s/%s" % (sec, case), status == "PASS", status)
+        if found[sec][1] != 0 and all(status == "PASS" for _, status in cases):
+            add(sec + "/exit_status", False, "rc=%d with every test passed" % found[sec][1])
 
     c, r = per_walker.get("harness-c"), per_walker.get("harness-rust")
     if c is not None and r is not None:

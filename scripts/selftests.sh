@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the kernel's own futex selftests (tools/testing/selftests/futex/functional of the test
+# kernel's tree) for the guest, against that kernel's UAPI headers: 64-bit, dynamically linked
+# (robust_list looks up the vDSO's try_unlock with dlopen()); the initramfs carries the build
+# machine's glibc for them. Outputs in build/selftests-$BASE. Each runs in the guest as a
+# section of its own, its KTAP parsed like the harness's.
+. "$(dirname "$0")/lib.sh"
+
+src=$KSRC/tools/testing/selftests
+out=$BUILD/selftests-$BASE
+hdr=$KOUT/usr/include
+if [ ! -f "$hdr/linux/futex.h" ] || [ "$KSRC/include/uapi/linux/futex.h" -nt "$hdr/linux/futex.h" ]; then
+	make -s -C "$KSRC" O="$KOUT" "$LLVM_ARG" headers_install INSTALL_HDR_PATH="$KOUT/usr" >/dev/null
+fi
+mkdir -p "$out"
+for c in "$src"/futex/functional/*.c; do
+	t=$out/$(basename "$c" .c)
+	case "${t##*/}" in
+	# futex_numa_mpol needs libnuma and NUMA; futex_numa is a load generator, not a test;
+	# futex_priv_hash's one test needs more than 16 CPUs (the guest has 2).
+	futex_numa_mpol | futex_numa | futex_priv_hash) rm -f "$t"; continue ;;
+	esac
+	[ -f "$t" ] && [ "$t" -nt "$c" ] && continue
+	gcc -O2 -g -Wall -pthread -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 \
+		-I"$src/futex/include" -I"$src" -isystem "$hdr" -o "$t" "$c" -lpthread -lrt
+done
