@@ -125,6 +125,14 @@ fn usage() -> ! {
     std::process::exit(2);
 }
 
+/// The file descriptor number given as the second argument (modes run by the harness itself).
+fn fd_arg() -> i32 {
+    std::env::args()
+        .nth(2)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| usage())
+}
+
 /// Runs one case in a child process; returns None on success, or the reason of the failure.
 fn run_case(ctx: &Ctx, case: &Case) -> Option<String> {
     let _ = std::io::stdout().flush();
@@ -216,11 +224,7 @@ fn main() {
         return;
     }
     if std::env::args().nth(1).as_deref() == Some("hold-memfd") {
-        let fd = std::env::args()
-            .nth(2)
-            .and_then(|f| f.parse().ok())
-            .unwrap_or_else(|| usage());
-        std::process::exit(index::hold_memfd(fd));
+        std::process::exit(index::hold_memfd(fd_arg()));
     }
     if std::env::args().nth(1).as_deref() == Some("bench") {
         let module = std::env::args().nth(2).unwrap_or_else(|| usage());
@@ -231,11 +235,7 @@ fn main() {
         std::process::exit(index::at_load(&module));
     }
     if std::env::args().nth(1).as_deref() == Some("fuzz-server") {
-        let fd = std::env::args()
-            .nth(2)
-            .and_then(|f| f.parse().ok())
-            .unwrap_or_else(|| usage());
-        std::process::exit(fuzz::server(fd));
+        std::process::exit(fuzz::server(fd_arg()));
     }
     if std::env::args().nth(1).as_deref() == Some("fuzz") {
         let arg = |i: usize| std::env::args().nth(i).unwrap_or_else(|| usage());
