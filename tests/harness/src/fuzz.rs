@@ -432,15 +432,16 @@ impl Server {
     fn start(abi: Abi, compat32: &str) -> Server {
         let fd = crate::cleanup::memfd(LEN + PAGE);
         let map = crate::cleanup::map_fd(fd, LEN + PAGE, libc::MAP_SHARED);
-        let (prog, mode) = match abi {
-            Abi::Native => ("/proc/self/exe".to_string(), c"fuzz-server"),
-            Abi::Compat => (compat32.to_string(), c"fuzz-server"),
+        // Both servers have the same command line: PROGRAM fuzz-server FD.
+        let prog = match abi {
+            Abi::Native => "/proc/self/exe",
+            Abi::Compat => compat32,
         };
         let fdarg = std::ffi::CString::new(fd.to_string()).unwrap();
         let prog = std::ffi::CString::new(prog).unwrap();
         let argv = [
             prog.as_ptr(),
-            mode.as_ptr(),
+            c"fuzz-server".as_ptr(),
             fdarg.as_ptr(),
             std::ptr::null(),
         ];
