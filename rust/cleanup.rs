@@ -25,13 +25,13 @@
 //!    in one access: directly for a task of the caller's own mm, with `access_process_vm()`
 //!    otherwise. Only if the futex word (`pending + futex_offset`, PI bit masked, 32-bit
 //!    arithmetic for compat heads) lies in one of that mm's windows is the task's
-//!    `futex_exit_mutex` taken (so that an exit that started walking finishes first, and one
+//!    `futex.exit_mutex` taken (so that an exit that started walking finishes first, and one
 //!    that finished is skipped), and the slot cleared by compare-and-exchange against the value
 //!    read: a slot changed in the meantime is left alone.
 //!
-//! Lock order: a task's `futex_exit_mutex`, then the index's mutex, then an mm's `mmap_lock`.
+//! Lock order: a task's `futex.exit_mutex`, then the index's mutex, then an mm's `mmap_lock`.
 //! Step 4 reads heads under the index's mutex (faults and `access_process_vm()` take an
-//! `mmap_lock`) and clears slots under a `futex_exit_mutex` after releasing it. `i_mmap_rwsem`
+//! `mmap_lock`) and clears slots under a `futex.exit_mutex` after releasing it. `i_mmap_rwsem`
 //! and RCU are only held while collecting references (steps 2 and 3), never with the others.
 //!
 //! With `CLEANUP_ROBUST_LIST_MM_ONLY` (a C library unmapping the range, or mapping over it),
@@ -44,34 +44,45 @@
 //! the lock memory, the only change is NULLing a pointer to it, and the caller could as well
 //! write anything into that memory.
 
+use crate::futex::{self, ExitGuard};
 use crate::index;
+use crate::rmap::{self, MappedVma, VmaInfo};
 use crate::robust_list::{CurrentMem, Entry, Head, UserMem};
-use crate::sys::{self, FileRef, FutexExitGuard, MmGrab, RawTask, TaskRef, VmaInfo};
-use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::{alloc::flags::GFP_ATOMIC, bindings, prelude::*, uaccess::UserPtr};
+use kernel::{
+    alloc::flags::GFP_ATOMIC,
+    bindings,
+    fs::File,
+    mm::{virt::VmaRef, Mm},
+    page::PAGE_SHIFT,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+    },
+    task::Task,
+};
 
 /// Calls of the system call that reached this module (shown in debugfs).
-pub(crate) static CLEANUP_CALLS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static CLEANUP_CALLS: Atomic<u64> = Atomic::new(0);
 /// `list_op_pending` slots cleared (shown in debugfs).
-pub(crate) static CLEANUP_CLEARED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static CLEANUP_CLEARED: Atomic<u64> = Atomic::new(0);
 /// Calls that walked every thread because the index was incomplete (shown in debugfs).
-pub(crate) static CLEANUP_SCANS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static CLEANUP_SCANS: Atomic<u64> = Atomic::new(0);
 
-const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
 /// Only the tasks of the caller's mm: its mapping of the range goes away, not the memory.
 const MM_ONLY: u32 = bindings::CLEANUP_ROBUST_LIST_MM_ONLY;
-const VM_READ: usize = bindings::VM_READ as usize;
-const VM_WRITE: usize = bindings::VM_WRITE as usize;
-const VM_EXEC: usize = bindings::VM_EXEC as usize;
-const VM_SHARED: usize = bindings::VM_SHARED as usize;
-const VM_IO: usize = bindings::VM_IO as usize;
-const VM_PFNMAP: usize = bindings::VM_PFNMAP as usize;
+const VM_READ: usize = bindings::VM_READ;
+const VM_WRITE: usize = bindings::VM_WRITE;
+const VM_EXEC: usize = bindings::VM_EXEC;
+const VM_SHARED: usize = bindings::VM_SHARED;
+const VM_IO: usize = bindings::VM_IO;
+const VM_PFNMAP: usize = bindings::VM_PFNMAP;
 
 /// The caller's range in the identity `get_futex_key()` gives its words.
 enum Store {
     /// Bytes `[start, end)` of the page cache of `file`.
     Shared {
-        file: FileRef,
+        file: ARef<File>,
         start: usize,
         end: usize,
     },
@@ -86,14 +97,14 @@ struct Window {
     end: usize,
     /// Keeps `mm` allocated for the call (so that its address cannot be reused by another mm
     /// while it is compared); `None` for the caller's own mm, which is alive while it runs.
-    _grab: Option<MmGrab>,
+    _grab: Option<ARef<Mm>>,
 }
 
 impl Window {
     /// Addresses `[start, end)` of the caller's own mm.
     fn own(start: usize, end: usize) -> Window {
         Window {
-            mm: sys::current_mm(),
+            mm: current_mm(),
             start,
             end,
             _grab: None,
@@ -105,17 +116,23 @@ impl Window {
     }
 }
 
+/// The current task's mm (NULL for a kernel thread), to compare with: alive, and unchanged,
+/// while it runs.
+fn current_mm() -> *mut bindings::mm_struct {
+    futex::flags_mm(kernel::current!()).1
+}
+
 /// The part `[at, end)` of `vma` as a [`Store`] (step 1 for one mapping).
 ///
 /// `mm_only`: taken as private memory (the caller's addresses), whatever backs it.
-fn part(vma: &VmaInfo, at: usize, end: usize, mm_only: bool) -> Result<Store> {
-    if vma.flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || vma.flags & (VM_IO | VM_PFNMAP) != 0 {
+fn part(vma: &VmaRef, at: usize, end: usize, mm_only: bool) -> Result<Store> {
+    let info = VmaInfo::of(vma);
+    if info.flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || info.flags & (VM_IO | VM_PFNMAP) != 0 {
         return Err(EFAULT);
     }
-    if vma.flags & VM_SHARED != 0 && !mm_only {
-        // SAFETY: the VMA, and so its file, is stable under the `mmap_lock` the caller holds.
-        if let Some(file) = unsafe { FileRef::new(vma.file) } {
-            let start = (vma.pgoff << PAGE_SHIFT) + (at - vma.start);
+    if info.flags & VM_SHARED != 0 && !mm_only {
+        if let Some(file) = VmaInfo::file(vma) {
+            let start = (info.pgoff << PAGE_SHIFT) + (at - info.start);
             return Ok(Store::Shared {
                 file,
                 start,
@@ -137,18 +154,19 @@ fn part(vma: &VmaInfo, at: usize, end: usize, mm_only: bool) -> Result<Store> {
 ///
 /// `mm_only`: every part is taken as private memory (`CLEANUP_ROBUST_LIST_MM_ONLY`).
 fn resolve(addr: usize, len: usize, mm_only: bool) -> Result<(Store, KVec<Store>)> {
-    let mm = sys::MmapReadGuard::current().ok_or(EFAULT)?;
+    let task = kernel::current!();
+    let mm = task.mm().ok_or(EFAULT)?.mmap_read_lock();
     let end = addr + len; // no overflow: the system call checked access_ok()
-    let vma = mm.vma_at(addr).ok_or(EFAULT)?;
-    let mut writable = vma.flags & VM_WRITE != 0;
-    let mut at = end.min(vma.end);
-    let mut first = part(&vma, addr, at, mm_only)?;
+    let vma = mm.vma_lookup(addr).ok_or(EFAULT)?;
+    let mut writable = vma.flags() & VM_WRITE != 0;
+    let mut at = end.min(vma.end());
+    let mut first = part(vma, addr, at, mm_only)?;
     let mut rest: KVec<Store> = KVec::new();
     while at < end {
-        let vma = mm.vma_at(at).ok_or(EFAULT)?;
-        writable &= vma.flags & VM_WRITE != 0;
-        let part_end = end.min(vma.end);
-        let next = part(&vma, at, part_end, mm_only)?;
+        let vma = mm.vma_lookup(at).ok_or(EFAULT)?;
+        writable &= vma.flags() & VM_WRITE != 0;
+        let part_end = end.min(vma.end());
+        let next = part(vma, at, part_end, mm_only)?;
         let last = match rest.last_mut() {
             Some(last) => last,
             None => &mut first,
@@ -174,9 +192,10 @@ fn resolve(addr: usize, len: usize, mm_only: bool) -> Result<(Store, KVec<Store>
 }
 
 /// Finds where each mm maps a shared store (step 2).
-fn shared_windows(file: &FileRef, start: usize, end: usize, out: &mut KVec<Window>) -> Result {
+fn shared_windows(file: &File, start: usize, end: usize, out: &mut KVec<Window>) -> Result {
     let (first, last) = (start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
-    sys::for_each_mapping_vma(file.mapping(), first, last, |vma: &VmaInfo| {
+    rmap::for_each_mapping_vma(file, first, last, |mapped: &MappedVma<'_>| {
+        let vma = &mapped.info;
         if vma.flags & VM_SHARED == 0 {
             return Ok(()); // a MAP_PRIVATE mapping of the file: not the same memory
         }
@@ -187,13 +206,11 @@ fn shared_windows(file: &FileRef, start: usize, end: usize, out: &mut KVec<Windo
         if s >= e {
             return Ok(());
         }
-        // SAFETY: the VMA and its mm are stable under `i_mmap_rwsem`.
-        let grab = unsafe { MmGrab::new(vma.mm) }.ok_or(EFAULT)?;
         let w = Window {
-            mm: vma.mm,
+            mm: mapped.mm.as_raw(),
             start: vma.start + (s - vma_start),
             end: vma.start + (e - vma_start),
-            _grab: Some(grab),
+            _grab: Some(mapped.mm.into()),
         };
         // No reclaim under i_mmap_rwsem.
         out.push(w, GFP_ATOMIC)?;
@@ -202,37 +219,25 @@ fn shared_windows(file: &FileRef, start: usize, end: usize, out: &mut KVec<Windo
 }
 
 /// Collects every thread of the system whose mm has a window (the fallback of step 3).
-fn scan(windows: &[Window], out: &mut KVec<TaskRef>) -> Result {
-    sys::for_each_thread(|t| {
-        // SAFETY: `t` is valid under RCU, held by `for_each_thread`.
-        let (flags, mm) = unsafe { sys::task_flags_mm(t) };
-        if flags & bindings::PF_KTHREAD != 0 || mm.is_null() {
-            return Ok(());
-        }
-        if !windows.iter().any(|w| w.mm == mm) {
-            return Ok(());
-        }
-        // SAFETY: `t` is valid under RCU.
-        let task = unsafe { TaskRef::new(t) }.ok_or(EFAULT)?;
-        // Under RCU: no sleeping allocation.
-        out.push(task, GFP_ATOMIC)?;
-        Ok(())
+fn scan(windows: &[Window], out: &mut KVec<ARef<Task>>) -> Result {
+    index::collect_user_tasks(out, |t| {
+        let mm = futex::flags_mm(t).1;
+        windows.iter().any(|w| w.mm == mm)
     })
 }
 
 /// Another task's memory, read with `access_process_vm()`.
-struct TaskMem(RawTask);
+struct TaskMem<'a>(&'a Task);
 
-impl UserMem for TaskMem {
-    fn read_bytes(&self, addr: UserPtr, buf: &mut [u8]) -> Result {
-        // SAFETY: callers pass a task they hold a reference on (directly or through the index).
-        unsafe { sys::access_process_vm(self.0, addr, buf) }
+impl UserMem for TaskMem<'_> {
+    fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
+        rmap::read_task_memory(self.0, addr, buf)
     }
 }
 
 /// A `list_op_pending` slot that pointed into the range when it was read.
 struct Match {
-    task: TaskRef,
+    task: ARef<Task>,
     mm: *mut bindings::mm_struct,
     head: Head,
     raw: usize,
@@ -243,19 +248,14 @@ struct Match {
 /// cannot start to: only its own task sets it, and not to a mutex being destroyed.
 ///
 /// `local`: `mm` is the caller's own (its memory is read directly).
-///
-/// # Safety
-///
-/// `task` must be valid for the call.
-unsafe fn examine(
-    task: RawTask,
+fn examine(
+    task: &Task,
     mm: *mut bindings::mm_struct,
     local: bool,
     windows: &[Window],
     found: &mut KVec<Match>,
 ) -> Result {
-    // SAFETY: `task` is valid per the safety requirement.
-    for (addr, abi) in unsafe { sys::task_heads(task) } {
+    for (addr, abi) in futex::heads(task) {
         if addr == 0 {
             continue;
         }
@@ -287,11 +287,9 @@ unsafe fn examine(
         if !windows.iter().any(|w| w.mm == mm && w.holds(word)) {
             continue;
         }
-        // SAFETY: `task` is valid.
-        let task = unsafe { TaskRef::new(task) }.ok_or(EFAULT)?;
         found.push(
             Match {
-                task,
+                task: task.into(),
                 mm,
                 head,
                 raw,
@@ -303,15 +301,15 @@ unsafe fn examine(
 }
 
 /// Step 4, second half: clears a slot found by [`examine`], under its task's
-/// `futex_exit_mutex`, so that an exit walk under way finishes first (and then nothing is left
+/// `futex.exit_mutex`, so that an exit walk under way finishes first (and then nothing is left
 /// to do) and none starts while the slot is cleared. Returns whether it cleared it.
 fn clear(m: &Match) -> bool {
-    let guard = FutexExitGuard::lock(&m.task);
+    let guard = ExitGuard::lock(&m.task);
     if guard.exited() {
         return false;
     }
     // Its mm now: exec may have replaced it since the slot was read.
-    let Some(mm) = m.task.mm().filter(|mm| mm.as_ptr() == m.mm) else {
+    let Some(mm) = m.task.get_mm().filter(|mm| mm.as_raw() == m.mm) else {
         return false;
     };
     if !guard.heads().contains(&(m.head.addr, m.head.abi)) {
@@ -320,20 +318,34 @@ fn clear(m: &Match) -> bool {
     // A slot that is not naturally aligned, or changed since it was read, is left alone.
     let slot = m.head.pending_slot();
     matches!(
-        sys::compare_and_clear_remote(&mm, slot, m.raw as u64, m.head.word_size()),
+        rmap::compare_and_clear(&mm, slot, m.raw as u64, m.head.word_size()),
         Ok(true)
     )
+}
+
+/// Whether the current task is the only user of its mm: `mm_users` is 1. Every other task
+/// using the mm (thread, `CLONE_VM` sibling, `vfork()` child) holds a reference on it, and none
+/// can be created while the current task runs this check, so the answer cannot become wrong
+/// during a system call; a transient user (`/proc`, ptrace) only makes it false.
+fn current_mm_single_user() -> bool {
+    let task = kernel::current!();
+    let Some(mm) = task.mm() else {
+        return false;
+    };
+    // SAFETY: `mm` is the live current mm; `mm_users` is only changed atomically.
+    unsafe { Atomic::<i32>::from_ptr(&raw mut (*mm.as_raw()).__bindgen_anon_1.mm_users.counter) }
+        .load(Relaxed)
+        == 1
 }
 
 /// Steps 3 and 4 for a set of windows.
 fn clean(windows: &[Window]) -> Result<usize> {
     let mut found = KVec::new();
-    let me = sys::current_mm();
-    if windows.iter().all(|w| w.mm == me) && sys::current_mm_single_user() {
+    let me = current_mm();
+    if windows.iter().all(|w| w.mm == me) && current_mm_single_user() {
         // Only the caller's mm maps the memory, and no other task uses that mm: the caller's
         // own heads are all there is to see.
-        // SAFETY: the current task is valid.
-        unsafe { examine(sys::current(), me, true, windows, &mut found)? };
+        examine(kernel::current!(), me, true, windows, &mut found)?;
         return Ok(found.iter().filter(|m| clear(m)).count());
     }
     let mut complete = true;
@@ -344,21 +356,19 @@ fn clean(windows: &[Window]) -> Result<usize> {
         let mm = w.mm;
         let done = index::with(|index| {
             index.for_each(mm as usize, |task| {
-                // SAFETY: the index holds a reference on its tasks.
-                unsafe { examine(task, mm, mm == me, windows, &mut found) }
+                examine(task, mm, mm == me, windows, &mut found)
             })
         });
         complete &= done.transpose()?.unwrap_or(false);
     }
     if !complete {
-        CLEANUP_SCANS.fetch_add(1, Ordering::Relaxed);
+        CLEANUP_SCANS.add(1, Relaxed);
         found = KVec::new();
         let mut all = KVec::new();
         scan(windows, &mut all)?;
         for t in all.iter() {
-            let mm = t.mm_ptr();
-            // SAFETY: `t` is referenced.
-            unsafe { examine(t.as_ptr(), mm, mm == me, windows, &mut found)? };
+            let mm = futex::flags_mm(t).1;
+            examine(t, mm, mm == me, windows, &mut found)?;
         }
     }
     Ok(found.iter().filter(|m| clear(m)).count())
@@ -388,10 +398,10 @@ fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
 /// validated: no flag but `CLEANUP_ROBUST_LIST_MM_ONLY`, `addr` and `len` 4-byte aligned,
 /// `len > 0`, and the range in user space without wrapping.
 pub(crate) unsafe extern "C" fn cleanup_robust_list(addr: usize, len: usize, flags: u32) -> isize {
-    CLEANUP_CALLS.fetch_add(1, Ordering::Relaxed);
+    CLEANUP_CALLS.add(1, Relaxed);
     match cleanup(addr, len, flags) {
         Ok(n) => {
-            CLEANUP_CLEARED.fetch_add(n as u64, Ordering::Relaxed);
+            CLEANUP_CLEARED.add(n as u64, Relaxed);
             n as isize
         }
         Err(e) => e.to_errno() as isize,

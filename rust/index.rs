@@ -12,7 +12,7 @@
 //!
 //! - `set_robust_list(2)`, native and compat, through the `robust_list_set` operation: a task is
 //!   indexed under its mm while it has a head, and removed once it has none;
-//! - the exit walk, at exit and at exec (under the task's `futex_exit_mutex`, before its mm goes
+//! - the exit walk, at exit and at exec (under the task's `futex.exit_mutex`, before its mm goes
 //!   away or is replaced): the task is removed;
 //! - [`populate`], once the operations are registered, for the tasks that registered a head before
 //!   the module was loaded.
@@ -28,24 +28,30 @@
 //! is dropped with the index. If an entry cannot be allocated, the index is marked incomplete and
 //! `cleanup_robust_list()` falls back to walking every thread: slower, never wrong.
 //!
-//! Lock order: a task's `futex_exit_mutex`, then the index's mutex, then an `mmap_lock`. The
-//! exit walk and [`populate`] take the index's mutex under a `futex_exit_mutex`;
+//! Lock order: a task's `futex.exit_mutex`, then the index's mutex, then an `mmap_lock`. The
+//! exit walk and [`populate`] take the index's mutex under a `futex.exit_mutex`;
 //! `cleanup_robust_list()` reads candidates' heads under it (a `get_user()` may fault, and
-//! `access_process_vm()` takes the target's `mmap_lock`), and takes a `futex_exit_mutex` only
+//! `access_process_vm()` takes the target's `mmap_lock`), and takes a `futex.exit_mutex` only
 //! after releasing it. Context of every function here: process context, may sleep.
 
-use crate::sys::{self, FutexExitGuard, RawTask, TaskRef};
-use core::{
-    pin::Pin,
-    ptr,
-    sync::atomic::{AtomicPtr, AtomicU64, Ordering},
+use crate::futex::{self, ExitGuard};
+use core::{ops::ControlFlow, pin::Pin, ptr};
+use kernel::{
+    alloc::flags::GFP_ATOMIC,
+    new_mutex,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        atomic::{Acquire, Atomic, Relaxed, Release},
+        rcu, Mutex,
+    },
+    task::{self, Task},
 };
-use kernel::{alloc::flags::GFP_ATOMIC, bindings, new_mutex, prelude::*, sync::Mutex};
 
 /// Tasks currently indexed (shown in debugfs).
-pub(crate) static INDEXED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static INDEXED: Atomic<u64> = Atomic::new(0);
 /// 1 once an entry could not be allocated: calls fall back to walking every thread (debugfs).
-pub(crate) static INCOMPLETE: AtomicU64 = AtomicU64::new(0);
+pub(crate) static INCOMPLETE: Atomic<u64> = Atomic::new(0);
 
 const BUCKETS: usize = 64;
 
@@ -53,7 +59,7 @@ const BUCKETS: usize = 64;
 struct MmTasks {
     /// The key, an `mm_struct` pointer: compared, never dereferenced.
     mm: usize,
-    tasks: KVec<TaskRef>,
+    tasks: KVec<ARef<Task>>,
 }
 
 /// Tasks with a robust list, grouped by mm, the groups hashed by mm into buckets: a lookup
@@ -67,16 +73,10 @@ pub(crate) struct TaskIndex {
 
 /// Removes element `i` of `v` and moves the last element into its place (order does not
 /// matter here).
-fn swap_remove<T>(v: &mut KVec<T>, i: usize) -> T {
-    let last = v.len() - 1;
+fn swap_remove<T>(v: &mut KVec<T>, i: usize) -> Option<T> {
+    let last = v.len().checked_sub(1)?;
     v.as_mut_slice().swap(i, last);
-    // SAFETY: `last < v.len()`. The element is moved out once, and the length shrunk before
-    // anything else can look at the vector, so it is neither dropped twice nor seen again.
-    unsafe {
-        let e = ptr::read(v.as_ptr().add(last));
-        v.set_len(last);
-        e
-    }
+    v.pop()
 }
 
 fn bucket(mm: usize) -> usize {
@@ -101,11 +101,7 @@ impl TaskIndex {
 
     /// Files `task` under `mm`, unless it is already; marks the index incomplete if there is no
     /// memory for the entry.
-    ///
-    /// # Safety
-    ///
-    /// `task` must be valid for the call.
-    pub(crate) unsafe fn insert(&mut self, mm: usize, task: RawTask) {
+    pub(crate) fn insert(&mut self, mm: usize, task: &Task) {
         let b = &mut self.buckets[bucket(mm)];
         let g = match b.iter().position(|g| g.mm == mm) {
             Some(g) => g,
@@ -122,14 +118,10 @@ impl TaskIndex {
             }
         };
         let tasks = &mut b.as_mut_slice()[g].tasks;
-        if tasks.iter().any(|t| t.as_ptr() == task) {
+        if tasks.iter().any(|t| **t == *task) {
             return;
         }
-        // SAFETY: `task` is valid per the safety requirement.
-        let Some(task) = (unsafe { TaskRef::new(task) }) else {
-            return;
-        };
-        if tasks.push(task, GFP_KERNEL).is_ok() {
+        if tasks.push(task.into(), GFP_KERNEL).is_ok() {
             self.len += 1;
         } else {
             self.incomplete = true;
@@ -137,13 +129,13 @@ impl TaskIndex {
     }
 
     /// Removes `task` from under `mm`; returns whether it was there.
-    pub(crate) fn remove(&mut self, mm: usize, task: RawTask) -> bool {
+    pub(crate) fn remove(&mut self, mm: usize, task: &Task) -> bool {
         let b = &mut self.buckets[bucket(mm)];
         let Some(g) = b.iter().position(|g| g.mm == mm) else {
             return false;
         };
         let tasks = &mut b.as_mut_slice()[g].tasks;
-        let Some(i) = tasks.iter().position(|t| t.as_ptr() == task) else {
+        let Some(i) = tasks.iter().position(|t| **t == *task) else {
             return false;
         };
         drop(swap_remove(tasks, i));
@@ -158,10 +150,10 @@ impl TaskIndex {
     /// if the index is incomplete: then some tasks of `mm` may be missing.
     ///
     /// Each task is valid during its call (the index holds a reference on it).
-    pub(crate) fn for_each(&self, mm: usize, mut f: impl FnMut(RawTask) -> Result) -> Result<bool> {
+    pub(crate) fn for_each(&self, mm: usize, mut f: impl FnMut(&Task) -> Result) -> Result<bool> {
         if let Some(g) = self.group(mm) {
             for t in g.tasks.iter() {
-                f(t.as_ptr())?;
+                f(t)?;
             }
         }
         Ok(!self.incomplete)
@@ -173,7 +165,7 @@ impl TaskIndex {
 }
 
 /// The module's index, reachable from the operations the futex core calls.
-static INDEX: AtomicPtr<Mutex<TaskIndex>> = AtomicPtr::new(ptr::null_mut());
+static INDEX: Atomic<*mut Mutex<TaskIndex>> = Atomic::new(ptr::null_mut());
 
 /// Owns the module's index; installs it on creation, removes it on drop.
 ///
@@ -191,22 +183,22 @@ impl IndexRegistration {
             GFP_KERNEL,
         )?;
         let p: *const Mutex<TaskIndex> = &*index;
-        INDEX.store(p.cast_mut(), Ordering::Release);
+        INDEX.store(p.cast_mut(), Release);
         Ok(Self { _index: index })
     }
 }
 
 impl Drop for IndexRegistration {
     fn drop(&mut self) {
-        INDEX.store(ptr::null_mut(), Ordering::Release);
-        INDEXED.store(0, Ordering::Relaxed);
-        INCOMPLETE.store(0, Ordering::Relaxed);
+        INDEX.store(ptr::null_mut(), Release);
+        INDEXED.store(0, Relaxed);
+        INCOMPLETE.store(0, Relaxed);
     }
 }
 
 /// Runs `f` on the locked index; `None` if the module has none (being loaded or unloaded).
 pub(crate) fn with<R>(f: impl FnOnce(&mut TaskIndex) -> R) -> Option<R> {
-    let p = INDEX.load(Ordering::Acquire);
+    let p = INDEX.load(Acquire);
     if p.is_null() {
         return None;
     }
@@ -216,27 +208,20 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut TaskIndex) -> R) -> Option<R> {
     let index = unsafe { &*p };
     let mut guard = index.lock();
     let r = f(&mut guard);
-    INDEXED.store(guard.len as u64, Ordering::Relaxed);
-    INCOMPLETE.store(guard.incomplete as u64, Ordering::Relaxed);
+    INDEXED.store(guard.len as u64, Relaxed);
+    INCOMPLETE.store(u64::from(guard.incomplete), Relaxed);
     Some(r)
 }
 
 /// Files or unfiles `task` according to the heads it has now.
 ///
-/// # Safety
-///
-/// `task` must be valid, and be the current task or have its `futex_exit_mutex` held by the
-/// caller (so that neither its mm nor, at exit or exec, its heads change under us).
-unsafe fn update(index: &mut TaskIndex, task: RawTask) {
-    // SAFETY: `task` is valid per the safety requirement.
-    let (flags, mm) = unsafe { sys::task_flags_mm(task) };
-    // SAFETY: as above.
-    let registered = unsafe { sys::task_heads(task) }
-        .iter()
-        .any(|&(addr, _)| addr != 0);
-    if registered && !mm.is_null() && flags & bindings::PF_KTHREAD == 0 {
-        // SAFETY: `task` is valid.
-        unsafe { index.insert(mm as usize, task) };
+/// `task` must be the current task or have its `futex.exit_mutex` held by the caller, so that
+/// neither its mm nor, at exit or exec, its heads change under us.
+fn update(index: &mut TaskIndex, task: &Task) {
+    let (_, mm) = futex::flags_mm(task);
+    let registered = futex::heads(task).iter().any(|&(addr, _)| addr != 0);
+    if registered && futex::is_user_task(task) {
+        index.insert(mm as usize, task);
     } else {
         index.remove(mm as usize, task);
     }
@@ -247,57 +232,74 @@ unsafe fn update(index: &mut TaskIndex, task: RawTask) {
 /// # Safety
 ///
 /// Called by the futex core from `set_robust_list(2)`, in process context, with `task == current`.
-pub(crate) unsafe extern "C" fn robust_list_set(task: RawTask) {
-    // SAFETY: `task` is current.
-    with(|index| unsafe { update(index, task) });
+pub(crate) unsafe extern "C" fn robust_list_set(task: *mut kernel::bindings::task_struct) {
+    // SAFETY: `task` is the valid current task.
+    let task = unsafe { futex::task(task) };
+    with(|index| update(index, task));
 }
 
 /// Removes `task`, whose robust lists its exit (or exec) walk has just handled.
 ///
-/// Context: the exit walk, `task == current` with its `futex_exit_mutex` held.
-pub(crate) fn forget(task: RawTask) {
-    // SAFETY: `task` is current, whose `mm` is stable.
-    let (_, mm) = unsafe { sys::task_flags_mm(task) };
+/// Context: the exit walk, `task == current` with its `futex.exit_mutex` held.
+pub(crate) fn forget(task: &Task) {
+    // `task` is current, whose `mm` is stable.
+    let (_, mm) = futex::flags_mm(task);
     with(|index| index.remove(mm as usize, task));
+}
+
+/// Collects a reference on every user task of the system (not kernel threads), under RCU:
+/// with no sleeping allocation, so into `out`'s spare capacity first.
+///
+/// Fails with `ENOMEM` if a reference could not be stored: `out` then misses some tasks.
+pub(crate) fn collect_user_tasks(
+    out: &mut KVec<ARef<Task>>,
+    mut keep: impl FnMut(&Task) -> bool,
+) -> Result {
+    let rcu = rcu::read_lock();
+    let r = task::for_each_process_thread(&rcu, |t| {
+        if !futex::is_user_task(t) || !keep(t) {
+            return ControlFlow::Continue(());
+        }
+        match out.push(t.into(), GFP_ATOMIC) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
+    });
+    drop(rcu);
+    match r {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(e) => Err(e.into()),
+    }
 }
 
 /// Files every task that registered a robust list before the module was loaded.
 ///
 /// Call it after the operations are registered. The grace period first makes every
 /// `set_robust_list()` that did not see the operations visible here; every later one reaches
-/// [`robust_list_set`]. Each task is looked at under its `futex_exit_mutex` and the index lock,
+/// [`robust_list_set`]. Each task is looked at under its `futex.exit_mutex` and the index lock,
 /// so neither a concurrent `set_robust_list()` nor an exit can leave a stale entry behind.
 ///
 /// Context: process context, may sleep.
 pub(crate) fn populate() -> Result {
-    sys::synchronize_rcu();
+    rcu::synchronize_rcu();
     let mut count = 0usize;
-    sys::for_each_thread(|_| {
-        count += 1;
-        Ok(())
-    })?;
+    {
+        let rcu = rcu::read_lock();
+        let _ = task::for_each_process_thread(&rcu, |_| {
+            count += 1;
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    // Room for the tasks created meanwhile, within which no allocation happens under RCU.
     let mut tasks = KVec::with_capacity(count + 64, GFP_KERNEL)?;
-    let filled = sys::for_each_thread(|t| {
-        // SAFETY: `t` is valid under RCU, held by `for_each_thread`.
-        let (flags, mm) = unsafe { sys::task_flags_mm(t) };
-        if flags & bindings::PF_KTHREAD != 0 || mm.is_null() {
-            return Ok(());
-        }
-        // SAFETY: `t` is valid under RCU.
-        if let Some(task) = unsafe { TaskRef::new(t) } {
-            // Within the capacity reserved above, unless tasks were created meanwhile.
-            tasks.push(task, GFP_ATOMIC)?;
-        }
-        Ok(())
-    });
-    if filled.is_err() {
+    if collect_user_tasks(&mut tasks, |_| true).is_err() {
         with(|index| index.incomplete = true);
     }
     for task in tasks.iter() {
-        let guard = FutexExitGuard::lock(task);
+        let guard = ExitGuard::lock(task);
         if !guard.exited() {
-            // SAFETY: the task is referenced and its `futex_exit_mutex` held.
-            with(|index| unsafe { update(index, task.as_ptr()) });
+            // The task's `futex.exit_mutex` is held.
+            with(|index| update(index, task));
         }
     }
     Ok(())

@@ -12,7 +12,8 @@
 //! - [`index`]: the tasks with a robust list, by mm, where that call finds its candidates;
 //! - [`robust_list`]: the one parser of the user-space robust list ABI that the walk and the
 //!   cleanup system call use;
-//! - [`sys`]: thin, documented wrappers around the C interfaces used;
+//! - [`futex`]: the futex core's interfaces for walkers, and the futex fields of a task;
+//! - [`rmap`]: where a file's pages are mapped, and atomic access to another mm's memory;
 //! - KUnit suites (`robust_futex_*`), run when the module is loaded.
 //!
 //! Statistics are exposed in debugfs under `robust_futex/`, so that tests can tell that the walks
@@ -21,13 +22,13 @@
 //! Unloading the module is safe at any time: exits that started a walk hold a reference on the
 //! module, later exits fall back to the built-in walker.
 
-use kernel::{c_str, prelude::*};
+use kernel::{debugfs, prelude::*, sync::atomic::Atomic};
 
 mod cleanup;
+mod futex;
 mod index;
-mod kunit;
+mod rmap;
 mod robust_list;
-mod sys;
 mod walker;
 
 #[cfg(CONFIG_KUNIT)]
@@ -36,34 +37,51 @@ mod tests;
 module! {
     type: RobustFutex,
     name: "robust_futex",
-    author: "robust-futex prototype",
+    authors: ["robust-futex prototype"],
     description: "Rust robust futex list walkers and cleanup_robust_list()",
     license: "GPL",
 }
 
+/// A counter shown in debugfs.
+type Counter = Atomic<u64>;
+
+/// The module's statistics in debugfs, so that tests can tell that the walks of this module,
+/// not the built-in ones, ran. Debugfs failures are not errors (the kernel convention): the
+/// files may be missing, and the rest of the module works all the same.
+const COUNTERS: [(&CStr, &Counter); 7] = [
+    (c"exit_walks", &walker::EXIT_WALKS),
+    (c"compat_exit_walks", &walker::COMPAT_EXIT_WALKS),
+    (c"cleanup_calls", &cleanup::CLEANUP_CALLS),
+    (c"cleanup_cleared", &cleanup::CLEANUP_CLEARED),
+    (c"cleanup_scans", &cleanup::CLEANUP_SCANS),
+    (c"index_tasks", &index::INDEXED),
+    (c"index_incomplete", &index::INCOMPLETE),
+];
+
 struct RobustFutex {
     // Field order is drop order: unregister before the index and the statistics go away.
-    _ops: sys::RobustOpsRegistration,
+    _ops: futex::Registration,
     _index: index::IndexRegistration,
-    _stats: sys::DebugfsDir,
+    _stats: KVec<Pin<KBox<debugfs::File<&'static Counter>>>>,
+    _dir: debugfs::Dir,
 }
 
 impl kernel::Module for RobustFutex {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let stats = sys::DebugfsDir::new(c_str!("robust_futex"));
-        stats.add_counter(c_str!("exit_walks"), &walker::EXIT_WALKS);
-        stats.add_counter(c_str!("compat_exit_walks"), &walker::COMPAT_EXIT_WALKS);
-        stats.add_counter(c_str!("cleanup_calls"), &cleanup::CLEANUP_CALLS);
-        stats.add_counter(c_str!("cleanup_cleared"), &cleanup::CLEANUP_CLEARED);
-        stats.add_counter(c_str!("cleanup_scans"), &cleanup::CLEANUP_SCANS);
-        stats.add_counter(c_str!("index_tasks"), &index::INDEXED);
-        stats.add_counter(c_str!("index_incomplete"), &index::INCOMPLETE);
+        let dir = debugfs::Dir::new(c"robust_futex");
+        let mut stats = KVec::with_capacity(COUNTERS.len(), GFP_KERNEL)?;
+        for (name, counter) in COUNTERS {
+            stats.push(
+                KBox::pin_init(dir.read_only_file(name, counter), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
+        }
 
         let index = index::IndexRegistration::new()?;
 
-        let ops = sys::RobustOpsRegistration::new(
+        let ops = futex::Registration::new(
             module,
-            sys::RobustOps {
+            futex::RobustOps {
                 exit_robust_list: Some(walker::exit_robust_list),
                 compat_exit_robust_list: walker::COMPAT_EXIT_ROBUST_LIST,
                 cleanup_robust_list: Some(cleanup::cleanup_robust_list),
@@ -78,6 +96,7 @@ impl kernel::Module for RobustFutex {
             _ops: ops,
             _index: index,
             _stats: stats,
+            _dir: dir,
         })
     }
 }

@@ -16,13 +16,17 @@
 //! lock; bit 0 flags a PI futex. The futex word of an entry is at `entry + futex_offset`, computed
 //! in 32-bit arithmetic for compat lists. The list is circular through `head->list`.
 //!
+//! User addresses are plain `usize`s here: the walk computes with them (wrapping, masking, 32-bit
+//! arithmetic for compat lists) and turns them into a `UserPtr` only to access memory.
+//!
 //! [`walk`] reproduces the traversal of `exit_robust_list()` / `compat_exit_robust_list()`
 //! exactly; what to do with each futex word is up to its caller.
 
-use crate::sys;
+use crate::futex;
 use kernel::{
     bindings,
     prelude::*,
+    task::cond_resched,
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -44,17 +48,17 @@ fn u32_at(b: &[u8]) -> u32 {
 /// Reads of user memory the parser needs; see [`CurrentMem`].
 pub(crate) trait UserMem {
     /// Reads `buf.len()` bytes at `addr`; fails with `EFAULT` if any of them cannot be read.
-    fn read_bytes(&self, addr: UserPtr, buf: &mut [u8]) -> Result;
+    fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result;
 
     /// Reads a native `unsigned long`.
-    fn read_ulong(&self, addr: UserPtr) -> Result<usize> {
+    fn read_ulong(&self, addr: usize) -> Result<usize> {
         let mut b = [0u8; core::mem::size_of::<usize>()];
         self.read_bytes(addr, &mut b)?;
         Ok(ulong(&b))
     }
 
     /// Reads a `u32`.
-    fn read_u32(&self, addr: UserPtr) -> Result<u32> {
+    fn read_u32(&self, addr: usize) -> Result<u32> {
         let mut b = [0u8; 4];
         self.read_bytes(addr, &mut b)?;
         Ok(u32_at(&b))
@@ -68,19 +72,21 @@ pub(crate) trait UserMem {
 pub(crate) struct CurrentMem;
 
 impl UserMem for CurrentMem {
-    fn read_bytes(&self, addr: UserPtr, buf: &mut [u8]) -> Result {
-        UserSlice::new(addr, buf.len()).reader().read_slice(buf)
+    fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
+        UserSlice::new(UserPtr::from_addr(addr), buf.len())
+            .reader()
+            .read_slice(buf)
     }
 
     // Single words with `get_user()`, as the C walker reads them.
     #[inline(always)]
-    fn read_ulong(&self, addr: UserPtr) -> Result<usize> {
-        sys::get_user_ulong(addr)
+    fn read_ulong(&self, addr: usize) -> Result<usize> {
+        futex::get_user_ulong(addr)
     }
 
     #[inline(always)]
-    fn read_u32(&self, addr: UserPtr) -> Result<u32> {
-        sys::get_user_u32(addr)
+    fn read_u32(&self, addr: usize) -> Result<u32> {
+        futex::get_user_u32(addr)
     }
 }
 
@@ -107,7 +113,7 @@ impl Abi {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// Address of the `struct robust_list` (bit 0 cleared); 0 for none.
-    pub(crate) addr: UserPtr,
+    pub(crate) addr: usize,
     /// Bit 0 of the stored pointer: the lock is a PI futex.
     pub(crate) pi: bool,
 }
@@ -131,27 +137,27 @@ impl Entry {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Head {
     /// User address of the head; `head->list` is at offset 0.
-    pub(crate) addr: UserPtr,
+    pub(crate) addr: usize,
     /// Its layout.
     pub(crate) abi: Abi,
 }
 
 impl Head {
     /// Address of `head->list_op_pending`.
-    pub(crate) const fn pending_slot(&self) -> UserPtr {
+    pub(crate) const fn pending_slot(&self) -> usize {
         self.addr.wrapping_add(2 * self.abi.word())
     }
 
     /// Reads the list pointer stored at `slot` (`next` of an entry or of the head, or
     /// `list_op_pending`).
     #[inline(always)]
-    pub(crate) fn fetch_entry(&self, mem: &impl UserMem, slot: UserPtr) -> Result<Entry> {
+    pub(crate) fn fetch_entry(&self, mem: &impl UserMem, slot: usize) -> Result<Entry> {
         Ok(Entry::decode(self.fetch_raw(mem, slot)?, self.abi))
     }
 
     /// Reads the list pointer stored at `slot` as it is, PI bit included.
     #[inline(always)]
-    pub(crate) fn fetch_raw(&self, mem: &impl UserMem, slot: UserPtr) -> Result<usize> {
+    pub(crate) fn fetch_raw(&self, mem: &impl UserMem, slot: usize) -> Result<usize> {
         match self.abi {
             Abi::Native => mem.read_ulong(slot),
             Abi::Compat => Ok(mem.read_u32(slot)? as usize),
@@ -175,7 +181,7 @@ impl Head {
 
     /// The futex word of `entry`: `entry + futex_offset`, wrapping in 32 bits for compat lists
     /// (`futex_uaddr()` in `kernel/futex/core.c`).
-    pub(crate) const fn futex_word(&self, entry: Entry, futex_offset: usize) -> UserPtr {
+    pub(crate) const fn futex_word(&self, entry: Entry, futex_offset: usize) -> usize {
         match self.abi {
             Abi::Native => entry.addr.wrapping_add(futex_offset),
             Abi::Compat => (entry.addr as u32).wrapping_add(futex_offset as u32) as usize,
@@ -187,7 +193,7 @@ impl Head {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Visit {
     /// Address of the futex word.
-    pub(crate) uaddr: UserPtr,
+    pub(crate) uaddr: usize,
     /// The entry was flagged as a PI futex.
     pub(crate) pi: bool,
     /// The entry is `list_op_pending` (visited last).
@@ -247,7 +253,7 @@ pub(crate) fn walk(mem: &impl UserMem, head: &Head, mut visit: impl FnMut(Visit)
         if limit == 0 {
             break;
         }
-        sys::cond_resched();
+        cond_resched();
     }
 
     if pending.addr != 0 {

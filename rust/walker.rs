@@ -3,20 +3,20 @@
 //! The exit-time robust list walk.
 //!
 //! Reimplements `exit_robust_list()`, `compat_exit_robust_list()` and `handle_futex_death()` of
-//! `kernel/futex/core.c` (Debian 6.12.117) on top of [`robust_list::walk`]. The futex core calls
+//! `kernel/futex/core.c` (Debian 7.3.4) on top of [`robust_list::walk`]. The futex core calls
 //! the registered functions from `futex_cleanup()`, at exit and at exec, with `tsk == current`
-//! and `tsk->futex_exit_mutex` held; they may sleep and fault. After its walk, the task leaves the
+//! and `tsk->futex.exit_mutex` held; they may sleep and fault. After its walk, the task leaves the
 //! index `cleanup_robust_list(2)` finds candidates in.
 
+use crate::futex;
 use crate::index;
 use crate::robust_list::{self, Abi, CurrentMem, Flow, Head, Visit};
-use crate::sys::{self, RawTask};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::{
     bindings,
     error::code::{EAGAIN, EFAULT},
     prelude::*,
-    uaccess::UserPtr,
+    sync::atomic::{Atomic, Relaxed},
+    task::cond_resched,
 };
 
 const FUTEX_WAITERS: u32 = bindings::FUTEX_WAITERS;
@@ -24,9 +24,9 @@ const FUTEX_OWNER_DIED: u32 = bindings::FUTEX_OWNER_DIED;
 const FUTEX_TID_MASK: u32 = bindings::FUTEX_TID_MASK;
 
 /// Native robust lists walked by this module (shown in debugfs).
-pub(crate) static EXIT_WALKS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static EXIT_WALKS: Atomic<u64> = Atomic::new(0);
 /// Compat robust lists walked by this module (shown in debugfs).
-pub(crate) static COMPAT_EXIT_WALKS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static COMPAT_EXIT_WALKS: Atomic<u64> = Atomic::new(0);
 
 /// Handles the futex word at `uaddr` of a dying thread whose TID is `tid`, as
 /// `handle_futex_death()` does:
@@ -41,13 +41,13 @@ pub(crate) static COMPAT_EXIT_WALKS: AtomicU64 = AtomicU64::new(0);
 ///   no wakeup is lost.
 ///
 /// Context: process context, may sleep.
-pub(crate) fn handle_futex_death(uaddr: UserPtr, tid: i32, pi: bool, pending_op: bool) -> Flow {
+pub(crate) fn handle_futex_death(uaddr: usize, tid: i32, pi: bool, pending_op: bool) -> Flow {
     if uaddr % core::mem::size_of::<u32>() != 0 {
         return Flow::Stop;
     }
 
     loop {
-        let Ok(uval) = sys::get_user_u32(uaddr) else {
+        let Ok(uval) = futex::get_user_u32(uaddr) else {
             return Flow::Stop;
         };
 
@@ -55,29 +55,29 @@ pub(crate) fn handle_futex_death(uaddr: UserPtr, tid: i32, pi: bool, pending_op:
         let owner = (uval & FUTEX_TID_MASK) as i32;
         if owner != tid {
             if pending_op && !pi && (owner == 0 || uval & FUTEX_WAITERS == 0) {
-                sys::futex_wake_robust(uaddr);
+                futex::wake_robust(uaddr);
             }
             return Flow::Continue;
         }
 
         let mval = (uval & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
-        match sys::cmpxchg_user_u32(uaddr, uval, mval) {
+        match futex::cmpxchg_user_u32(uaddr, uval, mval) {
             Ok(nval) if nval != uval => continue,
             Ok(_) => {}
             Err(e) if e == EFAULT => {
-                if sys::fault_in_user_writeable(uaddr).is_err() {
+                if futex::fault_in_user_writeable(uaddr).is_err() {
                     return Flow::Stop;
                 }
                 continue;
             }
             Err(e) if e == EAGAIN => {
-                sys::cond_resched();
+                cond_resched();
                 continue;
             }
             Err(e) => {
                 // Unreachable on x86; the C code warns once and gives up.
-                static WARNED: AtomicBool = AtomicBool::new(false);
-                if !WARNED.swap(true, Ordering::Relaxed) {
+                static WARNED: Atomic<bool> = Atomic::new(false);
+                if !WARNED.xchg(true, Relaxed) {
                     pr_warn!("unexpected futex cmpxchg error {:?}\n", e);
                 }
                 return Flow::Stop;
@@ -85,7 +85,7 @@ pub(crate) fn handle_futex_death(uaddr: UserPtr, tid: i32, pi: bool, pending_op:
         }
 
         if !pi && uval & FUTEX_WAITERS != 0 {
-            sys::futex_wake_robust(uaddr);
+            futex::wake_robust(uaddr);
         }
         return Flow::Continue;
     }
@@ -101,52 +101,45 @@ pub(crate) fn exit_walk(head: Head, tid: i32) {
     });
 }
 
-/// `futex_robust_ops::exit_robust_list`: walks `tsk->robust_list`.
+/// Walks the list at `addr` of the dying current task `task` and removes it from the index.
+fn exit(task: &kernel::task::Task, addr: usize, abi: Abi) {
+    exit_walk(Head { addr, abi }, task.pid_vnr());
+    // Its lists are handled: it leaves the cleanup index (see `index`).
+    index::forget(task);
+}
+
+/// `futex_robust_ops::exit_robust_list`: walks `tsk->futex.robust_list`.
 ///
 /// # Safety
 ///
 /// Called by the futex core with `tsk == current`, a valid task with a non-NULL `robust_list`.
-pub(crate) unsafe extern "C" fn exit_robust_list(tsk: RawTask) {
+pub(crate) unsafe extern "C" fn exit_robust_list(tsk: *mut bindings::task_struct) {
     // SAFETY: `tsk` is the valid current task, per the function's safety requirement.
-    let (addr, tid) = unsafe { ((*tsk).robust_list as UserPtr, sys::task_pid_vnr(tsk)) };
-    EXIT_WALKS.fetch_add(1, Ordering::Relaxed);
-    exit_walk(
-        Head {
-            addr,
-            abi: Abi::Native,
-        },
-        tid,
-    );
-    // Its lists are handled: it leaves the cleanup index (see `index`).
-    index::forget(tsk);
+    let task = unsafe { futex::task(tsk) };
+    EXIT_WALKS.add(1, Relaxed);
+    exit(task, futex::heads(task)[0].0, Abi::Native);
 }
 
-/// `futex_robust_ops::compat_exit_robust_list`: walks `tsk->compat_robust_list`.
+/// `futex_robust_ops::compat_exit_robust_list`: walks `tsk->futex.compat_robust_list`.
 ///
 /// # Safety
 ///
 /// Called by the futex core with `tsk == current`, a valid task with a non-NULL
 /// `compat_robust_list`.
 #[cfg(CONFIG_COMPAT)]
-unsafe extern "C" fn compat_exit_robust_list(tsk: RawTask) {
+unsafe extern "C" fn compat_exit_robust_list(tsk: *mut bindings::task_struct) {
     // SAFETY: `tsk` is the valid current task, per the function's safety requirement.
-    let (addr, tid) = unsafe { ((*tsk).compat_robust_list as UserPtr, sys::task_pid_vnr(tsk)) };
-    COMPAT_EXIT_WALKS.fetch_add(1, Ordering::Relaxed);
-    exit_walk(
-        Head {
-            addr,
-            abi: Abi::Compat,
-        },
-        tid,
-    );
-    // Its lists are handled: it leaves the cleanup index (see `index`).
-    index::forget(tsk);
+    let task = unsafe { futex::task(tsk) };
+    COMPAT_EXIT_WALKS.add(1, Relaxed);
+    exit(task, futex::heads(task)[1].0, Abi::Compat);
 }
+
+/// The walker type the futex core calls.
+pub(crate) type ExitFn = unsafe extern "C" fn(*mut bindings::task_struct);
 
 /// The compat walker to register, if the kernel has compat tasks.
 #[cfg(CONFIG_COMPAT)]
-pub(crate) const COMPAT_EXIT_ROBUST_LIST: Option<unsafe extern "C" fn(RawTask)> =
-    Some(compat_exit_robust_list);
+pub(crate) const COMPAT_EXIT_ROBUST_LIST: Option<ExitFn> = Some(compat_exit_robust_list);
 /// The compat walker to register, if the kernel has compat tasks.
 #[cfg(not(CONFIG_COMPAT))]
-pub(crate) const COMPAT_EXIT_ROBUST_LIST: Option<unsafe extern "C" fn(RawTask)> = None;
+pub(crate) const COMPAT_EXIT_ROBUST_LIST: Option<ExitFn> = None;

@@ -4,9 +4,8 @@
 # after rmmod, differential fuzzing), and ends with "N passed, N failed". Exits non-zero on any
 # failure. make check-sanitize (RF_VARIANT=sanitize) runs the guest part on the sanitizer
 # kernel (KASAN, UBSAN, list debugging), where any report fails it. make check-7.3
-# (RF_BASE=7.3) is the move to Linux 7.3 as far as it has come: the 7.3 series through
-# checkpatch, then the guest's stock mode (no module: the harness with the built-in walker, and
-# the kernel's own futex selftests).
+# (RF_BASE=7.3) runs the same on Linux 7.3 with its series and the module's 7.3 port, plus the
+# kernel's own futex selftests with and without the module.
 . "$(dirname "$0")/lib.sh"
 
 out=$BUILD/results$SUFFIX
@@ -40,10 +39,12 @@ for p in "$PATCHES"/*.patch; do
 		"$KSRC/scripts/checkpatch.pl" --strict --no-tree -q --ignore ENOSYS "$p"
 done
 fi
-if [ "$VARIANT" = check ] && [ "$BASE" = 6.12 ]; then
-record rustfmt/module rustfmt --color never --check --config-path "$KSRC/.rustfmt.toml" "$ROOT"/rust/*.rs
-record rustfmt/harness cargo fmt --check --manifest-path "$ROOT/tests/harness/Cargo.toml"
+if [ "$VARIANT" = check ]; then
+record rustfmt/module rustfmt --color never --check --config-path "$KSRC/.rustfmt.toml" "$MODSRC"/*.rs
 record clippy/module "$ROOT/scripts/module.sh" CLIPPY=1
+fi
+if [ "$VARIANT" = check ] && [ "$BASE" = 6.12 ]; then
+record rustfmt/harness cargo fmt --check --manifest-path "$ROOT/tests/harness/Cargo.toml"
 record clippy/harness cargo clippy --quiet --release --locked \
 	--manifest-path "$ROOT/tests/harness/Cargo.toml" --target-dir "$BUILD/harness" \
 	-- -D warnings
@@ -68,11 +69,11 @@ record uapi_header_matches_kernel diff -u "$ROOT/include/linux/futex_robust.h" \
 	"$KSRC/include/linux/futex_robust.h"
 fi
 
-mode=check
-[ "$BASE" = 6.12 ] || mode=stock
-log "booting the $BASE $VARIANT test kernel ($mode mode)"
-"$ROOT/scripts/qemu.sh" $mode "$out/guest.log" || true
+selftests=()
+[ "$BASE" = 6.12 ] || selftests=(--selftests)
+log "booting the $BASE $VARIANT test kernel"
+"$ROOT/scripts/qemu.sh" check "$out/guest.log" || true
 
-python3 "$ROOT/scripts/results.py" --log "$out/guest.log" --host "$host" --mode $mode \
+python3 "$ROOT/scripts/results.py" --log "$out/guest.log" --host "$host" "${selftests[@]}" \
 	--kunit-py "$KSRC/tools/testing/kunit/kunit.py" --outdir "$out" ||
 	{ log "guest log: $out/guest.log"; tail -40 "$out/guest.log" >&2; exit 1; }

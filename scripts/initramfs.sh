@@ -10,14 +10,11 @@ cp /bin/busybox "$root/bin/busybox"
 cp "$ROOT/tests/guest/init" "$root/init"
 cp "$BUILD/harness/x86_64-unknown-linux-gnu/release/robust-harness" "$root/harness"
 cp "$BUILD/compat32" "$root/compat32"
-# The module, when it is built for this kernel (not yet for 7.3: its guest runs the stock mode).
-if [ -f "$MODDIR/rust/robust_futex.ko" ]; then
-	cp "$MODDIR/rust/robust_futex.ko" "$root/robust_futex.ko"
-fi
+cp "$MODDIR/rust/robust_futex.ko" "$root/robust_futex.ko"
 # The kernel's own futex selftests (scripts/selftests.sh), when built for this kernel.
 if [ -d "$BUILD/selftests-$BASE" ]; then
 	mkdir -p "$root/selftests"
-	cp "$BUILD/selftests-$BASE"/* "$root/selftests/"
+	find "$BUILD/selftests-$BASE" -maxdepth 1 -type f -executable -exec cp {} "$root/selftests/" \;
 fi
 # The preload library, its test programs, and the build machine's own dynamic loader and
 # libraries for them and for the selftests: the distribution's glibc, unmodified.

@@ -20,6 +20,8 @@ case "$BASE" in
 	KERNEL_TARBALL=/usr/src/linux-source-6.12.tar.xz
 	KERNEL_BASE_VERSION=6.12.117-1~deb12u1
 	PATCHES=$ROOT/patches
+	# The module as it was before the move to 7.3, kept until 7.3 reaches parity.
+	MODSRC=$ROOT/legacy/rust-6.12
 	LLVM_ARG=LLVM=1
 	# bindgen must load the libclang of the clang that builds the kernel (Debian 12's 14),
 	# also where LLVM 19 is installed for 7.3.
@@ -32,6 +34,7 @@ case "$BASE" in
 	KERNEL_TARBALL=$KERNEL_APT/src/usr/src/linux-source-7.3.tar.xz
 	KERNEL_BASE_VERSION=7.3.4-1~bpo13+1
 	PATCHES=$ROOT/patches/7.3
+	MODSRC=$ROOT/rust
 	LLVM_ARG=LLVM=-19
 	# bindgen must load LLVM 19's libclang, not Debian 12's default (14, too old for 7.3).
 	export LIBCLANG_PATH=/usr/lib/llvm-19/lib
@@ -111,11 +114,11 @@ for l in open(sys.argv[2], errors="replace"):
 }
 
 # Installs what is missing, then builds the kernel of the variant, the module, the harness and
-# the initramfs (each step a no-op when nothing changed). On 7.3, the kernel's futex selftests
-# instead of the module, which is not ported yet.
+# the initramfs (each step a no-op when nothing changed). On 7.3, also the kernel's futex
+# selftests.
 build_all() {
 	local step steps=(bootstrap kernel module harness preload initramfs)
-	[ "$BASE" = 6.12 ] || steps=(bootstrap kernel harness preload selftests initramfs)
+	[ "$BASE" = 6.12 ] || steps=(bootstrap kernel module harness preload selftests initramfs)
 	for step in "${steps[@]}"; do
 		"$ROOT/scripts/$step.sh"
 	done

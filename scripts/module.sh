@@ -11,11 +11,11 @@ if [ "${1:-}" = CLIPPY=1 ]; then
 	extra=(CLIPPY=1)
 fi
 sync_file "$ROOT/Kbuild" "$dir/Kbuild"
-for f in "$ROOT"/rust/Kbuild "$ROOT"/rust/*.rs; do
+for f in "$MODSRC"/Kbuild "$MODSRC"/*.rs; do
 	sync_file "$f" "$dir/rust/${f##*/}"
 done
 for f in "$dir"/rust/*.rs; do
-	[ -f "$ROOT/rust/${f##*/}" ] || rm -f "$f"
+	[ -f "$MODSRC/${f##*/}" ] || rm -f "$f"
 done
 out=$(make -s -C "$KOUT" M="$dir" "$LLVM_ARG" "${extra[@]}" 2>&1) || { echo "$out"; exit 1; }
 [ -z "$out" ] || echo "$out"

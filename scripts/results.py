@@ -73,9 +73,9 @@ def main():
     ap.add_argument("--kunit-py", required=True)
     ap.add_argument("--host", help="TSV of host checks: name, PASS|FAIL, detail")
     ap.add_argument("--outdir", required=True)
-    ap.add_argument("--mode", choices=["check", "stock"], default="check",
-                    help="stock: the guest's stock mode (no module: the harness with the C "
-                    "walker and the kernel's futex selftests)")
+    ap.add_argument("--selftests", action="store_true",
+                    help="the kernel's futex selftests ran too (7.3): robust_list must be "
+                    "among them, with the built-in walker and with the module")
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
 
@@ -98,18 +98,17 @@ def main():
     add("guest/completed", "@@@ guest: done" in log, "the guest did not reach the end of /init")
     splats = sorted({l.strip() for l in log.splitlines() if SPLATS.search(l)})
     add("guest/no_oops_or_lockdep_splat", not splats, "; ".join(splats[:5]))
-    if args.mode == "check":
-        for step in ("insmod", "rmmod"):
-            rc = found.get(step, (None, None))[1]
-            add("guest/" + step, rc == 0, "rc=%s" % rc)
-        kunit = [s for s in found if s.startswith("kunit-")]
-        add("guest/kunit_suites_ran", kunit, "no KUnit suite results in the log")
-        expected = HARNESS + kunit
-    else:
-        selftests = sorted(s for s in found if s.startswith("selftest-"))
-        add("guest/futex_selftests_ran", "selftest-robust_list" in selftests,
-            "no robust_list selftest in the log (ran: %s)" % ", ".join(selftests))
-        expected = ["harness-c"] + selftests
+    for step in ("insmod", "rmmod"):
+        rc = found.get(step, (None, None))[1]
+        add("guest/" + step, rc == 0, "rc=%s" % rc)
+    kunit = [s for s in found if s.startswith("kunit-")]
+    add("guest/kunit_suites_ran", kunit, "no KUnit suite results in the log")
+    selftests = sorted(s for s in found if s.startswith("selftest-"))
+    if args.selftests:
+        for want in ("selftest-robust_list", "selftest-robust_list-module"):
+            add("guest/ran_" + want, want in selftests,
+                "not in the log (ran: %s)" % ", ".join(selftests))
+    expected = HARNESS + kunit + selftests
 
     per_walker = {}
     for sec in expected:

@@ -1,0 +1,399 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `cleanup_robust_list(2)`: forget pending robust list operations on memory about to be reused.
+//!
+//! A thread unlocking a robust mutex sets `list_op_pending`, releases the futex word, then clears
+//! `list_op_pending`. If it dies between the last two steps while the mutex is destroyed and its
+//! memory reused, its exit walk writes `FUTEX_OWNER_DIED` into, or wakes on, the new contents. A
+//! C library calls this system call from `pthread_mutex_destroy()` of robust mutexes to clear
+//! every such stale `list_op_pending` first.
+//!
+//! 1. **Identity.** The caller's range `[addr, addr + len)` is resolved in its mm as
+//!    `get_futex_key()` would resolve each word, mapping by mapping (a range may cover several,
+//!    as `munmap()`'s does, but no hole): for a `VM_SHARED` mapping (shared file, shmem, memfd,
+//!    shared anonymous memory, SysV shm), the backing `address_space` and byte offsets in it;
+//!    for private memory, the caller's mm and the addresses.
+//! 2. **Windows.** Where each mm maps each part's identity: for shared memory, every
+//!    `VM_SHARED` VMA on the mapping's `i_mmap` tree that covers part of the offsets, at
+//!    whatever address it maps them; for private memory, the caller's range in the caller's mm.
+//! 3. **Candidates.** The tasks with a robust list whose mm has a window (threads, `CLONE_VM`
+//!    siblings and other processes alike), looked up per mm in the module's [`index`], so the
+//!    cost does not depend on the other tasks of the system; just the caller if every window is
+//!    in its mm and it is that mm's only user. Only if the index is incomplete (an allocation
+//!    failed) is every thread of the system walked instead.
+//! 4. **Clearing.** For each candidate, each head's `futex_offset` and `list_op_pending` are read
+//!    in one access: directly for a task of the caller's own mm, with `access_process_vm()`
+//!    otherwise. Only if the futex word (`pending + futex_offset`, PI bit masked, 32-bit
+//!    arithmetic for compat heads) lies in one of that mm's windows is the task's
+//!    `futex_exit_mutex` taken (so that an exit that started walking finishes first, and one
+//!    that finished is skipped), and the slot cleared by compare-and-exchange against the value
+//!    read: a slot changed in the meantime is left alone.
+//!
+//! Lock order: a task's `futex_exit_mutex`, then the index's mutex, then an mm's `mmap_lock`.
+//! Step 4 reads heads under the index's mutex (faults and `access_process_vm()` take an
+//! `mmap_lock`) and clears slots under a `futex_exit_mutex` after releasing it. `i_mmap_rwsem`
+//! and RCU are only held while collecting references (steps 2 and 3), never with the others.
+//!
+//! With `CLEANUP_ROBUST_LIST_MM_ONLY` (a C library unmapping the range, or mapping over it),
+//! every part is taken as private memory: one window, the caller's range in its own mm, so only
+//! its threads and `CLONE_VM` siblings are candidates. Other processes keep the memory, and the
+//! locks in it, at their own addresses; their slots must not be touched.
+//!
+//! Permissions: the caller must be able to write to the range (`VM_WRITE`). It then clears the
+//! slots of every task that maps the same memory, whatever its user or PID namespace: they share
+//! the lock memory, the only change is NULLing a pointer to it, and the caller could as well
+//! write anything into that memory.
+
+use crate::index;
+use crate::robust_list::{CurrentMem, Entry, Head, UserMem};
+use crate::sys::{self, FileRef, FutexExitGuard, MmGrab, RawTask, TaskRef, VmaInfo};
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{alloc::flags::GFP_ATOMIC, bindings, prelude::*, uaccess::UserPtr};
+
+/// Calls of the system call that reached this module (shown in debugfs).
+pub(crate) static CLEANUP_CALLS: AtomicU64 = AtomicU64::new(0);
+/// `list_op_pending` slots cleared (shown in debugfs).
+pub(crate) static CLEANUP_CLEARED: AtomicU64 = AtomicU64::new(0);
+/// Calls that walked every thread because the index was incomplete (shown in debugfs).
+pub(crate) static CLEANUP_SCANS: AtomicU64 = AtomicU64::new(0);
+
+const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
+/// Only the tasks of the caller's mm: its mapping of the range goes away, not the memory.
+const MM_ONLY: u32 = bindings::CLEANUP_ROBUST_LIST_MM_ONLY;
+const VM_READ: usize = bindings::VM_READ as usize;
+const VM_WRITE: usize = bindings::VM_WRITE as usize;
+const VM_EXEC: usize = bindings::VM_EXEC as usize;
+const VM_SHARED: usize = bindings::VM_SHARED as usize;
+const VM_IO: usize = bindings::VM_IO as usize;
+const VM_PFNMAP: usize = bindings::VM_PFNMAP as usize;
+
+/// The caller's range in the identity `get_futex_key()` gives its words.
+enum Store {
+    /// Bytes `[start, end)` of the page cache of `file`.
+    Shared {
+        file: FileRef,
+        start: usize,
+        end: usize,
+    },
+    /// Addresses `[start, end)` of the caller's mm.
+    Private { start: usize, end: usize },
+}
+
+/// Addresses `[start, end)` of `mm` that map (part of) the caller's range.
+struct Window {
+    mm: *mut bindings::mm_struct,
+    start: usize,
+    end: usize,
+    /// Keeps `mm` allocated for the call (so that its address cannot be reused by another mm
+    /// while it is compared); `None` for the caller's own mm, which is alive while it runs.
+    _grab: Option<MmGrab>,
+}
+
+impl Window {
+    /// Addresses `[start, end)` of the caller's own mm.
+    fn own(start: usize, end: usize) -> Window {
+        Window {
+            mm: sys::current_mm(),
+            start,
+            end,
+            _grab: None,
+        }
+    }
+
+    fn holds(&self, word: usize) -> bool {
+        self.start <= word && word.saturating_add(4) <= self.end
+    }
+}
+
+/// The part `[at, end)` of `vma` as a [`Store`] (step 1 for one mapping).
+///
+/// `mm_only`: taken as private memory (the caller's addresses), whatever backs it.
+fn part(vma: &VmaInfo, at: usize, end: usize, mm_only: bool) -> Result<Store> {
+    if vma.flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || vma.flags & (VM_IO | VM_PFNMAP) != 0 {
+        return Err(EFAULT);
+    }
+    if vma.flags & VM_SHARED != 0 && !mm_only {
+        // SAFETY: the VMA, and so its file, is stable under the `mmap_lock` the caller holds.
+        if let Some(file) = unsafe { FileRef::new(vma.file) } {
+            let start = (vma.pgoff << PAGE_SHIFT) + (at - vma.start);
+            return Ok(Store::Shared {
+                file,
+                start,
+                end: start + (end - at),
+            });
+        }
+    }
+    Ok(Store::Private { start: at, end })
+}
+
+/// Resolves `[addr, addr + len)` in the caller's mm (step 1): one [`Store`] per mapping the
+/// range covers, in address order (adjacent private parts merged): the first, and the others,
+/// if any (none, and no allocation, for the usual range within one mapping).
+///
+/// The whole range is checked before anything is done, so a call either processes all of it or
+/// fails with no effect. Errors, in this precedence whatever their order in the range:
+/// `EFAULT` if part of the range is unmapped (a hole), or mapped `PROT_NONE` or as I/O memory;
+/// then `EACCES` if the caller cannot write to part of it.
+///
+/// `mm_only`: every part is taken as private memory (`CLEANUP_ROBUST_LIST_MM_ONLY`).
+fn resolve(addr: usize, len: usize, mm_only: bool) -> Result<(Store, KVec<Store>)> {
+    let mm = sys::MmapReadGuard::current().ok_or(EFAULT)?;
+    let end = addr + len; // no overflow: the system call checked access_ok()
+    let vma = mm.vma_at(addr).ok_or(EFAULT)?;
+    let mut writable = vma.flags & VM_WRITE != 0;
+    let mut at = end.min(vma.end);
+    let mut first = part(&vma, addr, at, mm_only)?;
+    let mut rest: KVec<Store> = KVec::new();
+    while at < end {
+        let vma = mm.vma_at(at).ok_or(EFAULT)?;
+        writable &= vma.flags & VM_WRITE != 0;
+        let part_end = end.min(vma.end);
+        let next = part(&vma, at, part_end, mm_only)?;
+        let last = match rest.last_mut() {
+            Some(last) => last,
+            None => &mut first,
+        };
+        match (last, next) {
+            (
+                Store::Private { end: e, .. },
+                Store::Private {
+                    start,
+                    end: next_end,
+                },
+            ) if *e == start => {
+                *e = next_end;
+            }
+            (_, next) => rest.push(next, GFP_KERNEL)?,
+        }
+        at = part_end;
+    }
+    if !writable {
+        return Err(EACCES);
+    }
+    Ok((first, rest))
+}
+
+/// Finds where each mm maps a shared store (step 2).
+fn shared_windows(file: &FileRef, start: usize, end: usize, out: &mut KVec<Window>) -> Result {
+    let (first, last) = (start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
+    sys::for_each_mapping_vma(file.mapping(), first, last, |vma: &VmaInfo| {
+        if vma.flags & VM_SHARED == 0 {
+            return Ok(()); // a MAP_PRIVATE mapping of the file: not the same memory
+        }
+        // The part of the store this VMA maps, in bytes of the file.
+        let vma_start = vma.pgoff << PAGE_SHIFT;
+        let vma_end = vma_start + (vma.end - vma.start);
+        let (s, e) = (start.max(vma_start), end.min(vma_end));
+        if s >= e {
+            return Ok(());
+        }
+        // SAFETY: the VMA and its mm are stable under `i_mmap_rwsem`.
+        let grab = unsafe { MmGrab::new(vma.mm) }.ok_or(EFAULT)?;
+        let w = Window {
+            mm: vma.mm,
+            start: vma.start + (s - vma_start),
+            end: vma.start + (e - vma_start),
+            _grab: Some(grab),
+        };
+        // No reclaim under i_mmap_rwsem.
+        out.push(w, GFP_ATOMIC)?;
+        Ok(())
+    })
+}
+
+/// Collects every thread of the system whose mm has a window (the fallback of step 3).
+fn scan(windows: &[Window], out: &mut KVec<TaskRef>) -> Result {
+    sys::for_each_thread(|t| {
+        // SAFETY: `t` is valid under RCU, held by `for_each_thread`.
+        let (flags, mm) = unsafe { sys::task_flags_mm(t) };
+        if flags & bindings::PF_KTHREAD != 0 || mm.is_null() {
+            return Ok(());
+        }
+        if !windows.iter().any(|w| w.mm == mm) {
+            return Ok(());
+        }
+        // SAFETY: `t` is valid under RCU.
+        let task = unsafe { TaskRef::new(t) }.ok_or(EFAULT)?;
+        // Under RCU: no sleeping allocation.
+        out.push(task, GFP_ATOMIC)?;
+        Ok(())
+    })
+}
+
+/// Another task's memory, read with `access_process_vm()`.
+struct TaskMem(RawTask);
+
+impl UserMem for TaskMem {
+    fn read_bytes(&self, addr: UserPtr, buf: &mut [u8]) -> Result {
+        // SAFETY: callers pass a task they hold a reference on (directly or through the index).
+        unsafe { sys::access_process_vm(self.0, addr, buf) }
+    }
+}
+
+/// A `list_op_pending` slot that pointed into the range when it was read.
+struct Match {
+    task: TaskRef,
+    mm: *mut bindings::mm_struct,
+    head: Head,
+    raw: usize,
+}
+
+/// Step 4, first half: reads each head of `task`, a task of `mm`, without locks, and records
+/// the slots that point into one of `mm`'s windows. A slot that does not needs nothing, and
+/// cannot start to: only its own task sets it, and not to a mutex being destroyed.
+///
+/// `local`: `mm` is the caller's own (its memory is read directly).
+///
+/// # Safety
+///
+/// `task` must be valid for the call.
+unsafe fn examine(
+    task: RawTask,
+    mm: *mut bindings::mm_struct,
+    local: bool,
+    windows: &[Window],
+    found: &mut KVec<Match>,
+) -> Result {
+    // SAFETY: `task` is valid per the safety requirement.
+    for (addr, abi) in unsafe { sys::task_heads(task) } {
+        if addr == 0 {
+            continue;
+        }
+        let head = Head { addr, abi };
+        // Directly from the caller's own memory for its threads and `CLONE_VM` siblings. Most
+        // slots are empty: `futex_offset` is only read for one that is not.
+        let slot = head.pending_slot();
+        let read = if local {
+            head.fetch_raw(&CurrentMem, slot)
+        } else {
+            head.fetch_raw(&TaskMem(task), slot)
+        };
+        let Ok(raw) = read else {
+            continue;
+        };
+        let pending = Entry::decode(raw, abi);
+        if pending.addr == 0 {
+            continue;
+        }
+        let offset = if local {
+            head.futex_offset(&CurrentMem)
+        } else {
+            head.futex_offset(&TaskMem(task))
+        };
+        let Ok(futex_offset) = offset else {
+            continue;
+        };
+        let word = head.futex_word(pending, futex_offset);
+        if !windows.iter().any(|w| w.mm == mm && w.holds(word)) {
+            continue;
+        }
+        // SAFETY: `task` is valid.
+        let task = unsafe { TaskRef::new(task) }.ok_or(EFAULT)?;
+        found.push(
+            Match {
+                task,
+                mm,
+                head,
+                raw,
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    Ok(())
+}
+
+/// Step 4, second half: clears a slot found by [`examine`], under its task's
+/// `futex_exit_mutex`, so that an exit walk under way finishes first (and then nothing is left
+/// to do) and none starts while the slot is cleared. Returns whether it cleared it.
+fn clear(m: &Match) -> bool {
+    let guard = FutexExitGuard::lock(&m.task);
+    if guard.exited() {
+        return false;
+    }
+    // Its mm now: exec may have replaced it since the slot was read.
+    let Some(mm) = m.task.mm().filter(|mm| mm.as_ptr() == m.mm) else {
+        return false;
+    };
+    if !guard.heads().contains(&(m.head.addr, m.head.abi)) {
+        return false; // registered another head meanwhile
+    }
+    // A slot that is not naturally aligned, or changed since it was read, is left alone.
+    let slot = m.head.pending_slot();
+    matches!(
+        sys::compare_and_clear_remote(&mm, slot, m.raw as u64, m.head.word_size()),
+        Ok(true)
+    )
+}
+
+/// Steps 3 and 4 for a set of windows.
+fn clean(windows: &[Window]) -> Result<usize> {
+    let mut found = KVec::new();
+    let me = sys::current_mm();
+    if windows.iter().all(|w| w.mm == me) && sys::current_mm_single_user() {
+        // Only the caller's mm maps the memory, and no other task uses that mm: the caller's
+        // own heads are all there is to see.
+        // SAFETY: the current task is valid.
+        unsafe { examine(sys::current(), me, true, windows, &mut found)? };
+        return Ok(found.iter().filter(|m| clear(m)).count());
+    }
+    let mut complete = true;
+    for (i, w) in windows.iter().enumerate() {
+        if windows[..i].iter().any(|o| o.mm == w.mm) {
+            continue; // several windows in one mm
+        }
+        let mm = w.mm;
+        let done = index::with(|index| {
+            index.for_each(mm as usize, |task| {
+                // SAFETY: the index holds a reference on its tasks.
+                unsafe { examine(task, mm, mm == me, windows, &mut found) }
+            })
+        });
+        complete &= done.transpose()?.unwrap_or(false);
+    }
+    if !complete {
+        CLEANUP_SCANS.fetch_add(1, Ordering::Relaxed);
+        found = KVec::new();
+        let mut all = KVec::new();
+        scan(windows, &mut all)?;
+        for t in all.iter() {
+            let mm = t.mm_ptr();
+            // SAFETY: `t` is referenced.
+            unsafe { examine(t.as_ptr(), mm, mm == me, windows, &mut found)? };
+        }
+    }
+    Ok(found.iter().filter(|m| clear(m)).count())
+}
+
+fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
+    let (first, rest) = resolve(addr, len, flags & MM_ONLY != 0)?;
+    if let (Store::Private { start, end }, true) = (&first, rest.is_empty()) {
+        // The common case, without allocating: private memory, one window.
+        return clean(&[Window::own(*start, *end)]);
+    }
+    let mut windows = KVec::new();
+    for store in Iterator::chain(core::iter::once(first), rest) {
+        match store {
+            Store::Private { start, end } => windows.push(Window::own(start, end), GFP_KERNEL)?,
+            Store::Shared { file, start, end } => shared_windows(&file, start, end, &mut windows)?,
+        }
+    }
+    clean(&windows)
+}
+
+/// `futex_robust_ops::cleanup_robust_list`.
+///
+/// # Safety
+///
+/// Called by the futex core in process context, for the current task, with arguments it
+/// validated: no flag but `CLEANUP_ROBUST_LIST_MM_ONLY`, `addr` and `len` 4-byte aligned,
+/// `len > 0`, and the range in user space without wrapping.
+pub(crate) unsafe extern "C" fn cleanup_robust_list(addr: usize, len: usize, flags: u32) -> isize {
+    CLEANUP_CALLS.fetch_add(1, Ordering::Relaxed);
+    match cleanup(addr, len, flags) {
+        Ok(n) => {
+            CLEANUP_CLEARED.fetch_add(n as u64, Ordering::Relaxed);
+            n as isize
+        }
+        Err(e) => e.to_errno() as isize,
+    }
+}

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The exit-time robust list walk.
+//!
+//! Reimplements `exit_robust_list()`, `compat_exit_robust_list()` and `handle_futex_death()` of
+//! `kernel/futex/core.c` (Debian 6.12.117) on top of [`robust_list::walk`]. The futex core calls
+//! the registered functions from `futex_cleanup()`, at exit and at exec, with `tsk == current`
+//! and `tsk->futex_exit_mutex` held; they may sleep and fault. After its walk, the task leaves the
+//! index `cleanup_robust_list(2)` finds candidates in.
+
+use crate::index;
+use crate::robust_list::{self, Abi, CurrentMem, Flow, Head, Visit};
+use crate::sys::{self, RawTask};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::{
+    bindings,
+    error::code::{EAGAIN, EFAULT},
+    prelude::*,
+    uaccess::UserPtr,
+};
+
+const FUTEX_WAITERS: u32 = bindings::FUTEX_WAITERS;
+const FUTEX_OWNER_DIED: u32 = bindings::FUTEX_OWNER_DIED;
+const FUTEX_TID_MASK: u32 = bindings::FUTEX_TID_MASK;
+
+/// Native robust lists walked by this module (shown in debugfs).
+pub(crate) static EXIT_WALKS: AtomicU64 = AtomicU64::new(0);
+/// Compat robust lists walked by this module (shown in debugfs).
+pub(crate) static COMPAT_EXIT_WALKS: AtomicU64 = AtomicU64::new(0);
+
+/// Handles the futex word at `uaddr` of a dying thread whose TID is `tid`, as
+/// `handle_futex_death()` does:
+///
+/// - an unaligned word, or one that cannot be read, stops the walk;
+/// - a word owned by `tid` gets `FUTEX_OWNER_DIED`, keeping `FUTEX_WAITERS`, by compare-and-swap
+///   (retried if the word changed; faulted in for writing on `EFAULT`, the walk stops if that
+///   fails; rescheduled and retried on `EAGAIN`); then, unless `pi`, one waiter is woken if
+///   `FUTEX_WAITERS` was set (PI waiters are woken by the PI state cleanup);
+/// - a word not owned by `tid` is left alone, but for a pending, non-PI entry whose word is
+///   unlocked, or locked by another thread without `FUTEX_WAITERS`, one waiter is woken so that
+///   no wakeup is lost.
+///
+/// Context: process context, may sleep.
+pub(crate) fn handle_futex_death(uaddr: UserPtr, tid: i32, pi: bool, pending_op: bool) -> Flow {
+    if uaddr % core::mem::size_of::<u32>() != 0 {
+        return Flow::Stop;
+    }
+
+    loop {
+        let Ok(uval) = sys::get_user_u32(uaddr) else {
+            return Flow::Stop;
+        };
+
+        // The mask keeps the owner positive, as the C code's `pid_t owner`.
+        let owner = (uval & FUTEX_TID_MASK) as i32;
+        if owner != tid {
+            if pending_op && !pi && (owner == 0 || uval & FUTEX_WAITERS == 0) {
+                sys::futex_wake_robust(uaddr);
+            }
+            return Flow::Continue;
+        }
+
+        let mval = (uval & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
+        match sys::cmpxchg_user_u32(uaddr, uval, mval) {
+            Ok(nval) if nval != uval => continue,
+            Ok(_) => {}
+            Err(e) if e == EFAULT => {
+                if sys::fault_in_user_writeable(uaddr).is_err() {
+                    return Flow::Stop;
+                }
+                continue;
+            }
+            Err(e) if e == EAGAIN => {
+                sys::cond_resched();
+                continue;
+            }
+            Err(e) => {
+                // Unreachable on x86; the C code warns once and gives up.
+                static WARNED: AtomicBool = AtomicBool::new(false);
+                if !WARNED.swap(true, Ordering::Relaxed) {
+                    pr_warn!("unexpected futex cmpxchg error {:?}\n", e);
+                }
+                return Flow::Stop;
+            }
+        }
+
+        if !pi && uval & FUTEX_WAITERS != 0 {
+            sys::futex_wake_robust(uaddr);
+        }
+        return Flow::Continue;
+    }
+}
+
+/// Walks the robust list at `head` of the current task, which is dying and whose TID (in its own
+/// PID namespace) is `tid`, and handles every futex on it.
+///
+/// Context: process context, may sleep.
+pub(crate) fn exit_walk(head: Head, tid: i32) {
+    robust_list::walk(&CurrentMem, &head, |v: Visit| {
+        handle_futex_death(v.uaddr, tid, v.pi, v.pending)
+    });
+}
+
+/// `futex_robust_ops::exit_robust_list`: walks `tsk->robust_list`.
+///
+/// # Safety
+///
+/// Called by the futex core with `tsk == current`, a valid task with a non-NULL `robust_list`.
+pub(crate) unsafe extern "C" fn exit_robust_list(tsk: RawTask) {
+    // SAFETY: `tsk` is the valid current task, per the function's safety requirement.
+    let (addr, tid) = unsafe { ((*tsk).robust_list as UserPtr, sys::task_pid_vnr(tsk)) };
+    EXIT_WALKS.fetch_add(1, Ordering::Relaxed);
+    exit_walk(
+        Head {
+            addr,
+            abi: Abi::Native,
+        },
+        tid,
+    );
+    // Its lists are handled: it leaves the cleanup index (see `index`).
+    index::forget(tsk);
+}
+
+/// `futex_robust_ops::compat_exit_robust_list`: walks `tsk->compat_robust_list`.
+///
+/// # Safety
+///
+/// Called by the futex core with `tsk == current`, a valid task with a non-NULL
+/// `compat_robust_list`.
+#[cfg(CONFIG_COMPAT)]
+unsafe extern "C" fn compat_exit_robust_list(tsk: RawTask) {
+    // SAFETY: `tsk` is the valid current task, per the function's safety requirement.
+    let (addr, tid) = unsafe { ((*tsk).compat_robust_list as UserPtr, sys::task_pid_vnr(tsk)) };
+    COMPAT_EXIT_WALKS.fetch_add(1, Ordering::Relaxed);
+    exit_walk(
+        Head {
+            addr,
+            abi: Abi::Compat,
+        },
+        tid,
+    );
+    // Its lists are handled: it leaves the cleanup index (see `index`).
+    index::forget(tsk);
+}
+
+/// The compat walker to register, if the kernel has compat tasks.
+#[cfg(CONFIG_COMPAT)]
+pub(crate) const COMPAT_EXIT_ROBUST_LIST: Option<unsafe extern "C" fn(RawTask)> =
+    Some(compat_exit_robust_list);
+/// The compat walker to register, if the kernel has compat tasks.
+#[cfg(not(CONFIG_COMPAT))]
+pub(crate) const COMPAT_EXIT_ROBUST_LIST: Option<unsafe extern "C" fn(RawTask)> = None;

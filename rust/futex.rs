@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The futex core's interfaces for robust list walkers, and the futex fields of a task.
+//!
+//! These are specific to robust futexes (`include/linux/futex_robust.h` of the patched kernel,
+//! `struct futex_sched_data` of a task), so they live in the module rather than in the `kernel`
+//! crate. Every raw call into them is here, each behind a small safe function whose
+//! documentation states its calling context.
+
+use kernel::{
+    bindings,
+    error::{code::EFAULT, to_result},
+    prelude::*,
+    task::Task,
+};
+
+// bindgen's layout of `struct task_struct` must be C's: reading a field at a wrong offset would
+// silently walk the wrong list. Check the fields this module reads, at build time.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<bindings::task_struct>() == bindings::TASK_STRUCT_SIZE);
+    assert!(offset_of!(bindings::task_struct, flags) == bindings::TASK_STRUCT_FLAGS);
+    assert!(offset_of!(bindings::task_struct, mm) == bindings::TASK_STRUCT_MM);
+    assert!(offset_of!(bindings::task_struct, futex) == bindings::TASK_STRUCT_FUTEX);
+};
+
+/// The task the futex core passes to the registered operations.
+///
+/// # Safety
+///
+/// `tsk` must point to a valid task that stays valid for `'a`.
+pub(crate) unsafe fn task<'a>(tsk: *mut bindings::task_struct) -> &'a Task {
+    // SAFETY: `Task` is a transparent wrapper around `struct task_struct`; `tsk` is valid for
+    // `'a` per the function's safety requirement.
+    unsafe { &*tsk.cast::<Task>() }
+}
+
+/// Reads the `u32` at `addr` of the current task's user memory with `get_user()`: one access,
+/// as the built-in walker makes, where `UserSlice` goes through `copy_from_user()`.
+///
+/// Context: process context with a user `mm`; may fault the page in and so may sleep.
+#[inline(always)]
+pub(crate) fn get_user_u32(addr: usize) -> Result<u32> {
+    let mut v = 0u32;
+    // SAFETY: `v` is a valid `u32`; `get_user()` checks the user address itself.
+    match unsafe { bindings::get_user_u32(&mut v, addr as *const u32) } {
+        0 => Ok(v),
+        _ => Err(EFAULT), // the only error get_user() returns
+    }
+}
+
+/// Reads the native word (`unsigned long`) at `addr` of the current task's user memory with
+/// `get_user()`.
+///
+/// Context: as [`get_user_u32`].
+#[inline(always)]
+pub(crate) fn get_user_ulong(addr: usize) -> Result<usize> {
+    let mut v = 0usize;
+    // SAFETY: `v` is a valid `unsigned long`; `get_user()` checks the user address itself.
+    match unsafe { bindings::get_user_ulong(&mut v, addr as *const usize) } {
+        0 => Ok(v),
+        _ => Err(EFAULT), // the only error get_user() returns
+    }
+}
+
+/// Atomically replaces the `u32` at `uaddr` in the current task's memory with `new` if it equals
+/// `old`, and returns the value found there (`old` on success).
+///
+/// This is `futex_robust_cmpxchg()`, the primitive of the built-in walker: page faults are
+/// disabled around the access, so a word that is not present or not writable fails with
+/// `EFAULT` instead of faulting it in; use [`fault_in_user_writeable`] and retry. Architectures
+/// may also return `EAGAIN`.
+///
+/// Context: any context with a user `mm`; does not sleep.
+#[inline(always)]
+pub(crate) fn cmpxchg_user_u32(uaddr: usize, old: u32, new: u32) -> Result<u32> {
+    let mut found = 0u32;
+    // SAFETY: `found` is a valid, writable `u32`. The user address is checked by the arch code,
+    // and with page faults disabled a bad address fails with `-EFAULT`.
+    match unsafe { bindings::futex_robust_cmpxchg(&mut found, uaddr as *mut u32, old, new) } {
+        0 => Ok(found),
+        e => Err(Error::from_errno(e)),
+    }
+}
+
+/// Faults in the user word at `uaddr` of the current task for writing, as the futex core's
+/// `fault_in_user_writeable()` does. Fails with `EFAULT` if it is not mapped writable.
+///
+/// Context: process context; takes the current `mm`'s `mmap_lock` for reading, may sleep. Must
+/// not be called with `mmap_lock` held.
+pub(crate) fn fault_in_user_writeable(uaddr: usize) -> Result {
+    let task = kernel::current!();
+    let mm = task.mm().ok_or(EFAULT)?;
+    let _locked = mm.mmap_read_lock();
+    // SAFETY: `mm` is the current task's live mm and its `mmap_lock` is held for reading, as
+    // `fixup_user_fault()` requires.
+    to_result(unsafe {
+        bindings::fixup_user_fault(
+            mm.as_raw(),
+            uaddr,
+            bindings::fault_flag_FAULT_FLAG_WRITE,
+            core::ptr::null_mut(),
+        )
+    })
+}
+
+/// Wakes one waiter on the futex word at `uaddr` (shared key), the wakeup the robust list walk
+/// issues. Failures are ignored, as by the built-in walker.
+///
+/// Context: process context; may sleep (it may fault in the word to compute the key).
+pub(crate) fn wake_robust(uaddr: usize) {
+    // SAFETY: `futex_wake_robust()` accepts any user address and validates it itself.
+    unsafe { bindings::futex_wake_robust(uaddr as *mut u32) };
+}
+
+/// A registered robust list head, as stored in a task: its user address and layout.
+pub(crate) type RawHead = (usize, crate::robust_list::Abi);
+
+/// The robust list heads of `task` (native, and compat where configured), as registered: a racy
+/// snapshot, since only the task itself changes them, at `set_robust_list()`, exit or exec.
+pub(crate) fn heads(task: &Task) -> [RawHead; 2] {
+    let futex = task_futex(task);
+    // SAFETY: `futex` points into the valid task; a racy read returns a head that was registered
+    // at some point.
+    let native = unsafe { (&raw const (*futex).robust_list).read_volatile() } as usize;
+    #[cfg(CONFIG_COMPAT)]
+    // SAFETY: as above.
+    let compat = unsafe { (&raw const (*futex).compat_robust_list).read_volatile() } as usize;
+    #[cfg(not(CONFIG_COMPAT))]
+    let compat = 0;
+    [
+        (native, crate::robust_list::Abi::Native),
+        (compat, crate::robust_list::Abi::Compat),
+    ]
+}
+
+/// `task->futex`.
+fn task_futex(task: &Task) -> *mut bindings::futex_sched_data {
+    // SAFETY: `task` is valid; this only computes a field's address.
+    unsafe { &raw mut (*task.as_ptr()).futex }
+}
+
+/// Racy snapshots of a task's `flags` and `mm` pointer, to compare with, never to dereference:
+/// they change at exec and exit.
+pub(crate) fn flags_mm(task: &Task) -> (u32, *mut bindings::mm_struct) {
+    let t = task.as_ptr();
+    // SAFETY: `task` is valid; volatile reads of fields others may write.
+    unsafe {
+        (
+            (&raw const (*t).flags).read_volatile(),
+            (&raw const (*t).mm).read_volatile(),
+        )
+    }
+}
+
+/// Whether `task` is a user task: not a kernel thread, and with an address space.
+pub(crate) fn is_user_task(task: &Task) -> bool {
+    let (flags, mm) = flags_mm(task);
+    flags & bindings::PF_KTHREAD == 0 && !mm.is_null()
+}
+
+/// A task's `futex.exit_mutex`, held: the task cannot start or be in the middle of walking its
+/// robust lists at exit or exec.
+pub(crate) struct ExitGuard<'a>(&'a Task);
+
+impl<'a> ExitGuard<'a> {
+    /// Context: process context, may sleep. Lock order: before any `mmap_lock`; never two at once.
+    pub(crate) fn lock(task: &'a Task) -> Self {
+        // SAFETY: the task is valid, and so is its mutex.
+        unsafe { bindings::mutex_lock(&raw mut (*task_futex(task)).exit_mutex) };
+        Self(task)
+    }
+
+    /// True once the task's exit has walked its robust lists (`FUTEX_STATE_DEAD`).
+    pub(crate) fn exited(&self) -> bool {
+        // SAFETY: `futex.state` is written under `futex.exit_mutex`, which we hold.
+        unsafe { (*task_futex(self.0)).state == bindings::FUTEX_STATE_DEAD }
+    }
+
+    /// The task's robust list heads, stable while the mutex is held against exit and exec (the
+    /// task itself may still register another one).
+    pub(crate) fn heads(&self) -> [RawHead; 2] {
+        heads(self.0)
+    }
+}
+
+impl Drop for ExitGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: locked in `lock`.
+        unsafe { bindings::mutex_unlock(&raw mut (*task_futex(self.0)).exit_mutex) };
+    }
+}
+
+/// The operations this module registers; see `struct futex_robust_ops`.
+pub(crate) struct RobustOps {
+    pub(crate) exit_robust_list: Option<unsafe extern "C" fn(*mut bindings::task_struct)>,
+    pub(crate) compat_exit_robust_list: Option<unsafe extern "C" fn(*mut bindings::task_struct)>,
+    pub(crate) cleanup_robust_list: Option<unsafe extern "C" fn(usize, usize, u32) -> isize>,
+    pub(crate) robust_list_set: Option<unsafe extern "C" fn(*mut bindings::task_struct)>,
+}
+
+/// A registration of [`RobustOps`] with the futex core; unregistered on drop.
+///
+/// The `futex_robust_ops` lives in its own allocation, whose address stays valid for as long as
+/// the registration exists, as the futex core requires.
+pub(crate) struct Registration {
+    ops: KBox<bindings::futex_robust_ops>,
+}
+
+// SAFETY: The registration only holds the `futex_robust_ops` it registered, which the futex core
+// reads from any thread; dropping it (unregistering) from another thread is allowed.
+unsafe impl Send for Registration {}
+// SAFETY: `&Registration` gives no access to anything.
+unsafe impl Sync for Registration {}
+
+impl Registration {
+    /// Registers `ops` on behalf of `module`. Fails with `EBUSY` if another set is registered.
+    ///
+    /// Context: process context, may sleep.
+    pub(crate) fn new(module: &'static ThisModule, ops: RobustOps) -> Result<Self> {
+        let ops = KBox::new(
+            bindings::futex_robust_ops {
+                owner: module.as_ptr(),
+                exit_robust_list: ops.exit_robust_list,
+                compat_exit_robust_list: ops.compat_exit_robust_list,
+                cleanup_robust_list: ops.cleanup_robust_list,
+                robust_list_set: ops.robust_list_set,
+            },
+            GFP_KERNEL,
+        )?;
+        // SAFETY: `ops` points to an initialised `futex_robust_ops` that stays valid until
+        // `futex_robust_ops_unregister()` is called in `drop`.
+        to_result(unsafe { bindings::futex_robust_ops_register(&*ops) })?;
+        Ok(Self { ops })
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: `self.ops` was registered in `new`; after this call returns no new call into
+        // it starts, and the ones under way pin this module, so freeing `ops` is safe.
+        unsafe { bindings::futex_robust_ops_unregister(&*self.ops) };
+    }
+}
