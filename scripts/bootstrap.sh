@@ -5,15 +5,10 @@
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-pkgs=(clang lld llvm libclang-dev flex bison bc libelf-dev libssl-dev cpio
+# The kernel is built with LLVM 19 (7.3 wants LLVM >= 17); its headers_install wants rsync.
+pkgs=(clang-19 lld-19 llvm-19 libclang-19-dev flex bison bc libelf-dev libssl-dev cpio rsync
       qemu-system-x86 busybox-static dwarves gcc gcc-multilib libc6-dev-i386 make
       python3 python3-docutils xz-utils git man-db file liblmdb-dev)
-if [ -n "${KERNEL_APT:-}" ]; then
-	# 7.3 wants LLVM >= 17; its headers_install wants rsync.
-	pkgs+=(clang-19 lld-19 llvm-19 libclang-19-dev rsync)
-else
-	pkgs+=("$KERNEL_PKG")
-fi
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -41,9 +36,9 @@ if [ "$(bindgen --version 2>/dev/null)" != "bindgen $BINDGEN_VERSION" ]; then
 	cargo install --locked --quiet bindgen-cli --version "$BINDGEN_VERSION"
 fi
 
-# 7.3: Debian 12 does not list trixie-backports. Fetch the source package with a private apt
+# Debian 12 does not list trixie-backports. Fetch the source package with a private apt
 # configuration under build/ (the system's sources stay as they are), once.
-if [ -n "${KERNEL_APT:-}" ] && [ ! -f "$KERNEL_APT/version" ]; then
+if [ ! -f "$KERNEL_APT/version" ]; then
 	log "fetching $KERNEL_PKG from trixie-backports into ${KERNEL_APT#"$ROOT/"}"
 	mkdir -p "$KERNEL_APT/lists/partial" "$KERNEL_APT/cache/archives/partial"
 	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Prepares and builds the test kernel:
-#  1. extracts Debian's linux-source-$BASE into build/linux (build/linux-7.3), as a git tree
-#     (never committed);
-#  2. brings that tree to "base + the series" (patches/*.patch, patches/7.3/*.patch), touching
-#     only the files that differ;
+#  1. extracts Debian's linux-source-7.3 into build/linux-7.3, as a git tree (never committed);
+#  2. brings that tree to "base + the series" (patches/*.patch), touching only the files that
+#     differ;
 #  3. configures it from tinyconfig + the variant's fragments (only when they change);
 #  4. builds it with LLVM (a no-op make when nothing changed).
 # With RF_KSRC set (your own tree, patches applied), steps 1 and 2 are skipped.
@@ -12,13 +11,9 @@
 git_k() { git -C "$KSRC" -c core.excludesFile=/dev/null -c user.name=robust-futex \
 	-c user.email=robust-futex@localhost "$@"; }
 
-# The version of the source package: installed (6.12), or downloaded by bootstrap.sh (7.3).
+# The version of the source package bootstrap.sh downloaded.
 pkg_version() {
-	if [ -n "${KERNEL_APT:-}" ]; then
-		cat "$KERNEL_APT/version"
-	else
-		dpkg-query -W -f='${Version}' "$KERNEL_PKG"
-	fi
+	cat "$KERNEL_APT/version"
 }
 
 extract() {

@@ -9,42 +9,22 @@ BUILD=${RF_BUILD:-$ROOT/build}
 RUST_VERSION=1.95.0
 BINDGEN_VERSION=0.73.2
 
-# Kernel base: Debian's source package, the version the patch series was made against, the
-# series, and the LLVM toolchain. RF_BASE selects one: 6.12 (the default until the move to 7.3
-# is complete) or 7.3 (linux-source-7.3 from trixie-backports, fetched with a private apt
-# configuration under build/apt-7.3, built with Debian 12's LLVM 19).
-BASE=${RF_BASE:-6.12}
-case "$BASE" in
-6.12)
-	KERNEL_PKG=linux-source-6.12
-	KERNEL_TARBALL=/usr/src/linux-source-6.12.tar.xz
-	KERNEL_BASE_VERSION=6.12.117-1~deb12u1
-	PATCHES=$ROOT/patches
-	# The module as it was before the move to 7.3, kept until 7.3 reaches parity.
-	MODSRC=$ROOT/legacy/rust-6.12
-	LLVM_ARG=LLVM=1
-	# bindgen must load the libclang of the clang that builds the kernel (Debian 12's 14),
-	# also where LLVM 19 is installed for 7.3.
-	export LIBCLANG_PATH=/usr/lib/llvm-14/lib
-	BASE_SUFFIX=
-	;;
-7.3)
-	KERNEL_PKG=linux-source-7.3
-	KERNEL_APT=$BUILD/apt-7.3
-	KERNEL_TARBALL=$KERNEL_APT/src/usr/src/linux-source-7.3.tar.xz
-	KERNEL_BASE_VERSION=7.3.4-1~bpo13+1
-	PATCHES=$ROOT/patches/7.3
-	MODSRC=$ROOT/rust
-	LLVM_ARG=LLVM=-19
-	# bindgen must load LLVM 19's libclang, not Debian 12's default (14, too old for 7.3).
-	export LIBCLANG_PATH=/usr/lib/llvm-19/lib
-	BASE_SUFFIX=-7.3
-	;;
-*)
-	printf 'error: unknown RF_BASE %s (6.12 or 7.3)\n' "$BASE" >&2
-	exit 1
-	;;
-esac
+# Kernel base: Debian's linux-source-7.3 from trixie-backports (a Debian 12 machine does not
+# list that suite: scripts/bootstrap.sh fetches it with a private apt configuration under
+# build/apt-7.3), the version the patch series was made against, the series, and the LLVM
+# toolchain it is built with (Debian 12's LLVM 19: 7.3 needs 17 or later). The 6.12 base the
+# project started on is retired (see README.md).
+BASE=7.3
+KERNEL_PKG=linux-source-7.3
+KERNEL_APT=$BUILD/apt-7.3
+KERNEL_TARBALL=$KERNEL_APT/src/usr/src/linux-source-7.3.tar.xz
+KERNEL_BASE_VERSION=7.3.4-1~bpo13+1
+PATCHES=$ROOT/patches
+MODSRC=$ROOT/rust
+LLVM_ARG=LLVM=-19
+# bindgen must load LLVM 19's libclang, not another one installed (Debian 12's default is 14).
+export LIBCLANG_PATH=/usr/lib/llvm-19/lib
+BASE_SUFFIX=-7.3
 
 # Build variants of the test kernel, from one source tree: "check" (tests/kernel.config, with
 # lock and context debugging), "bench" (the same minus that debugging, tests/bench.config) and
@@ -69,10 +49,6 @@ sanitize)
 	exit 1
 	;;
 esac
-# What 7.3 needs on top (after the base fragment, before the variant's).
-if [ "$BASE" = 7.3 ]; then
-	FRAGMENTS=("${FRAGMENTS[0]}" "$ROOT/tests/kernel-7.3.config" "${FRAGMENTS[@]:1}")
-fi
 
 # RF_KSRC/RF_KOUT select your own kernel tree (patches already applied) and build dir.
 SUFFIX=$BASE_SUFFIX$SUFFIX
@@ -114,11 +90,9 @@ for l in open(sys.argv[2], errors="replace"):
 }
 
 # Installs what is missing, then builds the kernel of the variant, the module, the harness and
-# the initramfs (each step a no-op when nothing changed). On 7.3, also the kernel's futex
-# selftests.
+# the initramfs (each step a no-op when nothing changed), with the kernel's futex selftests.
 build_all() {
-	local step steps=(bootstrap kernel module harness preload initramfs)
-	[ "$BASE" = 6.12 ] || steps=(bootstrap kernel module harness preload selftests initramfs)
+	local step steps=(bootstrap kernel module harness preload selftests initramfs)
 	for step in "${steps[@]}"; do
 		"$ROOT/scripts/$step.sh"
 	done

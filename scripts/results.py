@@ -73,9 +73,6 @@ def main():
     ap.add_argument("--kunit-py", required=True)
     ap.add_argument("--host", help="TSV of host checks: name, PASS|FAIL, detail")
     ap.add_argument("--outdir", required=True)
-    ap.add_argument("--selftests", action="store_true",
-                    help="the kernel's futex selftests ran too (7.3): robust_list must be "
-                    "among them, with the built-in walker and with the module")
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
 
@@ -104,10 +101,10 @@ def main():
     kunit = [s for s in found if s.startswith("kunit-")]
     add("guest/kunit_suites_ran", kunit, "no KUnit suite results in the log")
     selftests = sorted(s for s in found if s.startswith("selftest-"))
-    if args.selftests:
-        for want in ("selftest-robust_list", "selftest-robust_list-module"):
-            add("guest/ran_" + want, want in selftests,
-                "not in the log (ran: %s)" % ", ".join(selftests))
+    # The kernel's futex selftests ran, robust_list among them, with and without the module.
+    for want in ("selftest-robust_list", "selftest-robust_list-module"):
+        add("guest/ran_" + want, want in selftests,
+            "not in the log (ran: %s)" % ", ".join(selftests))
     expected = HARNESS + kunit + selftests
 
     per_walker = {}
@@ -126,6 +123,13 @@ def main():
             add("%s/%s" % (sec, case), status == "PASS", status)
         if found[sec][1] != 0 and all(status == "PASS" for _, status in cases):
             add(sec + "/exit_status", False, "rc=%d with every test passed" % found[sec][1])
+
+    # The stepped race with mainline's merged unlock ran (it needs the vDSO's try_unlock).
+    if not os.environ.get("RF_FILTER"):
+        for sec in ("harness-c", "harness-rust"):
+            want = {"stepped_munmap_merged", "stepped_shared_merged", "stepped_merged_contended"}
+            missing = sorted(want - set(per_walker.get(sec, {})))
+            add("%s/ran_stepped_merged" % sec, not missing, "missing: " + ", ".join(missing))
 
     c, r = per_walker.get("harness-c"), per_walker.get("harness-rust")
     if c is not None and r is not None:

@@ -2,7 +2,7 @@
 # Builds the kernel's own futex selftests (tools/testing/selftests/futex/functional of the test
 # kernel's tree) for the guest, against that kernel's UAPI headers: 64-bit, dynamically linked
 # (robust_list looks up the vDSO's try_unlock with dlopen()); the initramfs carries the build
-# machine's glibc for them. Outputs in build/selftests-$BASE. Each runs in the guest as a
+# machine's glibc for them. Outputs in build/selftests-7.3. Each runs in the guest as a
 # section of its own, its KTAP parsed like the harness's.
 . "$(dirname "$0")/lib.sh"
 

@@ -11,11 +11,11 @@ struct task_struct;
  * struct futex_robust_ops - robust list operations provided by a module
  * @owner:			module providing the operations; pinned
  *				for the duration of every call
- * @exit_robust_list:		walk @tsk->robust_list at exit or exec.
+ * @exit_robust_list:		walk @tsk->futex.robust_list at exit or exec.
  *				Called with @tsk == current and
- *				@tsk->futex_exit_mutex held; may sleep and
+ *				@tsk->futex.exit_mutex held; may sleep and
  *				fault. NULL: the built-in walker is used.
- * @compat_exit_robust_list:	the same for @tsk->compat_robust_list.
+ * @compat_exit_robust_list:	the same for @tsk->futex.compat_robust_list.
  * @cleanup_robust_list:	implementation of cleanup_robust_list(2),
  *				called in process context with arguments
  *				already validated by the system call; may
@@ -43,7 +43,7 @@ int futex_robust_ops_register(const struct futex_robust_ops *ops);
 void futex_robust_ops_unregister(const struct futex_robust_ops *ops);
 
 int futex_wake_robust(u32 __user *uaddr);
-int futex_cmpxchg_value_locked(u32 *curval, u32 __user *uaddr, u32 uval,
-			       u32 newval);
+int futex_robust_cmpxchg(u32 *curval, u32 __user *uaddr, u32 uval,
+			 u32 newval);
 
 #endif /* _LINUX_FUTEX_ROBUST_H */

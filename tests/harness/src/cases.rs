@@ -4,6 +4,7 @@ use crate::cleanup;
 use crate::glibc;
 use crate::index;
 use crate::list::{process_dies, process_execs, List, Waiters, HEAD_LEN};
+use crate::stepped;
 use crate::sys::{self, *};
 use crate::{Case, Ctx, Walker};
 
@@ -109,6 +110,24 @@ pub static ALL: &[Case] = &[
     Case::module(
         "race_shared_with_cleanup",
         cleanup::race_shared_with_cleanup,
+    ),
+    // The race stepped instruction by instruction, three ways (see stepped.rs).
+    Case::any("stepped_munmap_classic", stepped::munmap_classic),
+    Case::module(
+        "stepped_munmap_classic_cleanup",
+        stepped::munmap_classic_cleanup,
+    ),
+    Case::merged("stepped_munmap_merged", stepped::munmap_merged),
+    Case::any("stepped_shared_classic", stepped::shared_classic),
+    Case::module(
+        "stepped_shared_classic_cleanup",
+        stepped::shared_classic_cleanup,
+    ),
+    Case::merged("stepped_shared_merged", stepped::shared_merged),
+    Case::merged("stepped_merged_contended", stepped::merged_contended),
+    Case::any(
+        "stepped_merged_copy_has_window",
+        stepped::merged_copy_has_window,
     ),
 ];
 
@@ -451,7 +470,8 @@ fn pending_unlocked_wakes(_: &Ctx) -> R {
     pending_case(0, false, 1)
 }
 
-/// Debian's 6.12.117 also wakes for a pending word owned by another thread without WAITERS.
+/// 7.3 (as Debian's 6.12 did) also wakes for a pending word owned by another thread without
+/// WAITERS.
 fn pending_other_owner_wakes(_: &Ctx) -> R {
     pending_case(OTHER_TID, false, 1)
 }

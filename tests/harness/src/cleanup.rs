@@ -488,7 +488,7 @@ fn race_rounds(
 const ROUNDS: usize = 20;
 
 /// Destroy by munmap, reuse by mmap at the same address (robust_bug.c).
-fn munmap_setup() -> (usize, Box<dyn Fn(u32)>) {
+pub(crate) fn munmap_setup() -> (usize, Box<dyn Fn(u32)>) {
     let mem = Shared::new(4096);
     let base = mem.base;
     std::mem::forget(mem); // unmapped by the reuse, and the new mapping leaks per round
@@ -514,7 +514,7 @@ fn munmap_setup() -> (usize, Box<dyn Fn(u32)>) {
 }
 
 /// Destroy inside a long-lived shared mapping; another process reuses the chunk.
-fn shared_setup() -> (usize, Box<dyn Fn(u32)>) {
+pub(crate) fn shared_setup() -> (usize, Box<dyn Fn(u32)>) {
     let mem = Shared::new(4096);
     let base = mem.base;
     std::mem::forget(mem);

@@ -51,6 +51,11 @@ impl Control {
         sys::write_u32(self.ready(i), 0);
     }
 
+    /// Publishes that holder `i`, whose TID is `tid`, registered its head.
+    pub fn set_ready(&self, i: usize, tid: u32) {
+        sys::write_u32(self.ready(i), tid);
+    }
+
     /// Waits until holder `i` registered its head; returns its TID.
     pub fn wait_ready(&self, i: usize) -> Result<u32, String> {
         for _ in 0..20000 {
@@ -80,7 +85,7 @@ impl Control {
         for &w in tid_words {
             sys::write_u32(w, tid);
         }
-        sys::write_u32(self.ready(i), tid);
+        self.set_ready(i, tid);
         while sys::read_u32(self.go()) == 0 {
             let _ = sys::futex_wait(self.go(), 0, Duration::from_secs(1));
         }

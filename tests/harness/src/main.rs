@@ -50,6 +50,7 @@ mod holder;
 mod index;
 mod list;
 mod preload;
+mod stepped;
 mod stress;
 mod sys;
 
@@ -76,6 +77,8 @@ pub enum Needs {
     Module,
     /// The stock kernel path: no module loaded.
     NoModule,
+    /// Both walkers, on a kernel with the fix mainline merged (the vDSO's robust try_unlock).
+    MergedFix,
 }
 
 pub struct Case {
@@ -109,11 +112,20 @@ impl Case {
         }
     }
 
+    pub const fn merged(name: &'static str, run: fn(&Ctx) -> Result<(), String>) -> Case {
+        Case {
+            name,
+            run,
+            needs: Needs::MergedFix,
+        }
+    }
+
     fn runs_with(&self, walker: Walker) -> bool {
         match self.needs {
             Needs::Any => true,
             Needs::Module => walker == Walker::Rust,
             Needs::NoModule => walker == Walker::C,
+            Needs::MergedFix => stepped::try_unlock().is_some(),
         }
     }
 }
@@ -219,6 +231,15 @@ fn main() {
         let clean = std::env::args().nth(3).as_deref() == Some("with-cleanup");
         if let Err(e) = cleanup::demo(&label, clean) {
             println!("[race/{}] FAILED: {}", label, e);
+            std::process::exit(1);
+        }
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("stepped") {
+        let label = std::env::args().nth(2).unwrap_or_default();
+        let module = std::env::args().nth(3).as_deref() == Some("with-module");
+        if let Err(e) = stepped::demo(&label, module) {
+            println!("[stepped/{}] FAILED: {}", label, e);
             std::process::exit(1);
         }
         return;
