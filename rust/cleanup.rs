@@ -46,13 +46,17 @@
 
 use crate::futex::{self, ExitGuard};
 use crate::index;
-use crate::rmap::{self, MappedVma, VmaInfo};
+use crate::remote;
 use crate::robust_list::{CurrentMem, Entry, Head, UserMem};
+use core::ops::ControlFlow;
 use kernel::{
     alloc::flags::GFP_ATOMIC,
     bindings,
     fs::File,
-    mm::{virt::VmaRef, Mm},
+    mm::{
+        virt::{RmapVma, VmaRef},
+        Mm,
+    },
     page::PAGE_SHIFT,
     prelude::*,
     sync::{
@@ -126,13 +130,14 @@ fn current_mm() -> *mut bindings::mm_struct {
 ///
 /// `mm_only`: taken as private memory (the caller's addresses), whatever backs it.
 fn part(vma: &VmaRef, at: usize, end: usize, mm_only: bool) -> Result<Store> {
-    let info = VmaInfo::of(vma);
-    if info.flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || info.flags & (VM_IO | VM_PFNMAP) != 0 {
+    let flags = vma.flags();
+    if flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || flags & (VM_IO | VM_PFNMAP) != 0 {
         return Err(EFAULT);
     }
-    if info.flags & VM_SHARED != 0 && !mm_only {
-        if let Some(file) = VmaInfo::file(vma) {
-            let start = (info.pgoff << PAGE_SHIFT) + (at - info.start);
+    if flags & VM_SHARED != 0 && !mm_only {
+        if let Some(file) = vma.file() {
+            let file: ARef<File> = file.into();
+            let start = (vma.pgoff() << PAGE_SHIFT) + (at - vma.start());
             return Ok(Store::Shared {
                 file,
                 start,
@@ -194,28 +199,33 @@ fn resolve(addr: usize, len: usize, mm_only: bool) -> Result<(Store, KVec<Store>
 /// Finds where each mm maps a shared store (step 2).
 fn shared_windows(file: &File, start: usize, end: usize, out: &mut KVec<Window>) -> Result {
     let (first, last) = (start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
-    rmap::for_each_mapping_vma(file, first, last, |mapped: &MappedVma<'_>| {
-        let vma = &mapped.info;
-        if vma.flags & VM_SHARED == 0 {
-            return Ok(()); // a MAP_PRIVATE mapping of the file: not the same memory
+    let found = RmapVma::for_each(file, first, last, |vma: &RmapVma| {
+        if vma.flags() & VM_SHARED == 0 {
+            return ControlFlow::Continue(()); // a MAP_PRIVATE mapping: not the same memory
         }
         // The part of the store this VMA maps, in bytes of the file.
-        let vma_start = vma.pgoff << PAGE_SHIFT;
-        let vma_end = vma_start + (vma.end - vma.start);
+        let vma_start = vma.pgoff() << PAGE_SHIFT;
+        let vma_end = vma_start + (vma.end() - vma.start());
         let (s, e) = (start.max(vma_start), end.min(vma_end));
         if s >= e {
-            return Ok(());
+            return ControlFlow::Continue(());
         }
         let w = Window {
-            mm: mapped.mm.as_raw(),
-            start: vma.start + (s - vma_start),
-            end: vma.start + (e - vma_start),
-            _grab: Some(mapped.mm.into()),
+            mm: vma.mm().as_raw(),
+            start: vma.start() + (s - vma_start),
+            end: vma.start() + (e - vma_start),
+            _grab: Some(vma.mm().into()),
         };
         // No reclaim under i_mmap_rwsem.
-        out.push(w, GFP_ATOMIC)?;
-        Ok(())
-    })
+        match out.push(w, GFP_ATOMIC) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
+    });
+    match found {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(e) => Err(e.into()),
+    }
 }
 
 /// Collects every thread of the system whose mm has a window (the fallback of step 3).
@@ -231,7 +241,7 @@ struct TaskMem<'a>(&'a Task);
 
 impl UserMem for TaskMem<'_> {
     fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
-        rmap::read_task_memory(self.0, addr, buf)
+        remote::read_task_memory(self.0, addr, buf)
     }
 }
 
@@ -318,10 +328,16 @@ fn clear(m: &Match) -> bool {
     // A slot that is not naturally aligned, or changed since it was read, is left alone.
     let slot = m.head.pending_slot();
     matches!(
-        rmap::compare_and_clear(&mm, slot, m.raw as u64, m.head.word_size()),
+        remote::compare_and_clear(&mm, slot, m.raw as u64, m.head.word_size()),
         Ok(true)
     )
 }
+
+// bindgen's layout of the `mm_struct` field read below must be C's (see `futex.rs`).
+const _: () = assert!(
+    core::mem::offset_of!(bindings::mm_struct, __bindgen_anon_1.mm_users)
+        == bindings::MM_STRUCT_MM_USERS
+);
 
 /// Whether the current task is the only user of its mm: `mm_users` is 1. Every other task
 /// using the mm (thread, `CLONE_VM` sibling, `vfork()` child) holds a reference on it, and none

@@ -13,7 +13,7 @@
 //! - [`robust_list`]: the one parser of the user-space robust list ABI that the walk and the
 //!   cleanup system call use;
 //! - [`futex`]: the futex core's interfaces for walkers, and the futex fields of a task;
-//! - [`rmap`]: where a file's pages are mapped, and atomic access to another mm's memory;
+//! - [`remote`]: access to another task's memory (reading a head, clearing a slot);
 //! - KUnit suites (`robust_futex_*`), run when the module is loaded.
 //!
 //! Statistics are exposed in debugfs under `robust_futex/`, so that tests can tell that the walks
@@ -27,7 +27,7 @@ use kernel::{debugfs, prelude::*, sync::atomic::Atomic};
 mod cleanup;
 mod futex;
 mod index;
-mod rmap;
+mod remote;
 mod robust_list;
 mod walker;
 

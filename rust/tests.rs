@@ -108,6 +108,18 @@ mod walker_tests {
     use crate::robust_list::{walk, CurrentMem, Entry, Flow, Head, Visit, ROBUST_LIST_LIMIT};
     use crate::walker;
 
+    fn native(addr: usize) -> Head {
+        Head {
+            addr,
+            abi: Abi::Native,
+        }
+    }
+
+    /// The KUnit thread "dies" with the list at `addr`: the module's exit walk, with its TID.
+    fn die(addr: usize, abi: Abi) {
+        walker::exit_walk(Head { addr, abi }, self_tid() as i32);
+    }
+
     #[test]
     fn entry_decoding() -> Result {
         assert_eq!(
@@ -178,13 +190,7 @@ mod walker_tests {
         put_u32(word(5), DIED | WAITERS)?; // already dead, no owner
         build(Abi::Native, base, &[e(1), e(2) | 1, e(3), e(5)], 8, e(4))?;
 
-        walker::exit_walk(
-            Head {
-                addr: base,
-                abi: Abi::Native,
-            },
-            tid as i32,
-        );
+        die(base, Abi::Native);
 
         assert_eq!(get_u32(word(1))?, DIED);
         assert_eq!(get_u32(word(2))?, DIED | WAITERS);
@@ -202,17 +208,10 @@ mod walker_tests {
         // A pending entry that is also on the list is visited once, last.
         build(Abi::Native, base, &[e(1), e(2) | 1, e(3)], -4, e(2) | 1)?;
         let mut seen = KVec::new();
-        walk(
-            &CurrentMem,
-            &Head {
-                addr: base,
-                abi: Abi::Native,
-            },
-            |v: Visit| {
-                let _ = seen.push(v, GFP_KERNEL);
-                Flow::Continue
-            },
-        );
+        walk(&CurrentMem, &native(base), |v: Visit| {
+            let _ = seen.push(v, GFP_KERNEL);
+            Flow::Continue
+        });
         let expected = [
             Visit {
                 uaddr: e(1) - 4,
@@ -234,33 +233,19 @@ mod walker_tests {
 
         // A visit that stops the walk also skips the pending entry.
         let mut count = 0;
-        walk(
-            &CurrentMem,
-            &Head {
-                addr: base,
-                abi: Abi::Native,
-            },
-            |_| {
-                count += 1;
-                Flow::Stop
-            },
-        );
+        walk(&CurrentMem, &native(base), |_| {
+            count += 1;
+            Flow::Stop
+        });
         assert_eq!(count, 1);
 
         // An empty list with no pending entry visits nothing.
         build(Abi::Native, base, &[], 0, 0)?;
         let mut count = 0;
-        walk(
-            &CurrentMem,
-            &Head {
-                addr: base,
-                abi: Abi::Native,
-            },
-            |_| {
-                count += 1;
-                Flow::Continue
-            },
-        );
+        walk(&CurrentMem, &native(base), |_| {
+            count += 1;
+            Flow::Continue
+        });
         assert_eq!(count, 0);
         Ok(())
     }
@@ -282,13 +267,7 @@ mod walker_tests {
         put_u32(pending + 8, tid)?;
         build(Abi::Native, base, &links, 8, pending)?;
 
-        walker::exit_walk(
-            Head {
-                addr: base,
-                abi: Abi::Native,
-            },
-            tid as i32,
-        );
+        die(base, Abi::Native);
 
         assert_eq!(get_u32(e(0) + 8)?, DIED);
         assert_eq!(get_u32(e(n - 2) + 8)?, DIED);
@@ -307,13 +286,7 @@ mod walker_tests {
         put_u32(e2 + 8, tid)?;
         build(Abi::Native, base, &[e1], 8, e2)?;
         put_word(Abi::Native, e1, 0x1000)?; // unmapped in the test's mm
-        walker::exit_walk(
-            Head {
-                addr: base,
-                abi: Abi::Native,
-            },
-            tid as i32,
-        );
+        die(base, Abi::Native);
         assert_eq!(get_u32(e1 + 8)?, DIED);
         assert_eq!(get_u32(e2 + 8)?, tid);
         Ok(())
@@ -330,13 +303,7 @@ mod walker_tests {
         put_u32(e2 + 8, tid)?;
         put_u32(e3 + 8, tid)?;
         build(Abi::Native, base, &[e1, e2], 8, e3)?;
-        walker::exit_walk(
-            Head {
-                addr: base,
-                abi: Abi::Native,
-            },
-            tid as i32,
-        );
+        die(base, Abi::Native);
         assert_eq!(get_u32(e1 + 8)?, tid);
         assert_eq!(get_u32(e2 + 8)?, tid);
         assert_eq!(get_u32(e3 + 8)?, tid);
@@ -357,13 +324,7 @@ mod walker_tests {
         put_u32(e2 - 16, tid)?;
         put_u32(e3 - 16, tid)?;
         build(Abi::Compat, base, &[e1, e2 | 1], -16, e3)?;
-        walker::exit_walk(
-            Head {
-                addr: base,
-                abi: Abi::Compat,
-            },
-            tid as i32,
-        );
+        die(base, Abi::Compat);
         assert_eq!(get_u32(e1 - 16)?, DIED | WAITERS);
         assert_eq!(get_u32(e2 - 16)?, DIED);
         assert_eq!(get_u32(e3 - 16)?, DIED);
@@ -391,7 +352,7 @@ mod walker_tests {
 mod cleanup_tests {
     use super::*;
     use crate::index::TaskIndex;
-    use crate::rmap;
+    use crate::remote;
     use kernel::{sync::aref::ARef, task::Task};
 
     /// `compare_and_clear_remote()` clears a slot only if it still holds the value read: a slot
@@ -404,26 +365,26 @@ mod cleanup_tests {
         let mm = task.mm().ok_or(EINVAL)?;
         let slot = base + 0x10;
         put_word(Abi::Native, slot, 0x1234_5678_9abc_def0)?;
-        let r = rmap::compare_and_clear(mm, slot, 0x1111, 8);
+        let r = remote::compare_and_clear(mm, slot, 0x1111, 8);
         assert!(matches!(r, Ok(false)));
         assert_eq!(get_u64(slot)?, 0x1234_5678_9abc_def0);
-        let r = rmap::compare_and_clear(mm, slot, 0x1234_5678_9abc_def0, 8);
+        let r = remote::compare_and_clear(mm, slot, 0x1234_5678_9abc_def0, 8);
         assert!(matches!(r, Ok(true)));
         assert_eq!(get_u64(slot)?, 0);
 
         let slot32 = base + 0x24;
         put_u32(slot32, 0x8765_4321)?;
-        let r = rmap::compare_and_clear(mm, slot32, 0x8765_4320, 4);
+        let r = remote::compare_and_clear(mm, slot32, 0x8765_4320, 4);
         assert!(matches!(r, Ok(false)));
         assert_eq!(get_u32(slot32)?, 0x8765_4321);
-        let r = rmap::compare_and_clear(mm, slot32, 0x8765_4321, 4);
+        let r = remote::compare_and_clear(mm, slot32, 0x8765_4321, 4);
         assert!(matches!(r, Ok(true)));
         assert_eq!(get_u32(slot32)?, 0);
         // Its neighbours are untouched.
         assert_eq!(get_u32(slot32 - 4)?, 0);
         assert_eq!(get_u32(slot32 + 4)?, 0);
 
-        assert!(rmap::compare_and_clear(mm, base + 4, 0, 8).is_err());
+        assert!(remote::compare_and_clear(mm, base + 4, 0, 8).is_err());
         Ok(())
     }
 
