@@ -118,6 +118,22 @@ def rst(res):
             (k, f"{v['median']:.3f}", f"{v['p10']:.3f}", f"{v['p90']:.3f}",
              f"{v['without_ticks']:.0f}", f"{v['with_ticks']:.0f}")
             for k, v in res["preload"].items()]))
+    if res.get("unlock"):
+        u = res["unlock"]
+        out.append("\n" + textwrap.fill(
+            "The cost of each approach where it is paid: one robust lock/unlock pair with "
+            "glibc's classic unlock and with the merged sequence (ns, medians; ratio merged / "
+            "classic per round), and one cleanup_robust_list() per destroy (private "
+            "memory):", 78) + "\n\n")
+        rows = []
+        for label, k, b in (("uncontended", "merged", "classic"),
+                            ("contended", "merged_contended", "classic_contended")):
+            s = u[k]["vs_classic"]
+            rows.append((label, f"{u[b]['ns']:.0f}", f"{u[k]['ns']:.0f}",
+                         f"{s['median']:.3f}", f"{s['p10']:.3f}", f"{s['p90']:.3f}"))
+        out.append(table(("unlock", "classic", "merged", "ratio", "p10", "p90"), rows))
+        out.append(f"\nNull system call {u['null']['ns']:.0f} ns; cleanup_robust_list() "
+                   f"per destroy {res['cleanup']['private']['ns']:.0f} ns.\n")
     fl = res["floors"]
     out.append("\n" + textwrap.fill(
         "Floors, in null system calls: a call that looks up one VMA (``mincore()``) "
@@ -191,6 +207,21 @@ def main():
         res["preload"][f["op"]] = s
         p(f"  {f['op']:30} {s['median']:.3f}  (p10 {s['p10']:.3f}, p90 {s['p90']:.3f}; "
           f"{s['without_ticks']:.0f} -> {s['with_ticks']:.0f} ticks)")
+
+    res["unlock"] = {}
+    u = next((f for f in figs if f["figure"] == "unlock"), None)
+    if u:
+        p("robust lock/unlock pair, ns (median) and merged / classic (per-round ratio)")
+        for k in ("null", "classic", "merged", "classic_contended", "merged_contended"):
+            res["unlock"][k] = {"ns": statistics.median(u[k])}
+        for a_, b_ in (("merged", "classic"), ("merged_contended", "classic_contended")):
+            s = spread(ratios(u, a_, b_))
+            res["unlock"][a_].update(vs_classic=s)
+            p(f"  {a_:17} {res['unlock'][a_]['ns']:7.0f} ns vs {b_} "
+              f"{res['unlock'][b_]['ns']:7.0f} ns: {s['median']:.3f}  (p10 {s['p10']:.3f}, "
+              f"p90 {s['p90']:.3f})")
+        p(f"  null system call {res['unlock']['null']['ns']:7.0f} ns; one cleanup_robust_list() "
+          f"per destroy (private): {res['cleanup']['private']['ns']:.0f} ns")
 
     per_thread = slope([(s["tasks"], s["median"]) for s in res["threads"]])
     per_proc = slope([(s["tasks"], s["median"]) for s in res["processes"]])

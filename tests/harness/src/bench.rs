@@ -14,7 +14,11 @@
 //!   the index) against the number of unrelated idle tasks, and with none again at the end;
 //! - `exit`: a thread's exit with N owned robust futexes on its list (private, process-shared
 //!   or PI), module walker and built-in walker alternating (the module is loaded and unloaded
-//!   between rounds).
+//!   between rounds);
+//! - `unlock`: one robust lock/unlock pair with glibc's classic unlock and with the merged
+//!   sequence (vDSO try_unlock, `FUTEX_ROBUST_UNLOCK` when contended), uncontended and
+//!   contended (`FUTEX_WAITERS` set, no waiter), and the null system call, in ns (kernels with
+//!   the merged fix only).
 
 use crate::stress::{run, unload};
 use crate::sys::{self, *};
@@ -491,6 +495,121 @@ fn preload_overhead() {
     }
 }
 
+/// One robust lock/unlock pair of a mutex whose word is `word` and whose list entry is
+/// `entry`, with `slot` the thread's `list_op_pending`, as glibc's robust mutexes do it (without
+/// the list insertion, the same for all): announce, lock (with `FUTEX_WAITERS` when
+/// `contended`, as if a waiter had queued), clear; announce, unlock, clear (the merged sequence
+/// clears in the unlock itself).
+fn lock_unlock(
+    word: usize,
+    entry: usize,
+    slot: usize,
+    tid: u32,
+    contended: bool,
+    merged: Option<extern "C" fn(*mut u32, u32, *mut u64) -> u32>,
+) {
+    // SAFETY: `word` is an aligned u32 of our own memory, only accessed atomically.
+    let w = unsafe { AtomicU32::from_ptr(word as *mut u32) };
+    sys::write_usize(slot, entry);
+    let locked = tid | if contended { FUTEX_WAITERS } else { 0 };
+    let ok = w.compare_exchange(0, locked, Ordering::Acquire, Ordering::Relaxed);
+    assert!(ok.is_ok(), "the bench's lock word was not free: {:?}", ok);
+    sys::write_usize(slot, 0);
+    sys::write_usize(slot, entry);
+    match merged {
+        None => {
+            if w.swap(0, Ordering::Release) & FUTEX_WAITERS != 0 {
+                let _ = sys::futex_wake(word, 1);
+            }
+            sys::write_usize(slot, 0);
+        }
+        Some(f) => {
+            if f(word as *mut u32, tid, slot as *mut u64) != tid {
+                // SAFETY: a futex call on our own word and pending slot.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_futex,
+                        word,
+                        // Shared, as `sys::futex_wake()` of the classic sequence.
+                        libc::FUTEX_WAKE | crate::stepped::FUTEX_ROBUST_UNLOCK,
+                        1,
+                        0,
+                        slot,
+                        0,
+                    )
+                };
+                assert!(
+                    r >= 0,
+                    "FUTEX_ROBUST_UNLOCK: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
+/// The cost of each way to unlock a robust mutex, where it is paid: per unlock. (The cost of
+/// cleanup_robust_list() is per destroy: the `cleanup` figure.)
+fn unlock_costs() {
+    let Some((f, _)) = crate::stepped::try_unlock() else {
+        println!("# bench: no vDSO try_unlock in this kernel: no unlock figure");
+        return;
+    };
+    // SAFETY: the vDSO's function of this signature.
+    let f: extern "C" fn(*mut u32, u32, *mut u64) -> u32 = unsafe { std::mem::transmute(f) };
+    let mem = sys::private_anon(4096);
+    // A robust list head of our own at `mem`, the mutex's word at +0x100, its entry at +0x120.
+    let (head, word, entry) = (mem, mem + 0x100, mem + 0x120);
+    sys::write_usize(head, head);
+    sys::write_usize(head + 8, (word as isize - entry as isize) as usize);
+    sys::write_usize(head + 16, 0);
+    let slot = head + 16;
+    // In a child of its own, whose robust list head this one replaces.
+    let pid = sys::fork_with(|| {
+        if sys::set_robust_list(head, crate::list::HEAD_LEN).is_err() {
+            return 1;
+        }
+        unlock_rounds(word, entry, slot, f);
+        0
+    });
+    assert!(
+        sys::exited_ok(sys::wait_pid(pid)),
+        "the unlock bench failed"
+    );
+}
+
+fn unlock_rounds(
+    word: usize,
+    entry: usize,
+    slot: usize,
+    f: extern "C" fn(*mut u32, u32, *mut u64) -> u32,
+) {
+    let tid = sys::gettid();
+    let rows = interleave(
+        ROUNDS,
+        K,
+        &mut [
+            &mut null_syscall,
+            &mut || lock_unlock(word, entry, slot, tid, false, None),
+            &mut || lock_unlock(word, entry, slot, tid, false, Some(f)),
+            &mut || lock_unlock(word, entry, slot, tid, true, None),
+            &mut || lock_unlock(word, entry, slot, tid, true, Some(f)),
+        ],
+    );
+    emit(
+        "unlock",
+        "",
+        &rows,
+        &[
+            "null",
+            "classic",
+            "merged",
+            "classic_contended",
+            "merged_contended",
+        ],
+    );
+}
+
 pub fn main(module: &str) -> i32 {
     println!(
         "# bench: timing with the TSC, {:.3} ticks/ns; the kernel's clocksource is {}",
@@ -512,6 +631,8 @@ pub fn main(module: &str) -> i32 {
     exit_walk(module);
     println!("# bench: preload library, with / without");
     preload_overhead();
+    println!("# bench: robust unlock, classic vs merged");
+    unlock_costs();
     println!("# bench: done");
     0
 }
