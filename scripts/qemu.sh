@@ -14,7 +14,7 @@ timeout --kill-after=10 "$limit" qemu-system-x86_64 \
 	-machine pc -accel tcg -bios /usr/share/qemu/qboot.rom \
 	-smp 2 -m "${RF_MEM:-1G}" -no-reboot -serial stdio -monitor none -display none \
 	-kernel "$KOUT/arch/x86/boot/bzImage" -initrd "$INITRAMFS" \
-	-append "console=ttyS0 loglevel=5 panic=-1 oops=panic rf.mode=$mode rf.filter=${RF_FILTER:-} kunit.filter_glob=robust_futex* ${RF_APPEND:-}" \
+	-append "console=ttyS0 loglevel=5 panic=-1 oops=panic rf.mode=$mode rf.filter=${RF_FILTER:-} ${RF_APPEND:-}" \
 	</dev/null >"$logf" 2>&1 || rc=$?
 if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
 	echo "@@@ host: QEMU timed out after ${limit}s" >>"$logf"

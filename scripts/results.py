@@ -100,6 +100,8 @@ def main():
         add("guest/" + step, rc == 0, "rc=%s" % rc)
     kunit = [s for s in found if s.startswith("kunit-")]
     add("guest/kunit_suites_ran", kunit, "no KUnit suite results in the log")
+    add("guest/kernel_crate_doctests_ran", "kunit-rust_doctests_kernel" in kunit,
+        "no rust_doctests_kernel results (CONFIG_RUST_KERNEL_DOCTESTS)")
     selftests = sorted(s for s in found if s.startswith("selftest-"))
     # The kernel's futex selftests ran, robust_list among them, with and without the module.
     for want in ("selftest-robust_list", "selftest-robust_list-module"):
