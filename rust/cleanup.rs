@@ -10,29 +10,34 @@
 //!
 //! 1. **Identity.** The caller's range `[addr, addr + len)` is resolved in its mm as
 //!    `get_futex_key()` would resolve each word, mapping by mapping (a range may cover several,
-//!    as `munmap()`'s does, but no hole): for a `VM_SHARED` mapping (shared file, shmem, memfd,
-//!    shared anonymous memory, SysV shm), the backing `address_space` and byte offsets in it;
-//!    for private memory, the caller's mm and the addresses.
+//!    as `munmap()`'s does, but no hole): for a `VM_MAYSHARE` mapping (shared file, shmem,
+//!    memfd, shared anonymous memory, SysV shm, and a `MAP_SHARED` mapping of a file opened
+//!    read-only, which has `VM_MAYSHARE` without `VM_SHARED`), the backing file and byte
+//!    offsets in it; for private memory, the caller's mm and the addresses.
 //! 2. **Windows.** Where each mm maps each part's identity: for shared memory, every
-//!    `VM_SHARED` VMA on the mapping's `i_mmap` tree that covers part of the offsets, at
+//!    `VM_MAYSHARE` VMA on the mapping's `i_mmap` tree that covers part of the offsets, at
 //!    whatever address it maps them; for private memory, the caller's range in the caller's mm.
 //! 3. **Candidates.** The tasks with a robust list whose mm has a window (threads, `CLONE_VM`
 //!    siblings and other processes alike), looked up per mm in the module's [`index`], so the
 //!    cost does not depend on the other tasks of the system; just the caller if every window is
-//!    in its mm and it is that mm's only user. Only if the index is incomplete (an allocation
-//!    failed) is every thread of the system walked instead.
-//! 4. **Clearing.** For each candidate, each head's `futex_offset` and `list_op_pending` are read
-//!    in one access: directly for a task of the caller's own mm, with `access_process_vm()`
-//!    otherwise. Only if the futex word (`pending + futex_offset`, PI bit masked, 32-bit
-//!    arithmetic for compat heads) lies in one of that mm's windows is the task's
+//!    in its mm and it is that mm's only user. While the index is incomplete (the module is
+//!    being loaded, or an allocation failed) every thread of the system is walked instead.
+//! 4. **Clearing.** For each candidate, each head's `list_op_pending` is read, then, if it is
+//!    set, its `futex_offset` (two reads): directly for a task of the caller's own mm, with
+//!    `access_process_vm()` otherwise. Only if the futex word (`pending + futex_offset`, PI bit
+//!    masked, 32-bit arithmetic for compat heads) lies in one of that mm's windows is the task's
 //!    `futex.exit_mutex` taken (so that an exit that started walking finishes first, and one
 //!    that finished is skipped), and the slot cleared by compare-and-exchange against the value
-//!    read: a slot changed in the meantime is left alone.
+//!    read, under the mm's `mmap_lock`, once the word is checked to still be the memory being
+//!    cleaned there: a slot changed in the meantime, or whose word was unmapped and something
+//!    else mapped at its address, is left alone.
 //!
-//! Lock order: a task's `futex.exit_mutex`, then the index's mutex, then an mm's `mmap_lock`.
-//! Step 4 reads heads under the index's mutex (faults and `access_process_vm()` take an
-//! `mmap_lock`) and clears slots under a `futex.exit_mutex` after releasing it. `i_mmap_rwsem`
-//! and RCU are only held while collecting references (steps 2 and 3), never with the others.
+//! Locks: references are collected under the index's mutex, `i_mmap_rwsem` or RCU, each alone
+//! and with no allocation with reclaim and no user memory access under it (steps 2 and 3);
+//! heads are read with no lock held; a slot is cleared under its task's `futex.exit_mutex`,
+//! then its mm's `mmap_lock` (step 4). A read that faults may sleep as long as the fault does
+//! (a `userfaultfd` page nobody serves): the caller alone waits, and stays killable: the call
+//! then ends with `EINTR`.
 //!
 //! With `CLEANUP_ROBUST_LIST_MM_ONLY` (a C library unmapping the range, or mapping over it),
 //! every part is taken as private memory: one window, the caller's range in its own mm, so only
@@ -50,12 +55,12 @@ use crate::remote;
 use crate::robust_list::{CurrentMem, Entry, Head, UserMem};
 use core::ops::ControlFlow;
 use kernel::{
-    alloc::flags::GFP_ATOMIC,
     bindings,
+    error::code::EINTR,
     fs::File,
     mm::{
         virt::{RmapVma, VmaRef},
-        Mm,
+        Mm, MmapReadGuard,
     },
     page::PAGE_SHIFT,
     prelude::*,
@@ -78,7 +83,7 @@ const MM_ONLY: u32 = bindings::CLEANUP_ROBUST_LIST_MM_ONLY;
 const VM_READ: usize = bindings::VM_READ;
 const VM_WRITE: usize = bindings::VM_WRITE;
 const VM_EXEC: usize = bindings::VM_EXEC;
-const VM_SHARED: usize = bindings::VM_SHARED;
+const VM_MAYSHARE: usize = bindings::VM_MAYSHARE;
 const VM_IO: usize = bindings::VM_IO;
 const VM_PFNMAP: usize = bindings::VM_PFNMAP;
 
@@ -99,6 +104,10 @@ struct Window {
     mm: *mut bindings::mm_struct,
     start: usize,
     end: usize,
+    /// For shared memory, the page cache the window maps and the byte offset in it of `start`,
+    /// to check at the time of a clear that the window still maps it; `None` for the caller's
+    /// private memory, whose identity is its addresses.
+    shared: Option<(*const bindings::address_space, usize)>,
     /// Keeps `mm` allocated for the call (so that its address cannot be reused by another mm
     /// while it is compared); `None` for the caller's own mm, which is alive while it runs.
     _grab: Option<ARef<Mm>>,
@@ -111,6 +120,7 @@ impl Window {
             mm: current_mm(),
             start,
             end,
+            shared: None,
             _grab: None,
         }
     }
@@ -134,7 +144,7 @@ fn part(vma: &VmaRef, at: usize, end: usize, mm_only: bool) -> Result<Store> {
     if flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || flags & (VM_IO | VM_PFNMAP) != 0 {
         return Err(EFAULT);
     }
-    if flags & VM_SHARED != 0 && !mm_only {
+    if flags & VM_MAYSHARE != 0 && !mm_only {
         if let Some(file) = vma.file() {
             let file: ARef<File> = file.into();
             let start = (vma.pgoff() << PAGE_SHIFT) + (at - vma.start());
@@ -196,41 +206,64 @@ fn resolve(addr: usize, len: usize, mm_only: bool) -> Result<(Store, KVec<Store>
     Ok((first, rest))
 }
 
+/// The page cache of `file`.
+fn mapping_of(file: &File) -> *const bindings::address_space {
+    // SAFETY: The file is valid while borrowed; `f_mapping` is set at open and stays.
+    unsafe { (*file.as_ptr()).f_mapping }
+}
+
 /// Finds where each mm maps a shared store (step 2).
+///
+/// The areas are found under `i_mmap_rwsem`, where nothing may be allocated with reclaim: they
+/// are counted first, then collected into room made after dropping it (again if areas were
+/// added in between), so that memory mapped by thousands of processes needs no large atomic
+/// allocation.
 fn shared_windows(file: &File, start: usize, end: usize, out: &mut KVec<Window>) -> Result {
     let (first, last) = (start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
-    let found = RmapVma::for_each(file, first, last, |vma: &RmapVma| {
-        if vma.flags() & VM_SHARED == 0 {
-            return ControlFlow::Continue(()); // a MAP_PRIVATE mapping: not the same memory
+    let mapping = mapping_of(file);
+    let mut more = 0usize;
+    loop {
+        out.reserve(more, GFP_KERNEL)?;
+        let base = out.len();
+        more = 0;
+        let _ = RmapVma::for_each(file, first, last, |vma: &RmapVma| {
+            if vma.flags() & VM_MAYSHARE == 0 {
+                return ControlFlow::<()>::Continue(()); // MAP_PRIVATE: not the same memory
+            }
+            // The part of the store this VMA maps, in bytes of the file.
+            let vma_start = vma.pgoff() << PAGE_SHIFT;
+            let vma_end = vma_start + (vma.end() - vma.start());
+            let (s, e) = (start.max(vma_start), end.min(vma_end));
+            if s >= e {
+                return ControlFlow::Continue(());
+            }
+            let w = Window {
+                mm: vma.mm().as_raw(),
+                start: vma.start() + (s - vma_start),
+                end: vma.start() + (e - vma_start),
+                shared: Some((mapping, s)),
+                _grab: Some(vma.mm().into()),
+            };
+            if out.push_within_capacity(w).is_err() {
+                more += 1;
+            }
+            ControlFlow::Continue(())
+        });
+        if more == 0 {
+            return Ok(());
         }
-        // The part of the store this VMA maps, in bytes of the file.
-        let vma_start = vma.pgoff() << PAGE_SHIFT;
-        let vma_end = vma_start + (vma.end() - vma.start());
-        let (s, e) = (start.max(vma_start), end.min(vma_end));
-        if s >= e {
-            return ControlFlow::Continue(());
+        // Areas were added since the room was made: drop what was collected, make more.
+        out.truncate(base);
+        if kernel::current!().fatal_signal_pending() {
+            return Err(EINTR);
         }
-        let w = Window {
-            mm: vma.mm().as_raw(),
-            start: vma.start() + (s - vma_start),
-            end: vma.start() + (e - vma_start),
-            _grab: Some(vma.mm().into()),
-        };
-        // No reclaim under i_mmap_rwsem.
-        match out.push(w, GFP_ATOMIC) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => ControlFlow::Break(e),
-        }
-    });
-    match found {
-        ControlFlow::Continue(()) => Ok(()),
-        ControlFlow::Break(e) => Err(e.into()),
+        more = more * 2 + (out.capacity() - base);
     }
 }
 
 /// Collects every thread of the system whose mm has a window (the fallback of step 3).
-fn scan(windows: &[Window], out: &mut KVec<ARef<Task>>) -> Result {
-    index::collect_user_tasks(out, |t| {
+fn scan(windows: &[Window]) -> Result<KVec<ARef<Task>>> {
+    index::collect_user_tasks(|t| {
         let mm = futex::flags_mm(t).1;
         windows.iter().any(|w| w.mm == mm)
     })
@@ -251,13 +284,21 @@ struct Match {
     mm: *mut bindings::mm_struct,
     head: Head,
     raw: usize,
+    /// The futex word it points at, in `mm`.
+    word: usize,
+    /// What the window that holds `word` maps there (see [`Window::shared`]).
+    shared: Option<(*const bindings::address_space, usize)>,
+    /// The start of that window, for the offset of `word` in `shared`.
+    window_start: usize,
 }
 
-/// Step 4, first half: reads each head of `task`, a task of `mm`, without locks, and records
-/// the slots that point into one of `mm`'s windows. A slot that does not needs nothing, and
-/// cannot start to: only its own task sets it, and not to a mutex being destroyed.
+/// Step 4, first half: reads each head of `task`, a task of `mm`, with no lock held, and
+/// records the slots that point into one of `mm`'s windows. A slot that does not needs nothing,
+/// and cannot start to: only its own task sets it, and not to a mutex being destroyed.
 ///
 /// `local`: `mm` is the caller's own (its memory is read directly).
+///
+/// Context: process context, no lock held; may sleep as long as a fault on the heads does.
 fn examine(
     task: &Task,
     mm: *mut bindings::mm_struct,
@@ -265,11 +306,7 @@ fn examine(
     windows: &[Window],
     found: &mut KVec<Match>,
 ) -> Result {
-    for (addr, abi) in futex::heads(task) {
-        if addr == 0 {
-            continue;
-        }
-        let head = Head { addr, abi };
+    for head in futex::heads(task).into_iter().flatten() {
         // Directly from the caller's own memory for its threads and `CLONE_VM` siblings. Most
         // slots are empty: `futex_offset` is only read for one that is not.
         let slot = head.pending_slot();
@@ -281,7 +318,7 @@ fn examine(
         let Ok(raw) = read else {
             continue;
         };
-        let pending = Entry::decode(raw, abi);
+        let pending = Entry::decode(raw, head.abi);
         if pending.addr == 0 {
             continue;
         }
@@ -294,15 +331,18 @@ fn examine(
             continue;
         };
         let word = head.futex_word(pending, futex_offset);
-        if !windows.iter().any(|w| w.mm == mm && w.holds(word)) {
+        let Some(w) = windows.iter().find(|w| w.mm == mm && w.holds(word)) else {
             continue;
-        }
+        };
         found.push(
             Match {
                 task: task.into(),
                 mm,
                 head,
                 raw,
+                word,
+                shared: w.shared,
+                window_start: w.start,
             },
             GFP_KERNEL,
         )?;
@@ -310,9 +350,31 @@ fn examine(
     Ok(())
 }
 
+/// Whether `m`'s futex word is still, in its mm locked by `mm`, the memory being cleaned: for
+/// shared memory, an area that maps the same page cache at the same offset; for the caller's
+/// private memory (and any memory with `CLEANUP_ROBUST_LIST_MM_ONLY`), any mapping at the
+/// address: its identity is the address.
+fn still_maps(mm: &MmapReadGuard<'_>, m: &Match) -> bool {
+    let Some(vma) = mm.vma_lookup(m.word) else {
+        return false;
+    };
+    let Some((mapping, offset)) = m.shared else {
+        return true;
+    };
+    let Some(file) = vma.file() else {
+        return false;
+    };
+    let at = (vma.pgoff() << PAGE_SHIFT) + (m.word - vma.start());
+    vma.flags() & VM_MAYSHARE != 0
+        && core::ptr::eq(mapping_of(file), mapping)
+        && at == offset + (m.word - m.window_start)
+}
+
 /// Step 4, second half: clears a slot found by [`examine`], under its task's
 /// `futex.exit_mutex`, so that an exit walk under way finishes first (and then nothing is left
 /// to do) and none starts while the slot is cleared. Returns whether it cleared it.
+///
+/// Context: process context, no lock held; may sleep.
 fn clear(m: &Match) -> bool {
     let guard = ExitGuard::lock(&m.task);
     if guard.exited() {
@@ -322,13 +384,16 @@ fn clear(m: &Match) -> bool {
     let Some(mm) = m.task.get_mm().filter(|mm| mm.as_raw() == m.mm) else {
         return false;
     };
-    if !guard.heads().contains(&(m.head.addr, m.head.abi)) {
+    if !guard.heads().contains(&Some(m.head)) {
         return false; // registered another head meanwhile
     }
-    // A slot that is not naturally aligned, or changed since it was read, is left alone.
+    // A slot that is not naturally aligned, changed since it was read, or whose word is no
+    // longer the memory being cleaned, is left alone.
     let slot = m.head.pending_slot();
     matches!(
-        remote::compare_and_clear(&mm, slot, m.raw as u64, m.head.word_size()),
+        remote::compare_and_clear(&mm, slot, m.raw as u64, m.head.word_size(), |locked| {
+            still_maps(locked, m)
+        }),
         Ok(true)
     )
 }
@@ -354,7 +419,17 @@ fn current_mm_single_user() -> bool {
         == 1
 }
 
+/// Ends the call if its task is being killed: a call may wait on faults as long as they last.
+fn killable() -> Result {
+    if kernel::current!().fatal_signal_pending() {
+        return Err(EINTR);
+    }
+    Ok(())
+}
+
 /// Steps 3 and 4 for a set of windows.
+///
+/// Context: process context, no lock held; may sleep.
 fn clean(windows: &[Window]) -> Result<usize> {
     let mut found = KVec::new();
     let me = current_mm();
@@ -369,25 +444,30 @@ fn clean(windows: &[Window]) -> Result<usize> {
         if windows[..i].iter().any(|o| o.mm == w.mm) {
             continue; // several windows in one mm
         }
-        let mm = w.mm;
-        let done = index::with(|index| {
-            index.for_each(mm as usize, |task| {
-                examine(task, mm, mm == me, windows, &mut found)
-            })
-        });
-        complete &= done.transpose()?.unwrap_or(false);
+        let Some(tasks) = index::tasks_of(w.mm)? else {
+            complete = false;
+            break;
+        };
+        for task in tasks.iter() {
+            killable()?;
+            examine(task, w.mm, w.mm == me, windows, &mut found)?;
+        }
     }
     if !complete {
         CLEANUP_SCANS.add(1, Relaxed);
         found = KVec::new();
-        let mut all = KVec::new();
-        scan(windows, &mut all)?;
-        for t in all.iter() {
+        for t in scan(windows)?.iter() {
+            killable()?;
             let mm = futex::flags_mm(t).1;
             examine(t, mm, mm == me, windows, &mut found)?;
         }
     }
-    Ok(found.iter().filter(|m| clear(m)).count())
+    let mut cleared = 0;
+    for m in found.iter() {
+        killable()?;
+        cleared += usize::from(clear(m));
+    }
+    Ok(cleared)
 }
 
 fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {

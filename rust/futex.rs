@@ -7,10 +7,15 @@
 //! crate. Every raw call into them is here, each behind a small safe function whose
 //! documentation states its calling context.
 
+use crate::robust_list::{Abi, Head};
 use kernel::{
     bindings,
     error::{code::EFAULT, to_result},
     prelude::*,
+    sync::{
+        lock::{mutex::MutexBackend, Lock},
+        MutexGuard,
+    },
     task::Task,
 };
 
@@ -113,12 +118,10 @@ pub(crate) fn wake_robust(uaddr: usize) {
     unsafe { bindings::futex_wake_robust(uaddr as *mut u32) };
 }
 
-/// A registered robust list head, as stored in a task: its user address and layout.
-pub(crate) type RawHead = (usize, crate::robust_list::Abi);
-
 /// The robust list heads of `task` (native, and compat where configured), as registered: a racy
-/// snapshot, since only the task itself changes them, at `set_robust_list()`, exit or exec.
-pub(crate) fn heads(task: &Task) -> [RawHead; 2] {
+/// snapshot, since only the task itself changes them, at `set_robust_list()`, a robust unlock
+/// that cannot clear its `list_op_pending`, exit or exec.
+pub(crate) fn heads(task: &Task) -> [Option<Head>; 2] {
     let futex = task_futex(task);
     // SAFETY: `futex` points into the valid task; a racy read returns a head that was registered
     // at some point.
@@ -128,10 +131,8 @@ pub(crate) fn heads(task: &Task) -> [RawHead; 2] {
     let compat = unsafe { (&raw const (*futex).compat_robust_list).read_volatile() } as usize;
     #[cfg(not(CONFIG_COMPAT))]
     let compat = 0;
-    [
-        (native, crate::robust_list::Abi::Native),
-        (compat, crate::robust_list::Abi::Compat),
-    ]
+    let head = |addr, abi| (addr != 0).then_some(Head { addr, abi });
+    [head(native, Abi::Native), head(compat, Abi::Compat)]
 }
 
 /// `task->futex`.
@@ -160,34 +161,42 @@ pub(crate) fn is_user_task(task: &Task) -> bool {
 }
 
 /// A task's `futex.exit_mutex`, held: the task cannot start or be in the middle of walking its
-/// robust lists at exit or exec.
-pub(crate) struct ExitGuard<'a>(&'a Task);
+/// robust lists at exit or exec. Functions that rely on that take an `&ExitGuard` as proof.
+///
+/// # Invariants
+///
+/// `_lock` is the guard of `task`'s `futex.exit_mutex`.
+pub(crate) struct ExitGuard<'a> {
+    task: &'a Task,
+    _lock: MutexGuard<'a, ()>,
+}
 
 impl<'a> ExitGuard<'a> {
-    /// Context: process context, may sleep. Lock order: before any `mmap_lock`; never two at once.
+    /// Context: process context, may sleep, and waits for an exit walk under way, which may
+    /// fault on the task's memory: hold no lock that other tasks need. Lock order: before the
+    /// module's index lock and any `mmap_lock`; never two at once.
     pub(crate) fn lock(task: &'a Task) -> Self {
-        // SAFETY: the task is valid, and so is its mutex.
-        unsafe { bindings::mutex_lock(&raw mut (*task_futex(task)).exit_mutex) };
-        Self(task)
+        // SAFETY: `exit_mutex` is an initialised `struct mutex` of the valid task, which outlives
+        // `'a`, and the kernel only ever uses it as a mutex.
+        let mutex =
+            unsafe { Lock::<(), MutexBackend>::from_raw(&raw mut (*task_futex(task)).exit_mutex) };
+        // INVARIANT: the guard of `task`'s `exit_mutex`.
+        Self {
+            task,
+            _lock: mutex.lock(),
+        }
     }
 
     /// True once the task's exit has walked its robust lists (`FUTEX_STATE_DEAD`).
     pub(crate) fn exited(&self) -> bool {
         // SAFETY: `futex.state` is written under `futex.exit_mutex`, which we hold.
-        unsafe { (*task_futex(self.0)).state == bindings::FUTEX_STATE_DEAD }
+        unsafe { (*task_futex(self.task)).state == bindings::FUTEX_STATE_DEAD }
     }
 
     /// The task's robust list heads, stable while the mutex is held against exit and exec (the
     /// task itself may still register another one).
-    pub(crate) fn heads(&self) -> [RawHead; 2] {
-        heads(self.0)
-    }
-}
-
-impl Drop for ExitGuard<'_> {
-    fn drop(&mut self) {
-        // SAFETY: locked in `lock`.
-        unsafe { bindings::mutex_unlock(&raw mut (*task_futex(self.0)).exit_mutex) };
+    pub(crate) fn heads(&self) -> [Option<Head>; 2] {
+        heads(self.task)
     }
 }
 
@@ -214,13 +223,13 @@ unsafe impl Send for Registration {}
 unsafe impl Sync for Registration {}
 
 impl Registration {
-    /// Registers `ops` on behalf of `module`. Fails with `EBUSY` if another set is registered.
+    /// Registers `ops`; they may be called as soon as this returns. Fails with `EBUSY` if
+    /// another set is registered.
     ///
     /// Context: process context, may sleep.
-    pub(crate) fn new(module: &'static ThisModule, ops: RobustOps) -> Result<Self> {
+    pub(crate) fn new(ops: RobustOps) -> Result<Self> {
         let ops = KBox::new(
             bindings::futex_robust_ops {
-                owner: module.as_ptr(),
                 exit_robust_list: ops.exit_robust_list,
                 compat_exit_robust_list: ops.compat_exit_robust_list,
                 cleanup_robust_list: ops.cleanup_robust_list,
@@ -237,8 +246,9 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // SAFETY: `self.ops` was registered in `new`; after this call returns no new call into
-        // it starts, and the ones under way pin this module, so freeing `ops` is safe.
+        // SAFETY: `self.ops` was registered in `new`. When this returns, no call into it is under
+        // way (the futex core waits for them, SRCU) and none starts, so freeing `ops`, and the
+        // module's code and data, is safe.
         unsafe { bindings::futex_robust_ops_unregister(&*self.ops) };
     }
 }

@@ -12,8 +12,11 @@
 //!
 //! - `set_robust_list(2)`, native and compat, through the `robust_list_set` operation: a task is
 //!   indexed under its mm while it has a head, and removed once it has none;
-//! - the exit walk, at exit and at exec (under the task's `futex.exit_mutex`, before its mm goes
-//!   away or is replaced): the task is removed;
+//! - the robust unlock of the merged fix, where it drops a head whose `list_op_pending` it cannot
+//!   clear: the same operation;
+//! - the exit walks, at exit and at exec (under the task's `futex.exit_mutex`, before its mm goes
+//!   away or is replaced): the task is removed after its last walk, the compat one if it has
+//!   both heads, so that a call made between the two walks still finds it;
 //! - [`populate`], once the operations are registered, for the tasks that registered a head before
 //!   the module was loaded.
 //!
@@ -23,23 +26,40 @@
 //! list, so any pending operation it has was started after the call, not before the destroy it
 //! protects.
 //!
-//! Entries hold a reference on their task, so that an entry left behind (the exit of a task
-//! walked by the built-in walker while this module is being unloaded) never dangles; every entry
-//! is dropped with the index. If an entry cannot be allocated, the index is marked incomplete and
-//! `cleanup_robust_list()` falls back to walking every thread: slower, never wrong.
+//! # Structure and cost
 //!
-//! Lock order: a task's `futex.exit_mutex`, then the index's mutex, then an `mmap_lock`. The
-//! exit walk and [`populate`] take the index's mutex under a `futex.exit_mutex`;
-//! `cleanup_robust_list()` reads candidates' heads under it (a `get_user()` may fault, and
-//! `access_process_vm()` takes the target's `mmap_lock`), and takes a `futex.exit_mutex` only
-//! after releasing it. Context of every function here: process context, may sleep.
+//! The mms are spread over [`SHARDS`] shards by a hash of their address, each shard a mutex over
+//! a red-black tree of the shard's mms, each mm a tree of its tasks. Filing or removing a task
+//! costs O(log) in the mms of its shard and the tasks of its mm, under the mutex of its mm's
+//! shard only: `set_robust_list()` and exits of unrelated processes rarely meet, and never on a
+//! global lock. A group holds a reference on its mm (`mmgrab()`), so that its address, the key,
+//! cannot be reused while it is filed; entries hold a reference on their task, so that an entry
+//! never dangles. Everything is dropped with the index.
+//!
+//! # Completeness
+//!
+//! The index is incomplete from its creation until [`populate`] has filed the tasks that
+//! registered before the load, and again for good if an entry cannot be allocated: meanwhile
+//! `cleanup_robust_list()` walks every thread instead: slower, never wrong.
+//!
+//! # Locking
+//!
+//! A shard's mutex guards nothing but its trees: under it no user memory is accessed, no other
+//! lock is taken and nothing is allocated (the room for an entry is made before it is taken), so
+//! a `set_robust_list()` or an exit never waits behind anything a user controls. [`tasks_of`]
+//! copies references out, and `cleanup_robust_list()` reads the candidates' heads after
+//! releasing it. Lock order: a task's `futex.exit_mutex`, then a shard's mutex. Context of every
+//! function here: process context, may sleep.
 
 use crate::futex::{self, ExitGuard};
 use core::{ops::ControlFlow, pin::Pin, ptr};
 use kernel::{
-    alloc::flags::GFP_ATOMIC,
+    bindings,
+    error::code::EINTR,
+    mm::Mm,
     new_mutex,
     prelude::*,
+    rbtree::{RBTree, RBTreeNodeReservation},
     sync::{
         aref::ARef,
         atomic::{Acquire, Atomic, Relaxed, Release},
@@ -50,140 +70,244 @@ use kernel::{
 
 /// Tasks currently indexed (shown in debugfs).
 pub(crate) static INDEXED: Atomic<u64> = Atomic::new(0);
-/// 1 once an entry could not be allocated: calls fall back to walking every thread (debugfs).
-pub(crate) static INCOMPLETE: Atomic<u64> = Atomic::new(0);
+/// 1 while the index is incomplete (being populated, or an entry could not be allocated):
+/// calls walk every thread instead (debugfs).
+pub(crate) static INCOMPLETE: Atomic<u64> = Atomic::new(1);
 
-const BUCKETS: usize = 64;
+/// The number of shards the mms are spread over.
+pub(crate) const SHARDS: usize = 64;
+
+/// The key of an mm, or of a task, in a tree: its address, compared, never dereferenced. The
+/// object is kept allocated while it is a key (by [`MmTasks::mm`], or the entry's reference).
+fn key<T>(p: *const T) -> usize {
+    p as usize
+}
 
 /// The tasks filed under one mm.
 struct MmTasks {
-    /// The key, an `mm_struct` pointer: compared, never dereferenced.
-    mm: usize,
-    tasks: KVec<ARef<Task>>,
+    /// Keeps the mm allocated, so that its address, the group's key, is not reused while filed.
+    _mm: ARef<Mm>,
+    /// The tasks, by address.
+    tasks: RBTree<usize, ARef<Task>>,
 }
 
-/// Tasks with a robust list, grouped by mm, the groups hashed by mm into buckets: a lookup
-/// costs one comparison per mm that shares its bucket, whatever the number of tasks of those
-/// other mms.
+/// The groups of the mms that hash to one shard, by mm address.
+type Shard = RBTree<usize, MmTasks>;
+
+/// Tasks with a robust list, grouped by mm, the groups sharded by mm.
 pub(crate) struct TaskIndex {
-    buckets: [KVec<MmTasks>; BUCKETS],
-    len: usize,
-    incomplete: bool,
-}
-
-/// Removes element `i` of `v` and moves the last element into its place (order does not
-/// matter here).
-fn swap_remove<T>(v: &mut KVec<T>, i: usize) -> Option<T> {
-    let last = v.len().checked_sub(1)?;
-    v.as_mut_slice().swap(i, last);
-    v.pop()
-}
-
-fn bucket(mm: usize) -> usize {
-    // `mm_struct`s are slab objects about 1 KiB apart: fold the bits above that, then
-    // Fibonacci hashing.
-    ((mm >> 10) ^ (mm >> 20)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        >> (usize::BITS - BUCKETS.trailing_zeros())
+    shards: KVec<Pin<KBox<Mutex<Shard>>>>,
+    /// Tasks filed.
+    len: Atomic<u64>,
+    /// Every task that registered before the module was loaded has been filed ([`populate`]).
+    populated: Atomic<bool>,
+    /// An entry could not be allocated: some task may be missing, for good.
+    lost: Atomic<bool>,
 }
 
 impl TaskIndex {
-    pub(crate) const fn new() -> Self {
-        TaskIndex {
-            buckets: [const { KVec::new() }; BUCKETS],
-            len: 0,
-            incomplete: false,
+    /// An empty index, incomplete until [`TaskIndex::mark_populated`].
+    ///
+    /// Context: process context, may sleep.
+    pub(crate) fn new() -> Result<Self> {
+        let mut shards = KVec::with_capacity(SHARDS, GFP_KERNEL)?;
+        for _ in 0..SHARDS {
+            shards.push(
+                KBox::pin_init(new_mutex!(RBTree::new(), "robust_futex_index"), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
         }
+        Ok(TaskIndex {
+            shards,
+            len: Atomic::new(0),
+            populated: Atomic::new(false),
+            lost: Atomic::new(false),
+        })
     }
 
-    fn group(&self, mm: usize) -> Option<&MmTasks> {
-        self.buckets[bucket(mm)].iter().find(|g| g.mm == mm)
+    fn shard(&self, mm: usize) -> &Mutex<Shard> {
+        // `mm_struct`s are slab objects about 1 KiB apart: fold the bits above that, then
+        // Fibonacci hashing.
+        let h = ((mm >> 10) ^ (mm >> 20)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            >> (usize::BITS - SHARDS.trailing_zeros());
+        &self.shards[h]
     }
 
-    /// Files `task` under `mm`, unless it is already; marks the index incomplete if there is no
-    /// memory for the entry.
-    pub(crate) fn insert(&mut self, mm: usize, task: &Task) {
-        let b = &mut self.buckets[bucket(mm)];
-        let g = match b.iter().position(|g| g.mm == mm) {
-            Some(g) => g,
-            None => {
-                let group = MmTasks {
-                    mm,
-                    tasks: KVec::new(),
-                };
-                if b.push(group, GFP_KERNEL).is_err() {
-                    self.incomplete = true;
-                    return;
-                }
-                b.len() - 1
-            }
+    /// Records that the tasks that registered before the load are filed ([`populate`]).
+    pub(crate) fn mark_populated(&self) {
+        self.populated.store(true, Release);
+        self.publish();
+    }
+
+    /// Whether every task with a robust list is filed.
+    fn complete(&self) -> bool {
+        self.populated.load(Acquire) && !self.lost.load(Acquire)
+    }
+
+    /// Gives up on completeness for good: an entry could not be allocated.
+    fn lose(&self) {
+        self.lost.store(true, Release);
+        self.publish();
+    }
+
+    /// Updates the debugfs statistics.
+    fn publish(&self) {
+        INDEXED.store(self.len.load(Relaxed), Relaxed);
+        INCOMPLETE.store(u64::from(!self.complete()), Relaxed);
+    }
+
+    /// Files `task` under `mm` if it has a robust list head (and is a user task), unless it is
+    /// already; removes it otherwise. The heads are read under the shard's mutex, so that of two
+    /// concurrent updates of one task the later one decides. Gives up on completeness if there is
+    /// no memory for the entry.
+    ///
+    /// `task` must be the current task or have its `futex.exit_mutex` held by the caller, so
+    /// that `mm` is its mm.
+    pub(crate) fn update(&self, mm: &Mm, task: &Task) {
+        // Room for the entry and, in case the mm has no group yet, for the group, made before the
+        // shard's mutex is taken; what is not used is freed after it is released.
+        let (Ok(entry), Ok(group)) = (
+            RBTreeNodeReservation::new(GFP_KERNEL),
+            RBTreeNodeReservation::new(GFP_KERNEL),
+        ) else {
+            return self.lose();
         };
-        let tasks = &mut b.as_mut_slice()[g].tasks;
-        if tasks.iter().any(|t| **t == *task) {
+        let (mm_key, task_key) = (key(mm.as_raw()), key(task.as_ptr()));
+        let mut shard = self.shard(mm_key).lock();
+        let registered = futex::heads(task).iter().any(Option::is_some);
+        if !(registered && futex::is_user_task(task)) {
+            let removed = Self::remove_locked(&mut shard, mm_key, task_key);
+            drop(shard);
+            if removed.0.is_some() {
+                self.len.fetch_sub(1, Relaxed);
+                self.publish();
+            }
             return;
         }
-        if tasks.push(task.into(), GFP_KERNEL).is_ok() {
-            self.len += 1;
-        } else {
-            self.incomplete = true;
+        if shard.get(&mm_key).is_none() {
+            let tasks = MmTasks {
+                _mm: mm.into(),
+                tasks: RBTree::new(),
+            };
+            shard.insert(group.into_node(mm_key, tasks));
         }
+        let Some(g) = shard.get_mut(&mm_key) else {
+            return; // inserted above
+        };
+        if g.tasks.get(&task_key).is_none() {
+            g.tasks.insert(entry.into_node(task_key, task.into()));
+            self.len.add(1, Relaxed);
+        }
+        drop(shard);
+        self.publish();
+    }
+
+    /// Files `task` under `mm` whatever its heads, for the KUnit tests (a kernel thread has
+    /// none).
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn insert_for_test(&self, mm: &Mm, task: &Task) -> Result {
+        let entry = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let group = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let mm_key = key(mm.as_raw());
+        let mut shard = self.shard(mm_key).lock();
+        if shard.get(&mm_key).is_none() {
+            let tasks = MmTasks {
+                _mm: mm.into(),
+                tasks: RBTree::new(),
+            };
+            shard.insert(group.into_node(mm_key, tasks));
+        }
+        if let Some(g) = shard.get_mut(&mm_key) {
+            if g.tasks.get(&key(task.as_ptr())).is_none() {
+                g.tasks
+                    .insert(entry.into_node(key(task.as_ptr()), task.into()));
+                self.len.add(1, Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the entry of `task_key` out of the group of `mm_key`, and the group if that was its
+    /// last task, for the caller to drop after releasing the shard's mutex.
+    fn remove_locked(
+        shard: &mut Shard,
+        mm_key: usize,
+        task_key: usize,
+    ) -> (Option<ARef<Task>>, Option<MmTasks>) {
+        let Some(g) = shard.get_mut(&mm_key) else {
+            return (None, None);
+        };
+        let entry = g.tasks.remove(&task_key);
+        let group = if g.tasks.is_empty() {
+            shard.remove(&mm_key)
+        } else {
+            None
+        };
+        (entry, group)
     }
 
     /// Removes `task` from under `mm`; returns whether it was there.
-    pub(crate) fn remove(&mut self, mm: usize, task: &Task) -> bool {
-        let b = &mut self.buckets[bucket(mm)];
-        let Some(g) = b.iter().position(|g| g.mm == mm) else {
-            return false;
-        };
-        let tasks = &mut b.as_mut_slice()[g].tasks;
-        let Some(i) = tasks.iter().position(|t| **t == *task) else {
-            return false;
-        };
-        drop(swap_remove(tasks, i));
-        if tasks.is_empty() {
-            drop(swap_remove(b, g));
+    pub(crate) fn remove(&self, mm: &Mm, task: &Task) -> bool {
+        let (mm_key, task_key) = (key(mm.as_raw()), key(task.as_ptr()));
+        let mut shard = self.shard(mm_key).lock();
+        let removed = Self::remove_locked(&mut shard, mm_key, task_key);
+        drop(shard);
+        // The references are dropped after the shard's mutex is released.
+        let found = removed.0.is_some();
+        if found {
+            self.len.fetch_sub(1, Relaxed);
+            self.publish();
         }
-        self.len -= 1;
-        true
+        found
     }
 
-    /// Calls `f` for every task filed under `mm`, stopping at its first error. Returns `false`
-    /// if the index is incomplete: then some tasks of `mm` may be missing.
-    ///
-    /// Each task is valid during its call (the index holds a reference on it).
-    pub(crate) fn for_each(&self, mm: usize, mut f: impl FnMut(&Task) -> Result) -> Result<bool> {
-        if let Some(g) = self.group(mm) {
-            for t in g.tasks.iter() {
-                f(t)?;
+    /// Moves references on the tasks filed under `mm` into `out`, within its capacity. Returns
+    /// how many did not fit, or `None` if the index is incomplete (some tasks may be missing).
+    pub(crate) fn copy_tasks(
+        &self,
+        mm: *const bindings::mm_struct,
+        out: &mut KVec<ARef<Task>>,
+    ) -> Option<usize> {
+        if !self.complete() {
+            return None;
+        }
+        let mm_key = key(mm);
+        let shard = self.shard(mm_key).lock();
+        let mut more = 0;
+        if let Some(g) = shard.get(&mm_key) {
+            for t in g.tasks.values() {
+                if out.push_within_capacity(t.clone()).is_err() {
+                    more += 1;
+                }
             }
         }
-        Ok(!self.incomplete)
+        Some(more)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.len.load(Relaxed) as usize
     }
 }
 
 /// The module's index, reachable from the operations the futex core calls.
-static INDEX: Atomic<*mut Mutex<TaskIndex>> = Atomic::new(ptr::null_mut());
+static INDEX: Atomic<*mut TaskIndex> = Atomic::new(ptr::null_mut());
 
 /// Owns the module's index; installs it on creation, removes it on drop.
 ///
 /// It must be created before the operations that use it are registered, and dropped after they
-/// are unregistered: every call through [`with`] then finds it alive.
+/// are unregistered: the futex core runs every call in an SRCU read-side section that
+/// unregistering waits for, so every call through [`index`] then finds it alive.
 pub(crate) struct IndexRegistration {
     /// Owned here, used through `INDEX`.
-    _index: Pin<KBox<Mutex<TaskIndex>>>,
+    _index: KBox<TaskIndex>,
 }
 
 impl IndexRegistration {
     pub(crate) fn new() -> Result<Self> {
-        let index = KBox::pin_init(
-            new_mutex!(TaskIndex::new(), "robust_futex_index"),
-            GFP_KERNEL,
-        )?;
-        let p: *const Mutex<TaskIndex> = &*index;
+        let index = KBox::new(TaskIndex::new()?, GFP_KERNEL)?;
+        let p: *const TaskIndex = &*index;
         INDEX.store(p.cast_mut(), Release);
+        index.publish();
         Ok(Self { _index: index })
     }
 }
@@ -192,50 +316,54 @@ impl Drop for IndexRegistration {
     fn drop(&mut self) {
         INDEX.store(ptr::null_mut(), Release);
         INDEXED.store(0, Relaxed);
-        INCOMPLETE.store(0, Relaxed);
+        INCOMPLETE.store(1, Relaxed);
     }
 }
 
-/// Runs `f` on the locked index; `None` if the module has none (being loaded or unloaded).
-pub(crate) fn with<R>(f: impl FnOnce(&mut TaskIndex) -> R) -> Option<R> {
+/// The module's index; `None` if it has none (being loaded or unloaded).
+fn index() -> Option<&'static TaskIndex> {
     let p = INDEX.load(Acquire);
-    if p.is_null() {
-        return None;
-    }
     // SAFETY: the index is installed before the operations are registered and removed after they
     // are unregistered (`IndexRegistration`); callers run in those operations, or in the module's
-    // init, so it is alive.
-    let index = unsafe { &*p };
-    let mut guard = index.lock();
-    let r = f(&mut guard);
-    INDEXED.store(guard.len as u64, Relaxed);
-    INCOMPLETE.store(u64::from(guard.incomplete), Relaxed);
-    Some(r)
+    // init, so it is alive while they use it.
+    (!p.is_null()).then(|| unsafe { &*p })
 }
 
-/// Files or unfiles `task` according to the heads it has now.
+/// References on the tasks filed under `mm`, or `None` if the index is incomplete (or being
+/// torn down) and some may be missing. The references are copied out under the shard's mutex
+/// into room made outside of it, so that nothing is allocated while other tasks wait for it.
 ///
-/// `task` must be the current task or have its `futex.exit_mutex` held by the caller, so that
-/// neither its mm nor, at exit or exec, its heads change under us.
-fn update(index: &mut TaskIndex, task: &Task) {
-    let (_, mm) = futex::flags_mm(task);
-    let registered = futex::heads(task).iter().any(|&(addr, _)| addr != 0);
-    if registered && futex::is_user_task(task) {
-        index.insert(mm as usize, task);
-    } else {
-        index.remove(mm as usize, task);
+/// Context: process context, may sleep.
+pub(crate) fn tasks_of(mm: *const bindings::mm_struct) -> Result<Option<KVec<ARef<Task>>>> {
+    let Some(index) = index() else {
+        return Ok(None);
+    };
+    let mut room = 0;
+    loop {
+        let mut out = KVec::with_capacity(room, GFP_KERNEL)?;
+        match index.copy_tasks(mm, &mut out) {
+            None => return Ok(None),
+            Some(0) => return Ok(Some(out)),
+            // Tasks were filed since the room was made: make more, and copy again.
+            Some(more) => room = out.len() + more * 2,
+        }
     }
 }
 
-/// `futex_robust_ops::robust_list_set`: `task` (current) just set a robust list head.
+/// `futex_robust_ops::robust_list_set`: `task` (current) just recorded a robust list head, or
+/// dropped one (a NULL head).
 ///
 /// # Safety
 ///
-/// Called by the futex core from `set_robust_list(2)`, in process context, with `task == current`.
+/// Called by the futex core from `set_robust_list(2)` and the robust unlock, in process context,
+/// with `task == current`.
 pub(crate) unsafe extern "C" fn robust_list_set(task: *mut kernel::bindings::task_struct) {
     // SAFETY: `task` is the valid current task.
     let task = unsafe { futex::task(task) };
-    with(|index| update(index, task));
+    let current = kernel::current!();
+    if let (Some(index), Some(mm)) = (index(), current.mm()) {
+        index.update(mm, task);
+    }
 }
 
 /// Removes `task`, whose robust lists its exit (or exec) walk has just handled.
@@ -243,64 +371,67 @@ pub(crate) unsafe extern "C" fn robust_list_set(task: *mut kernel::bindings::tas
 /// Context: the exit walk, `task == current` with its `futex.exit_mutex` held.
 pub(crate) fn forget(task: &Task) {
     // `task` is current, whose `mm` is stable.
-    let (_, mm) = futex::flags_mm(task);
-    with(|index| index.remove(mm as usize, task));
-}
-
-/// Collects a reference on every user task of the system (not kernel threads), under RCU:
-/// with no sleeping allocation, so into `out`'s spare capacity first.
-///
-/// Fails with `ENOMEM` if a reference could not be stored: `out` then misses some tasks.
-pub(crate) fn collect_user_tasks(
-    out: &mut KVec<ARef<Task>>,
-    mut keep: impl FnMut(&Task) -> bool,
-) -> Result {
-    let rcu = rcu::read_lock();
-    let r = task::for_each_process_thread(&rcu, |t| {
-        if !futex::is_user_task(t) || !keep(t) {
-            return ControlFlow::Continue(());
-        }
-        match out.push(t.into(), GFP_ATOMIC) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => ControlFlow::Break(e),
-        }
-    });
-    drop(rcu);
-    match r {
-        ControlFlow::Continue(()) => Ok(()),
-        ControlFlow::Break(e) => Err(e.into()),
+    let current = kernel::current!();
+    if let (Some(index), Some(mm)) = (index(), current.mm()) {
+        index.remove(mm, task);
     }
 }
 
-/// Files every task that registered a robust list before the module was loaded.
+/// References on the user tasks of the system (not kernel threads) that `keep` selects.
+///
+/// They are collected under RCU into room made outside of it: nothing is allocated under RCU,
+/// and the room grows only with the tasks that are there. If tasks were created since the room
+/// was made, it is made again, until the caller is killed.
+///
+/// Context: process context, may sleep.
+pub(crate) fn collect_user_tasks(mut keep: impl FnMut(&Task) -> bool) -> Result<KVec<ARef<Task>>> {
+    let mut room = 0;
+    loop {
+        let mut out = KVec::with_capacity(room, GFP_KERNEL)?;
+        let mut more = 0usize;
+        {
+            let rcu = rcu::read_lock();
+            let _ = task::for_each_process_thread(&rcu, |t| {
+                if futex::is_user_task(t) && keep(t) && out.push_within_capacity(t.into()).is_err()
+                {
+                    more += 1;
+                }
+                ControlFlow::<()>::Continue(())
+            });
+        }
+        if more == 0 {
+            return Ok(out);
+        }
+        if kernel::current!().fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        room = out.len() + more * 2 + 16;
+    }
+}
+
+/// Files every task that registered a robust list before the module was loaded, then marks the
+/// index complete: until then `cleanup_robust_list()` walks every thread.
 ///
 /// Call it after the operations are registered. The grace period first makes every
 /// `set_robust_list()` that did not see the operations visible here; every later one reaches
-/// [`robust_list_set`]. Each task is looked at under its `futex.exit_mutex` and the index lock,
-/// so neither a concurrent `set_robust_list()` nor an exit can leave a stale entry behind.
+/// [`robust_list_set`]. Each task is looked at under its `futex.exit_mutex`, so neither a
+/// concurrent `set_robust_list()` nor an exit can leave a stale entry behind.
 ///
 /// Context: process context, may sleep.
 pub(crate) fn populate() -> Result {
+    let index = index().ok_or(EINVAL)?;
     rcu::synchronize_rcu();
-    let mut count = 0usize;
-    {
-        let rcu = rcu::read_lock();
-        let _ = task::for_each_process_thread(&rcu, |_| {
-            count += 1;
-            ControlFlow::<()>::Continue(())
-        });
-    }
-    // Room for the tasks created meanwhile, within which no allocation happens under RCU.
-    let mut tasks = KVec::with_capacity(count + 64, GFP_KERNEL)?;
-    if collect_user_tasks(&mut tasks, |_| true).is_err() {
-        with(|index| index.incomplete = true);
-    }
+    let tasks = collect_user_tasks(|_| true)?;
     for task in tasks.iter() {
         let guard = ExitGuard::lock(task);
-        if !guard.exited() {
-            // The task's `futex.exit_mutex` is held.
-            with(|index| update(index, task));
+        if guard.exited() {
+            continue;
+        }
+        // The task's `futex.exit_mutex` is held: its mm is the one it walks its lists in.
+        if let Some(mm) = task.get_mm() {
+            index.update(&mm, task);
         }
     }
+    index.mark_populated();
     Ok(())
 }

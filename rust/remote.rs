@@ -2,12 +2,12 @@
 
 //! Access to another task's memory, for `cleanup_robust_list(2)`: reading a robust list head
 //! (`access_process_vm()`), and clearing a `list_op_pending` slot by compare-and-exchange through
-//! the pinned page ([`MmapReadGuard::get_user_page`](kernel::mm::MmapReadGuard::get_user_page)).
+//! the pinned page ([`MmapReadGuard::pin_user_page`]).
 
 use kernel::{
     bindings,
     error::code::{EFAULT, EINVAL},
-    mm::MmWithUser,
+    mm::{MmWithUser, MmapReadGuard},
     page::PAGE_SIZE,
     prelude::*,
     sync::atomic::{Atomic, Full},
@@ -15,10 +15,13 @@ use kernel::{
 };
 
 /// Atomically replaces the `size`-byte (4 or 8) naturally aligned word at `addr` in `mm` with 0
-/// if it holds `old`. Returns whether it did.
+/// if it holds `old` and `check`, called with `mm`'s `mmap_lock` held, approves. Returns whether
+/// it did.
 ///
-/// The page is pinned for writing (which breaks copy-on-write for `mm`, as a write by its owner
-/// would) and written through a kernel mapping.
+/// The page is pinned for writing (`FOLL_PIN`, which breaks copy-on-write for `mm`, as a write
+/// by its owner would), written through a kernel mapping and unpinned dirty, all under the
+/// `mmap_lock`: the mapping cannot change between `check` and the write, and no `fork()` can
+/// make the page copy-on-write shared with a child before the write lands.
 ///
 /// Context: process context, may sleep; takes `mm`'s `mmap_lock` for reading.
 pub(crate) fn compare_and_clear(
@@ -26,11 +29,16 @@ pub(crate) fn compare_and_clear(
     addr: usize,
     old: u64,
     size: usize,
+    check: impl FnOnce(&MmapReadGuard<'_>) -> bool,
 ) -> Result<bool> {
     if (size != 4 && size != 8) || addr % size != 0 {
         return Err(EINVAL);
     }
-    let page = mm.mmap_read_lock().get_user_page(addr, true)?;
+    let locked = mm.mmap_read_lock();
+    if !check(&locked) {
+        return Ok(false);
+    }
+    let mut page = locked.pin_user_page(addr, true)?;
     let cleared = page.with_mapped(|base| {
         // SAFETY: `addr` is `size`-aligned, so the word lies within this page, which is mapped
         // during the call. User space may access the word concurrently, with atomic

@@ -19,8 +19,9 @@
 //! Statistics are exposed in debugfs under `robust_futex/`, so that tests can tell that the walks
 //! of this module, not the built-in ones, ran.
 //!
-//! Unloading the module is safe at any time: exits that started a walk hold a reference on the
-//! module, later exits fall back to the built-in walker.
+//! Unloading the module is safe at any time: it waits for the calls under way (the futex core
+//! runs every call in an SRCU read-side section that unregistering waits for), and later exits
+//! fall back to the built-in walker. So does a load that fails after registering.
 
 use kernel::{debugfs, prelude::*, sync::atomic::Atomic};
 
@@ -67,7 +68,7 @@ struct RobustFutex {
 }
 
 impl kernel::Module for RobustFutex {
-    fn init(module: &'static ThisModule) -> Result<Self> {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
         let dir = debugfs::Dir::new(c"robust_futex");
         let mut stats = KVec::with_capacity(COUNTERS.len(), GFP_KERNEL)?;
         for (name, counter) in COUNTERS {
@@ -79,16 +80,14 @@ impl kernel::Module for RobustFutex {
 
         let index = index::IndexRegistration::new()?;
 
-        let ops = futex::Registration::new(
-            module,
-            futex::RobustOps {
-                exit_robust_list: Some(walker::exit_robust_list),
-                compat_exit_robust_list: walker::COMPAT_EXIT_ROBUST_LIST,
-                cleanup_robust_list: Some(cleanup::cleanup_robust_list),
-                robust_list_set: Some(index::robust_list_set),
-            },
-        )?;
-        // The tasks that registered a robust list before the module was loaded.
+        let ops = futex::Registration::new(futex::RobustOps {
+            exit_robust_list: Some(walker::exit_robust_list),
+            compat_exit_robust_list: walker::COMPAT_EXIT_ROBUST_LIST,
+            cleanup_robust_list: Some(cleanup::cleanup_robust_list),
+            robust_list_set: Some(index::robust_list_set),
+        })?;
+        // The tasks that registered a robust list before the module was loaded; until they are
+        // filed, calls walk every thread. If this fails, dropping `ops` waits for every call.
         index::populate()?;
         pr_info!("robust list walkers registered\n");
 

@@ -134,7 +134,7 @@ impl Entry {
 }
 
 /// A registered robust list head.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Head {
     /// User address of the head; `head->list` is at offset 0.
     pub(crate) addr: usize,

@@ -353,7 +353,14 @@ mod cleanup_tests {
     use super::*;
     use crate::index::TaskIndex;
     use crate::remote;
-    use kernel::{sync::aref::ARef, task::Task};
+    use kernel::{
+        mm::Mm,
+        sync::{
+            aref::ARef,
+            atomic::{Atomic, Relaxed},
+        },
+        task::Task,
+    };
 
     /// `compare_and_clear_remote()` clears a slot only if it still holds the value read: a slot
     /// changed in between (here: before the call) is left alone. Both widths; misaligned slots are
@@ -365,26 +372,26 @@ mod cleanup_tests {
         let mm = task.mm().ok_or(EINVAL)?;
         let slot = base + 0x10;
         put_word(Abi::Native, slot, 0x1234_5678_9abc_def0)?;
-        let r = remote::compare_and_clear(mm, slot, 0x1111, 8);
+        let r = remote::compare_and_clear(mm, slot, 0x1111, 8, |_| true);
         assert!(matches!(r, Ok(false)));
         assert_eq!(get_u64(slot)?, 0x1234_5678_9abc_def0);
-        let r = remote::compare_and_clear(mm, slot, 0x1234_5678_9abc_def0, 8);
+        let r = remote::compare_and_clear(mm, slot, 0x1234_5678_9abc_def0, 8, |_| true);
         assert!(matches!(r, Ok(true)));
         assert_eq!(get_u64(slot)?, 0);
 
         let slot32 = base + 0x24;
         put_u32(slot32, 0x8765_4321)?;
-        let r = remote::compare_and_clear(mm, slot32, 0x8765_4320, 4);
+        let r = remote::compare_and_clear(mm, slot32, 0x8765_4320, 4, |_| true);
         assert!(matches!(r, Ok(false)));
         assert_eq!(get_u32(slot32)?, 0x8765_4321);
-        let r = remote::compare_and_clear(mm, slot32, 0x8765_4321, 4);
+        let r = remote::compare_and_clear(mm, slot32, 0x8765_4321, 4, |_| true);
         assert!(matches!(r, Ok(true)));
         assert_eq!(get_u32(slot32)?, 0);
         // Its neighbours are untouched.
         assert_eq!(get_u32(slot32 - 4)?, 0);
         assert_eq!(get_u32(slot32 + 4)?, 0);
 
-        assert!(remote::compare_and_clear(mm, base + 4, 0, 8).is_err());
+        assert!(remote::compare_and_clear(mm, base + 4, 0, 8, |_| true).is_err());
         Ok(())
     }
 
@@ -396,53 +403,113 @@ mod cleanup_tests {
         }
     }
 
-    /// The tasks `idx` has under `key`.
-    fn tasks_under(idx: &TaskIndex, key: usize) -> Result<KVec<ARef<Task>>> {
-        let mut seen = KVec::new();
-        let complete = idx.for_each(key, |t| Ok(seen.push(t.into(), GFP_KERNEL)?))?;
-        assert!(complete);
+    /// The tasks `idx` has under `mm`.
+    fn tasks_under(idx: &TaskIndex, mm: &Mm) -> Result<KVec<ARef<Task>>> {
+        let mut seen = KVec::with_capacity(idx.len(), GFP_KERNEL)?;
+        assert_eq!(idx.copy_tasks(mm.as_raw(), &mut seen), Some(0));
         Ok(seen)
     }
 
-    /// The cleanup index files a task once per mm, finds it under that mm only, holds one reference
-    /// on it while it is filed, and none once it is removed (no leak, no dead task kept).
+    /// A stand-in mm to file tasks under: zeroed, with one reference (`mm_count`) of its own,
+    /// so that the index's `mmgrab()`/`mmdrop()` never free it; nothing else of it is used.
+    struct FakeMm(KBox<core::mem::MaybeUninit<bindings::mm_struct>>);
+
+    impl FakeMm {
+        fn new() -> Result<Self> {
+            let mut b = KBox::<bindings::mm_struct>::new_uninit(GFP_KERNEL)?;
+            // SAFETY: `b` is valid for writes of one `mm_struct`, for which zero is a valid value.
+            unsafe { b.as_mut_ptr().write_bytes(0, 1) };
+            let fake = FakeMm(b);
+            // SAFETY: zeroed above; `mm_count` is only accessed atomically.
+            unsafe {
+                (*fake.raw())
+                    .__bindgen_anon_1
+                    .__bindgen_anon_1
+                    .mm_count
+                    .counter = 1
+            };
+            Ok(fake)
+        }
+
+        fn raw(&self) -> *mut bindings::mm_struct {
+            self.0.as_ptr().cast_mut().cast()
+        }
+
+        fn mm(&self) -> &Mm {
+            // SAFETY: a zeroed `mm_struct` that lives as long as `self`, whose count never drops
+            // to zero; the index only takes and drops references on it and compares addresses.
+            unsafe { Mm::from_raw(self.raw()) }
+        }
+
+        /// References held on it by others.
+        fn refs(&self) -> i32 {
+            // SAFETY: `mm_count` is an atomic counter of the valid object.
+            unsafe {
+                Atomic::<i32>::from_ptr(
+                    &raw mut (*self.raw())
+                        .__bindgen_anon_1
+                        .__bindgen_anon_1
+                        .mm_count
+                        .counter,
+                )
+            }
+            .load(Relaxed)
+                - 1
+        }
+    }
+
+    /// The cleanup index files a task once per mm, finds it under that mm only, holds one
+    /// reference on it (and one on the mm) while it is filed, and none once it is removed (no
+    /// leak, no dead task kept); it files only tasks with a robust list, and says it is
+    /// incomplete until populated.
     #[test]
     fn index_files_and_forgets() -> Result {
         let me: &Task = kernel::current!();
-        let before = my_usage();
-        let mut idx = TaskIndex::new();
-        // Keys are compared, never dereferenced: any values will do. 100 keys fill every bucket.
-        let keys = |i: usize| 0xffff_8880_0000_0000usize + i * 0x400;
-        for i in 0..100 {
-            idx.insert(keys(i), me);
-            idx.insert(keys(i), me);
-        }
-        assert_eq!(idx.len(), 100);
-        assert_eq!(my_usage(), before + 100);
-        for i in [0, 1, 63, 64, 99] {
-            let seen = tasks_under(&idx, keys(i))?;
-            assert_eq!(seen.len(), 1);
-            assert!(seen.iter().all(|t| **t == *me));
-            drop(seen);
-        }
-        assert_eq!(tasks_under(&idx, keys(100))?.len(), 0);
-        // Two tasks under one key: each is found, and removing one keeps the other.
         // SAFETY: `init_task` is always valid; `Task` is a transparent wrapper around it.
         let init: &Task = unsafe { &*(&raw const bindings::init_task).cast() };
-        idx.insert(keys(7), init);
-        assert_eq!(tasks_under(&idx, keys(7))?.len(), 2);
-        assert!(idx.remove(keys(7), me));
-        let rest = tasks_under(&idx, keys(7))?;
+        let fake = FakeMm::new()?;
+        let mm = fake.mm();
+        let before = my_usage();
+        let idx = TaskIndex::new()?;
+        // Incomplete until populated: a lookup says that some tasks may be missing.
+        let mut none = KVec::new();
+        assert_eq!(idx.copy_tasks(mm.as_raw(), &mut none), None);
+        idx.mark_populated();
+        assert_eq!(tasks_under(&idx, mm)?.len(), 0);
+        // A kernel thread has no robust list: `update()` does not file it.
+        idx.update(mm, me);
+        assert_eq!(idx.len(), 0);
+        assert_eq!(my_usage(), before);
+        // `insert_for_test()` files tasks whatever their heads, once each.
+        idx.insert_for_test(mm, me)?;
+        idx.insert_for_test(mm, me)?;
+        assert_eq!(idx.len(), 1);
+        assert_eq!(my_usage(), before + 1);
+        assert_eq!(fake.refs(), 1);
+        let seen = tasks_under(&idx, mm)?;
+        assert!(seen.len() == 1 && *seen[0] == *me);
+        drop(seen);
+        // Found under its mm only.
+        let mut other = KVec::new();
+        assert_eq!(
+            idx.copy_tasks(mm.as_raw().wrapping_byte_add(64), &mut other),
+            Some(0)
+        );
+        // Two tasks under one mm: each is found, and removing one keeps the other.
+        idx.insert_for_test(mm, init)?;
+        assert_eq!(tasks_under(&idx, mm)?.len(), 2);
+        assert!(idx.remove(mm, me));
+        let rest = tasks_under(&idx, mm)?;
         assert!(rest.len() == 1 && *rest[0] == *init);
         drop(rest);
-        assert!(idx.remove(keys(7), init));
-        assert!(!idx.remove(keys(7), me));
-        idx.insert(keys(7), me);
-        assert_eq!(my_usage(), before + 100);
-        for i in 0..100 {
-            assert!(idx.remove(keys(i), me));
-            assert!(!idx.remove(keys(i), me));
-        }
+        assert!(idx.remove(mm, init));
+        assert!(!idx.remove(mm, me));
+        assert_eq!(idx.len(), 0);
+        assert_eq!(my_usage(), before);
+        assert_eq!(fake.refs(), 0);
+        // `update()` removes a filed task that has no robust list.
+        idx.insert_for_test(mm, me)?;
+        idx.update(mm, me);
         assert_eq!(idx.len(), 0);
         assert_eq!(my_usage(), before);
         Ok(())

@@ -101,9 +101,20 @@ pub(crate) fn exit_walk(head: Head, tid: i32) {
     });
 }
 
-/// Walks the list at `addr` of the dying current task `task` and removes it from the index.
-fn exit(task: &kernel::task::Task, addr: usize, abi: Abi) {
-    exit_walk(Head { addr, abi }, task.pid_vnr());
+/// Walks the list at `head` of the dying current task `task`; after its last walk, removes it
+/// from the index.
+///
+/// The futex core walks the native list, clears the native head, then walks the compat list:
+/// a task that has both stays indexed through the native walk, so that a
+/// `cleanup_robust_list()` call made between the two walks still finds its compat
+/// `list_op_pending`.
+fn exit(task: &kernel::task::Task, head: Option<Head>) {
+    if let Some(head) = head {
+        exit_walk(head, task.pid_vnr());
+    }
+    if head.is_some_and(|h| h.abi == Abi::Native) && futex::heads(task)[1].is_some() {
+        return; // the compat walk comes next
+    }
     // Its lists are handled: it leaves the cleanup index (see `index`).
     index::forget(task);
 }
@@ -117,7 +128,7 @@ pub(crate) unsafe extern "C" fn exit_robust_list(tsk: *mut bindings::task_struct
     // SAFETY: `tsk` is the valid current task, per the function's safety requirement.
     let task = unsafe { futex::task(tsk) };
     EXIT_WALKS.add(1, Relaxed);
-    exit(task, futex::heads(task)[0].0, Abi::Native);
+    exit(task, futex::heads(task)[0]);
 }
 
 /// `futex_robust_ops::compat_exit_robust_list`: walks `tsk->futex.compat_robust_list`.
@@ -131,7 +142,7 @@ unsafe extern "C" fn compat_exit_robust_list(tsk: *mut bindings::task_struct) {
     // SAFETY: `tsk` is the valid current task, per the function's safety requirement.
     let task = unsafe { futex::task(tsk) };
     COMPAT_EXIT_WALKS.add(1, Relaxed);
-    exit(task, futex::heads(task)[1].0, Abi::Compat);
+    exit(task, futex::heads(task)[1]);
 }
 
 /// The walker type the futex core calls.

@@ -71,6 +71,8 @@ fi
 log "booting the $VARIANT test kernel"
 "$ROOT/scripts/qemu.sh" check "$out/guest.log" || true
 
-python3 "$ROOT/scripts/results.py" --log "$out/guest.log" --host "$host" \
+leaks=()
+[ "$VARIANT" = sanitize ] && leaks=(--kmemleak)
+python3 "$ROOT/scripts/results.py" --log "$out/guest.log" --host "$host" "${leaks[@]}" \
 	--kunit-py "$KSRC/tools/testing/kunit/kunit.py" --outdir "$out" ||
 	{ log "guest log: $out/guest.log"; tail -40 "$out/guest.log" >&2; exit 1; }

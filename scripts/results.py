@@ -19,11 +19,11 @@ SPLATS = re.compile(
     r"BUG:|WARNING:|Oops|Kernel panic|general protection fault|Call Trace:|"
     r"possible circular locking|possible recursive locking|inconsistent lock state|"
     r"suspicious RCU usage|sleeping function called from invalid context|"
-    r"UBSAN|kernel BUG|INFO: task .* blocked|DEADLOCK")
+    r"UBSAN|kernel BUG|INFO: task .* blocked|DEADLOCK|unreferenced object 0x")
 
 # Sections the check mode must produce, and how their results are named.
-HARNESS = ["harness-c", "harness-rust", "switch-walkers", "index-at-load", "harness-c-after-rmmod",
-           "fuzz"]
+HARNESS = ["harness-c", "harness-rust", "switch-walkers", "index-at-load", "calls-during-load",
+           "harness-c-after-rmmod", "fuzz"]
 
 
 def sections(log):
@@ -73,6 +73,8 @@ def main():
     ap.add_argument("--kunit-py", required=True)
     ap.add_argument("--host", help="TSV of host checks: name, PASS|FAIL, detail")
     ap.add_argument("--outdir", required=True)
+    ap.add_argument("--kmemleak", action="store_true",
+                    help="the kernel has kmemleak: the guest's final scan must be in the log")
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
 
@@ -95,6 +97,10 @@ def main():
     add("guest/completed", "@@@ guest: done" in log, "the guest did not reach the end of /init")
     splats = sorted({l.strip() for l in log.splitlines() if SPLATS.search(l)})
     add("guest/no_oops_or_lockdep_splat", not splats, "; ".join(splats[:5]))
+    if args.kmemleak:
+        m = re.search(r"@@@ kmemleak: (\d+) suspected leaks", log)
+        add("guest/kmemleak_scan_clean", m and m.group(1) == "0",
+            "%s suspected leaks" % m.group(1) if m else "no kmemleak scan in the log")
     for step in ("insmod", "rmmod"):
         rc = found.get(step, (None, None))[1]
         add("guest/" + step, rc == 0, "rc=%s" % rc)

@@ -4,13 +4,10 @@
 
 #include <linux/types.h>
 
-struct module;
 struct task_struct;
 
 /**
  * struct futex_robust_ops - robust list operations provided by a module
- * @owner:			module providing the operations; pinned
- *				for the duration of every call
  * @exit_robust_list:		walk @tsk->futex.robust_list at exit or exec.
  *				Called with @tsk == current and
  *				@tsk->futex.exit_mutex held; may sleep and
@@ -21,17 +18,24 @@ struct task_struct;
  *				already validated by the system call; may
  *				sleep. NULL: the system call fails with
  *				-ENOSYS.
- * @robust_list_set:		called by set_robust_list(2), native and
- *				compat, after @tsk (== current) recorded its
- *				new head, which may be NULL. Process context;
- *				may sleep. Lets the module keep track of the
- *				tasks that have a robust list.
+ * @robust_list_set:		called after @tsk (== current) recorded a
+ *				new native or compat head, possibly NULL:
+ *				by set_robust_list(2), and where a robust
+ *				unlock (FUTEX_ROBUST_UNLOCK) drops a head
+ *				whose list_op_pending it cannot clear.
+ *				Process context; may sleep. With the exit
+ *				walks, which run at every exit and exec of a
+ *				task that has a head, this lets the module
+ *				keep track of the tasks that have one.
  *
  * At most one set of operations is registered at a time. Without one,
- * futex_cleanup() uses the built-in walkers of kernel/futex/core.c.
+ * futex_cleanup() uses the built-in walkers of kernel/futex/core.c. Every
+ * call runs in an SRCU read-side critical section that
+ * futex_robust_ops_unregister() waits for, so a module unregisters its
+ * operations before it frees anything they use, and can unload as soon as
+ * that returns.
  */
 struct futex_robust_ops {
-	struct module *owner;
 	void (*exit_robust_list)(struct task_struct *tsk);
 	void (*compat_exit_robust_list)(struct task_struct *tsk);
 	long (*cleanup_robust_list)(unsigned long addr, size_t len,

@@ -2,6 +2,7 @@
 
 use crate::cleanup;
 use crate::glibc;
+use crate::hardening;
 use crate::index;
 use crate::list::{process_dies, process_execs, List, Waiters, HEAD_LEN};
 use crate::stepped;
@@ -128,6 +129,24 @@ pub static ALL: &[Case] = &[
     Case::any(
         "stepped_merged_copy_has_window",
         stepped::merged_copy_has_window,
+    ),
+    // Regression tests for bugs of the module (see hardening.rs); `hardening_calls_during_load`
+    // runs with the module unloaded (`robust-harness calls-during-load`).
+    Case::module(
+        "hardening_compat_head_leaves_index_last",
+        hardening::compat_head_leaves_index_last,
+    ),
+    Case::module(
+        "hardening_index_leak_robust_unlock_error",
+        hardening::index_leak_robust_unlock_error,
+    ),
+    Case::module(
+        "hardening_mayshare_readonly_mapping",
+        hardening::mayshare_readonly_mapping,
+    ),
+    Case::module(
+        "hardening_stuck_call_blocks_nobody",
+        hardening::stuck_call_blocks_nobody,
     ),
 ];
 

@@ -12,6 +12,7 @@
 //!        robust-harness fuzz MODULE.ko COMPAT32 SEEDS [self]
 //!        robust-harness fuzz-server FD  (run by fuzz)
 //!        robust-harness index-at-load MODULE.ko
+//!        robust-harness calls-during-load MODULE.ko [ROUNDS]
 //!        robust-harness bench MODULE.ko
 //!
 //! `--walker` names the walker the kernel is expected to use (the built-in C one, or the
@@ -46,6 +47,7 @@ mod cases;
 mod cleanup;
 mod fuzz;
 mod glibc;
+mod hardening;
 mod holder;
 mod index;
 mod list;
@@ -254,6 +256,14 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("index-at-load") {
         let module = std::env::args().nth(2).unwrap_or_else(|| usage());
         std::process::exit(index::at_load(&module));
+    }
+    if std::env::args().nth(1).as_deref() == Some("calls-during-load") {
+        let module = std::env::args().nth(2).unwrap_or_else(|| usage());
+        let rounds = std::env::args()
+            .nth(3)
+            .map(|r| r.parse().unwrap_or_else(|_| usage()))
+            .unwrap_or(20);
+        std::process::exit(hardening::calls_during_load(&module, rounds));
     }
     if std::env::args().nth(1).as_deref() == Some("fuzz-server") {
         std::process::exit(fuzz::server(fd_arg()));

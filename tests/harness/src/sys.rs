@@ -200,3 +200,113 @@ pub fn getpid() -> libc::pid_t {
     // SAFETY: no arguments.
     unsafe { libc::getpid() }
 }
+
+/// `mmap()` returning the error instead of asserting, for mappings a case expects to fail or
+/// makes in a child that must report the failure.
+pub fn mmap(addr: usize, len: usize, prot: i32, flags: i32, fd: i32) -> Result<usize> {
+    // SAFETY: callers pass `MAP_FIXED` only over memory of their own that they mean to replace.
+    let p = unsafe { libc::mmap(addr as *mut _, len, prot, flags, fd, 0) };
+    if p == libc::MAP_FAILED {
+        Err(Error::last_os_error())
+    } else {
+        Ok(p as usize)
+    }
+}
+
+/// The calling thread's native robust list head (`get_robust_list(0, ...)`), 0 if it has none.
+pub fn get_robust_list() -> Result<usize> {
+    let (mut head, mut len) = (0usize, 0usize);
+    // SAFETY: both out pointers are valid for the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0,
+            &mut head as *mut usize,
+            &mut len as *mut usize,
+        )
+    })
+    .map(|_| head)
+}
+
+/// i386 `__NR_set_robust_list`, for the `int $0x80` entry.
+const NR32_SET_ROBUST_LIST: u32 = 311;
+
+/// Registers a compat (32-bit) robust list head for the calling thread of this 64-bit process,
+/// through the i386 system call entry (`int $0x80`, which dispatches to the compat system
+/// calls): `head` must lie below 4 GiB, `len` is `sizeof(struct compat_robust_list_head)` (12).
+/// Returns the raw result: 0 or a negative errno.
+pub fn compat_set_robust_list(head: u32, len: u32) -> i32 {
+    let mut eax = NR32_SET_ROBUST_LIST;
+    // SAFETY: a system call through the i386 entry with plain integer arguments; it only records
+    // the pointer. `rbx` (the first argument) cannot be an operand: it is swapped in and out
+    // around the call. The entry preserves every register but `eax`; r8-r11 are declared
+    // clobbered all the same (kernels before 4.17 zeroed them).
+    unsafe {
+        core::arch::asm!(
+            "xchg {h}, rbx",
+            "int 0x80",
+            "xchg {h}, rbx",
+            h = inout(reg) u64::from(head) => _,
+            inout("eax") eax,
+            in("ecx") len,
+            lateout("r8") _,
+            lateout("r9") _,
+            lateout("r10") _,
+            lateout("r11") _,
+        );
+    }
+    eax as i32
+}
+
+/// Waits up to `limit` for `pid` to end, and returns its raw wait status, or `None` if it is
+/// still running (it is then not reaped).
+pub fn wait_pid_timeout(pid: libc::pid_t, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Some(status);
+        }
+        assert!(r == 0, "waitpid({}): {}", pid, Error::last_os_error());
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The state letter of thread `tid` of process `pid` (/proc/PID/task/TID/stat) and its wchan,
+/// for reports; `None` if the thread is gone.
+pub fn task_state(pid: libc::pid_t, tid: u32) -> Option<(char, String)> {
+    let dir = format!("/proc/{}/task/{}", pid, tid);
+    let stat = std::fs::read_to_string(format!("{}/stat", dir)).ok()?;
+    let state = stat.rsplit(')').next()?.trim_start().chars().next()?;
+    let wchan = std::fs::read_to_string(format!("{}/wchan", dir)).unwrap_or_default();
+    Some((state, wchan.trim().to_string()))
+}
+
+/// The CPUs the calling thread may run on (`sched_getaffinity()`).
+pub fn allowed_cpus() -> Result<Vec<usize>> {
+    // SAFETY: `set` is a plain bit set, valid for the size passed.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let r = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        check(r as libc::c_long)?;
+        Ok((0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect())
+    }
+}
+
+/// Pins the calling thread to `cpu` (`sched_setaffinity()`).
+pub fn pin_to_cpu(cpu: usize) -> Result<()> {
+    // SAFETY: `set` is a plain bit set, valid for the size passed.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let r = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        check(r as libc::c_long).map(|_| ())
+    }
+}
