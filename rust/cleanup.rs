@@ -75,6 +75,9 @@ use kernel::{
 pub(crate) static CLEANUP_CALLS: Atomic<u64> = Atomic::new(0);
 /// `list_op_pending` slots cleared (shown in debugfs).
 pub(crate) static CLEANUP_CLEARED: Atomic<u64> = Atomic::new(0);
+/// Slots that pointed into a range but were left alone because they are not naturally aligned
+/// (shown in debugfs): no clear of them can be atomic against their owner's own stores.
+pub(crate) static CLEANUP_UNALIGNED: Atomic<u64> = Atomic::new(0);
 /// Calls that walked every thread because the index was incomplete (shown in debugfs).
 pub(crate) static CLEANUP_SCANS: Atomic<u64> = Atomic::new(0);
 
@@ -217,8 +220,9 @@ fn mapping_of(file: &File) -> *const bindings::address_space {
 /// The areas are found under `i_mmap_rwsem`, where nothing may be allocated with reclaim: they
 /// are counted first, then collected into room made after dropping it (again if areas were
 /// added in between), so that memory mapped by thousands of processes needs no large atomic
-/// allocation.
-fn shared_windows(file: &File, start: usize, end: usize, out: &mut KVec<Window>) -> Result {
+/// allocation; the room is `kvmalloc()`ed, so that a user who maps the memory many times over
+/// cannot make it a large physically contiguous one either.
+fn shared_windows(file: &File, start: usize, end: usize, out: &mut KVVec<Window>) -> Result {
     let (first, last) = (start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
     let mapping = mapping_of(file);
     let mut more = 0usize;
@@ -261,12 +265,17 @@ fn shared_windows(file: &File, start: usize, end: usize, out: &mut KVec<Window>)
     }
 }
 
-/// Collects every thread of the system whose mm has a window (the fallback of step 3).
-fn scan(windows: &[Window]) -> Result<KVec<ARef<Task>>> {
-    index::collect_user_tasks(|t| {
-        let mm = futex::flags_mm(t).1;
-        windows.iter().any(|w| w.mm == mm)
-    })
+/// The windows in `mm`, of `windows` sorted by mm.
+fn windows_of(windows: &[Window], mm: *mut bindings::mm_struct) -> &[Window] {
+    let first = windows.partition_point(|w| (w.mm as usize) < mm as usize);
+    let rest = &windows[first..];
+    &rest[..rest.partition_point(|w| w.mm == mm)]
+}
+
+/// Collects every thread of the system whose mm has a window, of `windows` sorted by mm (the
+/// fallback of step 3).
+fn scan(windows: &[Window]) -> Result<KVVec<ARef<Task>>> {
+    index::collect_user_tasks(|t| !windows_of(windows, futex::flags_mm(t).1).is_empty())
 }
 
 /// Another task's memory, read with `access_process_vm()`.
@@ -293,7 +302,7 @@ struct Match {
 }
 
 /// Step 4, first half: reads each head of `task`, a task of `mm`, with no lock held, and
-/// records the slots that point into one of `mm`'s windows. A slot that does not needs nothing,
+/// records the slots that point into one of `windows`, the windows in `mm`. A slot that does not needs nothing,
 /// and cannot start to: only its own task sets it, and not to a mutex being destroyed.
 ///
 /// `local`: `mm` is the caller's own (its memory is read directly).
@@ -331,7 +340,7 @@ fn examine(
             continue;
         };
         let word = head.futex_word(pending, futex_offset);
-        let Some(w) = windows.iter().find(|w| w.mm == mm && w.holds(word)) else {
+        let Some(w) = windows.iter().find(|w| w.holds(word)) else {
             continue;
         };
         found.push(
@@ -374,28 +383,39 @@ fn still_maps(mm: &MmapReadGuard<'_>, m: &Match) -> bool {
 /// `futex.exit_mutex`, so that an exit walk under way finishes first (and then nothing is left
 /// to do) and none starts while the slot is cleared. Returns whether it cleared it.
 ///
-/// Context: process context, no lock held; may sleep.
-fn clear(m: &Match) -> bool {
-    let guard = ExitGuard::lock(&m.task);
+/// Context: process context, no lock held; may sleep. Fails with `EINTR` if the caller is
+/// killed while it waits for the task's exit walk or for its mm's `mmap_lock`.
+fn clear(m: &Match) -> Result<bool> {
+    let slot = m.head.pending_slot();
+    if slot % m.head.word_size() != 0 {
+        // A head at an odd address (no C library registers one): the owner's own plain stores
+        // to the slot are not single-copy atomic, so no compare-and-exchange is atomic against
+        // them; clearing it could overwrite a pending operation the owner started meanwhile.
+        CLEANUP_UNALIGNED.add(1, Relaxed);
+        return Ok(false);
+    }
+    let guard = ExitGuard::lock_killable(&m.task)?;
     if guard.exited() {
-        return false;
+        return Ok(false);
     }
     // Its mm now: exec may have replaced it since the slot was read.
     let Some(mm) = m.task.get_mm().filter(|mm| mm.as_raw() == m.mm) else {
-        return false;
+        return Ok(false);
     };
     if !guard.heads().contains(&Some(m.head)) {
-        return false; // registered another head meanwhile
+        return Ok(false); // registered another head meanwhile
     }
-    // A slot that is not naturally aligned, changed since it was read, or whose word is no
-    // longer the memory being cleaned, is left alone.
-    let slot = m.head.pending_slot();
-    matches!(
-        remote::compare_and_clear(&mm, slot, m.raw as u64, m.head.word_size(), |locked| {
-            still_maps(locked, m)
-        }),
-        Ok(true)
-    )
+    // A slot that changed since it was read, or whose word is no longer the memory being
+    // cleaned, is left alone.
+    match remote::compare_and_clear(&mm, slot, m.raw as u64, m.head.word_size(), |locked| {
+        still_maps(locked, m)
+    }) {
+        Ok(cleared) => Ok(cleared),
+        Err(e) if e == EINTR => Err(e),
+        // The slot's page could not be pinned for writing: its owner unmapped it or made it
+        // read-only meanwhile. It cannot be cleared (as the exit walk could not clear it).
+        Err(_) => Ok(false),
+    }
 }
 
 // bindgen's layout of the `mm_struct` field read below must be C's (see `futex.rs`).
@@ -427,7 +447,7 @@ fn killable() -> Result {
     Ok(())
 }
 
-/// Steps 3 and 4 for a set of windows.
+/// Steps 3 and 4 for a set of windows, sorted by mm.
 ///
 /// Context: process context, no lock held; may sleep.
 fn clean(windows: &[Window]) -> Result<usize> {
@@ -437,37 +457,42 @@ fn clean(windows: &[Window]) -> Result<usize> {
         // Only the caller's mm maps the memory, and no other task uses that mm: the caller's
         // own heads are all there is to see.
         examine(kernel::current!(), me, true, windows, &mut found)?;
-        return Ok(found.iter().filter(|m| clear(m)).count());
-    }
-    let mut complete = true;
-    for (i, w) in windows.iter().enumerate() {
-        if windows[..i].iter().any(|o| o.mm == w.mm) {
-            continue; // several windows in one mm
-        }
-        let Some(tasks) = index::tasks_of(w.mm)? else {
-            complete = false;
-            break;
-        };
-        for task in tasks.iter() {
-            killable()?;
-            examine(task, w.mm, w.mm == me, windows, &mut found)?;
-        }
-    }
-    if !complete {
+    } else if !clean_indexed(windows, me, &mut found)? {
+        // The index is incomplete: every thread of the system.
         CLEANUP_SCANS.add(1, Relaxed);
         found = KVec::new();
         for t in scan(windows)?.iter() {
             killable()?;
             let mm = futex::flags_mm(t).1;
-            examine(t, mm, mm == me, windows, &mut found)?;
+            examine(t, mm, mm == me, windows_of(windows, mm), &mut found)?;
         }
     }
     let mut cleared = 0;
     for m in found.iter() {
         killable()?;
-        cleared += usize::from(clear(m));
+        cleared += usize::from(clear(m)?);
     }
     Ok(cleared)
+}
+
+/// Step 3 from the index, and the first half of step 4, for each mm that has a window (of
+/// `windows`, sorted by mm). Returns `false` if the index is incomplete.
+fn clean_indexed(
+    windows: &[Window],
+    me: *mut bindings::mm_struct,
+    found: &mut KVec<Match>,
+) -> Result<bool> {
+    for in_mm in windows.chunk_by(|a, b| a.mm == b.mm) {
+        let mm = in_mm[0].mm;
+        let Some(tasks) = index::tasks_of(mm)? else {
+            return Ok(false);
+        };
+        for task in tasks.iter() {
+            killable()?;
+            examine(task, mm, mm == me, in_mm, found)?;
+        }
+    }
+    Ok(true)
 }
 
 fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
@@ -476,13 +501,14 @@ fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
         // The common case, without allocating: private memory, one window.
         return clean(&[Window::own(*start, *end)]);
     }
-    let mut windows = KVec::new();
+    let mut windows = KVVec::new();
     for store in Iterator::chain(core::iter::once(first), rest) {
         match store {
             Store::Private { start, end } => windows.push(Window::own(start, end), GFP_KERNEL)?,
             Store::Shared { file, start, end } => shared_windows(&file, start, end, &mut windows)?,
         }
     }
+    windows.sort_unstable_by_key(|w| (w.mm as usize, w.start));
     clean(&windows)
 }
 

@@ -10,10 +10,13 @@
 use crate::robust_list::{Abi, Head};
 use kernel::{
     bindings,
-    error::{code::EFAULT, to_result},
+    error::{
+        code::{EFAULT, EINTR},
+        to_result,
+    },
     prelude::*,
     sync::{
-        lock::{mutex::MutexBackend, Lock},
+        lock::{mutex::MutexBackend, Guard, Lock},
         MutexGuard,
     },
     task::Task,
@@ -172,25 +175,38 @@ pub(crate) struct ExitGuard<'a> {
 }
 
 impl<'a> ExitGuard<'a> {
-    /// Context: process context, may sleep, and waits for an exit walk under way, which may
-    /// fault on the task's memory: hold no lock that other tasks need. Lock order: before the
-    /// module's index lock and any `mmap_lock`; never two at once.
-    pub(crate) fn lock(task: &'a Task) -> Self {
+    /// Takes `task`'s `futex.exit_mutex`, unless the current task is killed while it waits:
+    /// then fails with `EINTR`. The wait can be long: an exit walk under way holds the mutex,
+    /// and it may wait on a fault on the task's memory for as long as its owner wants (a FUSE
+    /// file it serves itself).
+    ///
+    /// Context: process context, may sleep; hold no lock that other tasks need. Lock order:
+    /// before the module's index locks and any `mmap_lock`; never two at once.
+    pub(crate) fn lock_killable(task: &'a Task) -> Result<Self> {
+        // SAFETY: `task` is valid; this only computes a field's address.
+        let raw = unsafe { &raw mut (*task_futex(task)).exit_mutex };
         // SAFETY: `exit_mutex` is an initialised `struct mutex` of the valid task, which outlives
         // `'a`, and the kernel only ever uses it as a mutex.
-        let mutex =
-            unsafe { Lock::<(), MutexBackend>::from_raw(&raw mut (*task_futex(task)).exit_mutex) };
-        // INVARIANT: the guard of `task`'s `exit_mutex`.
-        Self {
-            task,
-            _lock: mutex.lock(),
+        let mutex = unsafe { Lock::<(), MutexBackend>::from_raw(raw) };
+        // SAFETY: as above.
+        if unsafe { bindings::mutex_lock_killable(raw) } != 0 {
+            return Err(EINTR);
         }
+        // SAFETY: we hold the mutex, just taken; the guard releases it.
+        let lock = unsafe { Guard::new(mutex, ()) };
+        // INVARIANT: the guard of `task`'s `exit_mutex`.
+        Ok(Self { task, _lock: lock })
     }
 
-    /// True once the task's exit has walked its robust lists (`FUTEX_STATE_DEAD`).
+    /// True once the task's exit (or exec) has walked its robust lists: `futex.state` is
+    /// `FUTEX_STATE_DEAD`. An exec sets it back to `FUTEX_STATE_OK` when it is done, under the
+    /// task's `pi_lock` only; either way the walk this guard excludes has run.
     pub(crate) fn exited(&self) -> bool {
-        // SAFETY: `futex.state` is written under `futex.exit_mutex`, which we hold.
-        unsafe { (*task_futex(self.task)).state == bindings::FUTEX_STATE_DEAD }
+        // SAFETY: the task is valid. `futex.state` is written under `exit_mutex`, which we hold,
+        // but also under `pi_lock` alone (exec done) and without a lock (a recursive fault at
+        // exit): a volatile read, as `READ_ONCE()`, returns one of the values it held.
+        let state = unsafe { (&raw const (*task_futex(self.task)).state).read_volatile() };
+        state == bindings::FUTEX_STATE_DEAD
     }
 
     /// The task's robust list heads, stable while the mutex is held against exit and exec (the

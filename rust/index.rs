@@ -150,8 +150,12 @@ impl TaskIndex {
         self.publish();
     }
 
-    /// Updates the debugfs statistics.
+    /// Updates the debugfs statistics, if this is the module's index (not one of the KUnit
+    /// tests'). The values are racy snapshots, for tests that read them once things settled.
     fn publish(&self) {
+        if !ptr::eq(INDEX.load(Acquire), self) {
+            return;
+        }
         INDEXED.store(self.len.load(Relaxed), Relaxed);
         INCOMPLETE.store(u64::from(!self.complete()), Relaxed);
     }
@@ -164,42 +168,55 @@ impl TaskIndex {
     /// `task` must be the current task or have its `futex.exit_mutex` held by the caller, so
     /// that `mm` is its mm.
     pub(crate) fn update(&self, mm: &Mm, task: &Task) {
-        // Room for the entry and, in case the mm has no group yet, for the group, made before the
-        // shard's mutex is taken; what is not used is freed after it is released.
-        let (Ok(entry), Ok(group)) = (
-            RBTreeNodeReservation::new(GFP_KERNEL),
-            RBTreeNodeReservation::new(GFP_KERNEL),
-        ) else {
-            return self.lose();
-        };
-        let (mm_key, task_key) = (key(mm.as_raw()), key(task.as_ptr()));
-        let mut shard = self.shard(mm_key).lock();
-        let registered = futex::heads(task).iter().any(Option::is_some);
-        if !(registered && futex::is_user_task(task)) {
-            let removed = Self::remove_locked(&mut shard, mm_key, task_key);
-            drop(shard);
-            if removed.0.is_some() {
-                self.len.fetch_sub(1, Relaxed);
-                self.publish();
+        let filed =
+            |t: &Task| futex::heads(t).iter().any(Option::is_some) && futex::is_user_task(t);
+        loop {
+            // Room for the entry and, in case the mm has no group yet, for the group, made
+            // before the shard's mutex is taken (what is not used is freed after it is
+            // released); none to remove one, so that removal cannot fail.
+            let room = if filed(task) {
+                match (
+                    RBTreeNodeReservation::new(GFP_KERNEL),
+                    RBTreeNodeReservation::new(GFP_KERNEL),
+                ) {
+                    (Ok(entry), Ok(group)) => Some((entry, group)),
+                    _ => return self.lose(),
+                }
+            } else {
+                None
+            };
+            let (mm_key, task_key) = (key(mm.as_raw()), key(task.as_ptr()));
+            let mut shard = self.shard(mm_key).lock();
+            if !filed(task) {
+                let removed = Self::remove_locked(&mut shard, mm_key, task_key);
+                drop(shard);
+                if removed.0.is_some() {
+                    self.len.fetch_sub(1, Relaxed);
+                    self.publish();
+                }
+                return;
             }
+            let Some((entry, group)) = room else {
+                continue; // registered since: make room, and look again
+            };
+            if shard.get(&mm_key).is_none() {
+                let tasks = MmTasks {
+                    _mm: mm.into(),
+                    tasks: RBTree::new(),
+                };
+                shard.insert(group.into_node(mm_key, tasks));
+            }
+            let Some(g) = shard.get_mut(&mm_key) else {
+                return; // inserted above
+            };
+            if g.tasks.get(&task_key).is_none() {
+                g.tasks.insert(entry.into_node(task_key, task.into()));
+                self.len.add(1, Relaxed);
+            }
+            drop(shard);
+            self.publish();
             return;
         }
-        if shard.get(&mm_key).is_none() {
-            let tasks = MmTasks {
-                _mm: mm.into(),
-                tasks: RBTree::new(),
-            };
-            shard.insert(group.into_node(mm_key, tasks));
-        }
-        let Some(g) = shard.get_mut(&mm_key) else {
-            return; // inserted above
-        };
-        if g.tasks.get(&task_key).is_none() {
-            g.tasks.insert(entry.into_node(task_key, task.into()));
-            self.len.add(1, Relaxed);
-        }
-        drop(shard);
-        self.publish();
     }
 
     /// Files `task` under `mm` whatever its heads, for the KUnit tests (a kernel thread has
@@ -266,7 +283,7 @@ impl TaskIndex {
     pub(crate) fn copy_tasks(
         &self,
         mm: *const bindings::mm_struct,
-        out: &mut KVec<ARef<Task>>,
+        out: &mut KVVec<ARef<Task>>,
     ) -> Option<usize> {
         if !self.complete() {
             return None;
@@ -334,13 +351,13 @@ fn index() -> Option<&'static TaskIndex> {
 /// into room made outside of it, so that nothing is allocated while other tasks wait for it.
 ///
 /// Context: process context, may sleep.
-pub(crate) fn tasks_of(mm: *const bindings::mm_struct) -> Result<Option<KVec<ARef<Task>>>> {
+pub(crate) fn tasks_of(mm: *const bindings::mm_struct) -> Result<Option<KVVec<ARef<Task>>>> {
     let Some(index) = index() else {
         return Ok(None);
     };
     let mut room = 0;
     loop {
-        let mut out = KVec::with_capacity(room, GFP_KERNEL)?;
+        let mut out = KVVec::with_capacity(room, GFP_KERNEL)?;
         match index.copy_tasks(mm, &mut out) {
             None => return Ok(None),
             Some(0) => return Ok(Some(out)),
@@ -379,15 +396,16 @@ pub(crate) fn forget(task: &Task) {
 
 /// References on the user tasks of the system (not kernel threads) that `keep` selects.
 ///
-/// They are collected under RCU into room made outside of it: nothing is allocated under RCU,
-/// and the room grows only with the tasks that are there. If tasks were created since the room
+/// They are collected under RCU into room made outside of it (`kvmalloc()`ed: a machine with
+/// half a million threads needs no large contiguous allocation): nothing is allocated under
+/// RCU, and the room grows only with the tasks that are there. If tasks were created since the room
 /// was made, it is made again, until the caller is killed.
 ///
 /// Context: process context, may sleep.
-pub(crate) fn collect_user_tasks(mut keep: impl FnMut(&Task) -> bool) -> Result<KVec<ARef<Task>>> {
+pub(crate) fn collect_user_tasks(mut keep: impl FnMut(&Task) -> bool) -> Result<KVVec<ARef<Task>>> {
     let mut room = 0;
     loop {
-        let mut out = KVec::with_capacity(room, GFP_KERNEL)?;
+        let mut out = KVVec::with_capacity(room, GFP_KERNEL)?;
         let mut more = 0usize;
         {
             let rcu = rcu::read_lock();
@@ -412,18 +430,20 @@ pub(crate) fn collect_user_tasks(mut keep: impl FnMut(&Task) -> bool) -> Result<
 /// Files every task that registered a robust list before the module was loaded, then marks the
 /// index complete: until then `cleanup_robust_list()` walks every thread.
 ///
-/// Call it after the operations are registered. The grace period first makes every
-/// `set_robust_list()` that did not see the operations visible here; every later one reaches
-/// [`robust_list_set`]. Each task is looked at under its `futex.exit_mutex`, so neither a
-/// concurrent `set_robust_list()` nor an exit can leave a stale entry behind.
+/// Call it after the operations are registered: `futex_robust_ops_register()` waited for every
+/// `set_robust_list()` that did not see them, so their heads are visible here; every later one
+/// reaches [`robust_list_set`]. A task whose heads read as NULL here needs nothing: if it
+/// registers one meanwhile, that call files it. Each other task is looked at under its
+/// `futex.exit_mutex`, its heads read again under the index's lock, so neither a concurrent
+/// `set_robust_list()` nor an exit can leave a stale entry behind. Killable: `insmod` fails with
+/// `EINTR` if it is killed while it waits for a task's exit walk.
 ///
 /// Context: process context, may sleep.
 pub(crate) fn populate() -> Result {
     let index = index().ok_or(EINVAL)?;
-    rcu::synchronize_rcu();
-    let tasks = collect_user_tasks(|_| true)?;
+    let tasks = collect_user_tasks(|t| futex::heads(t).iter().any(Option::is_some))?;
     for task in tasks.iter() {
-        let guard = ExitGuard::lock(task);
+        let guard = ExitGuard::lock_killable(task)?;
         if guard.exited() {
             continue;
         }

@@ -23,7 +23,8 @@ use kernel::{
 /// `mmap_lock`: the mapping cannot change between `check` and the write, and no `fork()` can
 /// make the page copy-on-write shared with a child before the write lands.
 ///
-/// Context: process context, may sleep; takes `mm`'s `mmap_lock` for reading.
+/// Context: process context, may sleep; takes `mm`'s `mmap_lock` for reading, killably (fails
+/// with `EINTR` if the caller is killed while it waits).
 pub(crate) fn compare_and_clear(
     mm: &MmWithUser,
     addr: usize,
@@ -34,15 +35,16 @@ pub(crate) fn compare_and_clear(
     if (size != 4 && size != 8) || addr % size != 0 {
         return Err(EINVAL);
     }
-    let locked = mm.mmap_read_lock();
+    let locked = mm.mmap_read_lock_killable()?;
     if !check(&locked) {
         return Ok(false);
     }
     let mut page = locked.pin_user_page(addr, true)?;
     let cleared = page.with_mapped(|base| {
         // SAFETY: `addr` is `size`-aligned, so the word lies within this page, which is mapped
-        // during the call. User space may access the word concurrently, with atomic
-        // instructions on the same memory: these atomics are what make the clear safe.
+        // during the call. User space may store to the word concurrently: C libraries use plain
+        // stores, which are single-copy atomic for a naturally aligned word, so an atomic
+        // compare-and-exchange here sees either value whole and never tears one.
         unsafe {
             let p = base.add(addr & (PAGE_SIZE - 1));
             if size == 8 {

@@ -23,7 +23,12 @@
 //! runs every call in an SRCU read-side section that unregistering waits for), and later exits
 //! fall back to the built-in walker. So does a load that fails after registering.
 
-use kernel::{debugfs, prelude::*, sync::atomic::Atomic};
+use kernel::{
+    debugfs,
+    prelude::*,
+    sync::atomic::Atomic,
+    time::{delay::fsleep, Delta},
+};
 
 mod cleanup;
 mod futex;
@@ -41,6 +46,13 @@ module! {
     authors: ["robust-futex prototype"],
     description: "Rust robust futex list walkers and cleanup_robust_list()",
     license: "GPL",
+    params: {
+        inject_load_failure: u32 {
+            default: 0,
+            description: "Testing only: if not 0, fail the load with ENOMEM this many \
+                milliseconds after registering the operations, as a failed index scan would",
+        },
+    },
 }
 
 /// A counter shown in debugfs.
@@ -49,12 +61,13 @@ type Counter = Atomic<u64>;
 /// The module's statistics in debugfs, so that tests can tell that the walks of this module,
 /// not the built-in ones, ran. Debugfs failures are not errors (the kernel convention): the
 /// files may be missing, and the rest of the module works all the same.
-const COUNTERS: [(&CStr, &Counter); 7] = [
+const COUNTERS: [(&CStr, &Counter); 8] = [
     (c"exit_walks", &walker::EXIT_WALKS),
     (c"compat_exit_walks", &walker::COMPAT_EXIT_WALKS),
     (c"cleanup_calls", &cleanup::CLEANUP_CALLS),
     (c"cleanup_cleared", &cleanup::CLEANUP_CLEARED),
     (c"cleanup_scans", &cleanup::CLEANUP_SCANS),
+    (c"cleanup_unaligned", &cleanup::CLEANUP_UNALIGNED),
     (c"index_tasks", &index::INDEXED),
     (c"index_incomplete", &index::INCOMPLETE),
 ];
@@ -88,6 +101,13 @@ impl kernel::Module for RobustFutex {
         })?;
         // The tasks that registered a robust list before the module was loaded; until they are
         // filed, calls walk every thread. If this fails, dropping `ops` waits for every call.
+        let inject = module_parameters::inject_load_failure.value();
+        if inject != 0 {
+            // Exits and calls run in the module meanwhile; the test checks that none of them
+            // runs in it once the failed load has freed it.
+            fsleep(Delta::from_millis(i64::from(inject)));
+            return Err(ENOMEM);
+        }
         index::populate()?;
         pr_info!("robust list walkers registered\n");
 

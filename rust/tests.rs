@@ -404,8 +404,8 @@ mod cleanup_tests {
     }
 
     /// The tasks `idx` has under `mm`.
-    fn tasks_under(idx: &TaskIndex, mm: &Mm) -> Result<KVec<ARef<Task>>> {
-        let mut seen = KVec::with_capacity(idx.len(), GFP_KERNEL)?;
+    fn tasks_under(idx: &TaskIndex, mm: &Mm) -> Result<KVVec<ARef<Task>>> {
+        let mut seen = KVVec::with_capacity(idx.len(), GFP_KERNEL)?;
         assert_eq!(idx.copy_tasks(mm.as_raw(), &mut seen), Some(0));
         Ok(seen)
     }
@@ -472,7 +472,7 @@ mod cleanup_tests {
         let before = my_usage();
         let idx = TaskIndex::new()?;
         // Incomplete until populated: a lookup says that some tasks may be missing.
-        let mut none = KVec::new();
+        let mut none = KVVec::new();
         assert_eq!(idx.copy_tasks(mm.as_raw(), &mut none), None);
         idx.mark_populated();
         assert_eq!(tasks_under(&idx, mm)?.len(), 0);
@@ -490,7 +490,7 @@ mod cleanup_tests {
         assert!(seen.len() == 1 && *seen[0] == *me);
         drop(seen);
         // Found under its mm only.
-        let mut other = KVec::new();
+        let mut other = KVVec::new();
         assert_eq!(
             idx.copy_tasks(mm.as_raw().wrapping_byte_add(64), &mut other),
             Some(0)

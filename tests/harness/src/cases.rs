@@ -131,7 +131,9 @@ pub static ALL: &[Case] = &[
         stepped::merged_copy_has_window,
     ),
     // Regression tests for bugs of the module (see hardening.rs); `hardening_calls_during_load`
-    // runs with the module unloaded (`robust-harness calls-during-load`).
+    // runs with the module unloaded (`robust-harness calls-during-load`), and
+    // `robust-harness many-mappers COUNT` runs `hardening_many_processes_one_memfd` with COUNT
+    // processes.
     Case::module(
         "hardening_compat_head_leaves_index_last",
         hardening::compat_head_leaves_index_last,
@@ -148,6 +150,23 @@ pub static ALL: &[Case] = &[
         "hardening_stuck_call_blocks_nobody",
         hardening::stuck_call_blocks_nobody,
     ),
+    Case::module(
+        "hardening_fork_during_clear_child_untouched",
+        hardening::fork_during_clear_child_untouched,
+    ),
+    Case::module(
+        "hardening_remapped_word_not_cleared",
+        hardening::remapped_word_not_cleared,
+    ),
+    Case::module(
+        "hardening_remapped_while_call_waits",
+        hardening::remapped_while_call_waits,
+    ),
+    Case::module(
+        "hardening_many_processes_one_memfd",
+        hardening::many_processes_one_memfd,
+    ),
+    Case::module("hardening_unaligned_head", hardening::unaligned_head),
 ];
 
 const STATS: &str = "/sys/kernel/debug/robust_futex";

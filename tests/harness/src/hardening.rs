@@ -15,6 +15,20 @@
 //! - `hardening_stuck_call_blocks_nobody`: heads were read under the index's one mutex, so one
 //!   call whose read sleeps blocked every `set_robust_list()`, thread start and exit of the
 //!   system.
+//!
+//! And four more:
+//!
+//! - `hardening_fork_during_clear_child_untouched`: the slot was cleared through a page pinned
+//!   with `FOLL_GET`, written after the `mmap_lock` was dropped, so a `fork()` in between made
+//!   the page copy-on-write shared and the clear landed in the child's copy (a race: the case
+//!   makes the window as likely as it can, and may pass on a broken module);
+//! - `hardening_remapped_word_not_cleared`: a slot whose word is no longer the memory being
+//!   cleaned (another memfd, or another page of the same one, mapped at its address) is left
+//!   alone; once the memory is mapped there again, it is cleared;
+//! - `hardening_many_processes_one_memfd` (`robust-harness many-mappers COUNT` for more): one
+//!   call clears the slots of hundreds (thousands) of processes mapping one memfd;
+//! - `hardening_unaligned_head`: a head that is not naturally aligned, which the exit walk
+//!   handles: the expectation for its slot is [`UNALIGNED_SLOT_CLEARED`].
 
 use crate::cases::counter;
 use crate::holder::{fork_holder, pending_for, Control, OFFSET};
@@ -1215,4 +1229,1229 @@ pub fn stuck_call_blocks_nobody(_: &Ctx) -> R {
     let worker = sys::fork_with(|| unrelated_worker(base));
     let p = sys::fork_with(|| stuck_caller(base));
     stuck_supervise(base, worker, p)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared by the cases below
+
+const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+
+/// Waits up to `limit` for `done()`, sleeping on the `u32` at `addr`, which the other side
+/// changes (or at least wakes) when `done()` may have become true; `failed()` ends the wait
+/// early with its message (the other side reported a failure).
+fn wait_until(
+    addr: usize,
+    limit: Duration,
+    what: &str,
+    done: impl Fn() -> bool,
+    failed: impl Fn() -> Option<String>,
+) -> R {
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = sys::read_u32(addr);
+        if done() {
+            return Ok(());
+        }
+        if let Some(e) = failed() {
+            return Err(e);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{}: not within {:?}",
+            what,
+            limit
+        );
+        sys::nap(addr, v, Duration::from_millis(100)).map_err(|e| format!("futex_wait: {}", e))?;
+    }
+}
+
+/// The step and errno a child reported at `step` and `errno` (0: none), named by `name`.
+fn reported(sh: usize, step: usize, errno: usize, name: fn(u32) -> &'static str) -> Option<String> {
+    match sys::read_u32(sh + step) {
+        0 => None,
+        s => Some(format!(
+            "{}: {}",
+            name(s),
+            std::io::Error::from_raw_os_error(sys::read_u32(sh + errno) as i32)
+        )),
+    }
+}
+
+/// Writes a robust list head at `head`: an empty list, `futex_offset` [`OFFSET`], and
+/// `list_op_pending` on the futex word `word` (0: none). `head` may be unaligned.
+fn write_head(head: usize, word: usize) {
+    sys::write_usize(head, head);
+    sys::write_usize(head + 8, OFFSET as usize);
+    sys::write_usize(head + 16, if word == 0 { 0 } else { pending_for(word) });
+}
+
+fn io_errno(e: &std::io::Error) -> u32 {
+    e.raw_os_error().unwrap_or(0) as u32
+}
+
+// ---------------------------------------------------------------------------------------------
+// hardening_fork_during_clear_child_untouched
+
+/// Rounds: H arms its slot, the test clears it with one call.
+const FD_ROUNDS: u32 = 200;
+/// H's children alive at a time, at most (each has an entry of the ring).
+const FD_RING: usize = 32;
+/// How long a child waits between its two reads of its slot.
+const FD_CHILD_NAP: Duration = Duration::from_millis(2);
+/// The words of the memfd the rounds use in turn (a new armed value each round).
+const FD_WORD0: usize = 0x100;
+const FD_WORDS: u32 = 64;
+
+// The command page of `fork_during_clear_child_untouched` (the test, H, H's children).
+/// The round the test asks H to arm; `FD_STOP`: stop forking, reap, report and exit.
+const FD_CMD: usize = 0;
+/// The last round H armed.
+const FD_ARMED: usize = 4;
+/// The step of H that failed, and its errno.
+const FD_FAILED: usize = 8;
+const FD_ERRNO: usize = 12;
+/// 1 once H stopped and wrote its counts.
+const FD_DONE: usize = 16;
+/// H's counts, `FdCounts` as `u64`s.
+const FD_COUNTS: usize = 0x40;
+/// The first child that saw its slot change: the slot around the fork (before, after), the
+/// child's two reads.
+const FD_FIRST: usize = 0x80;
+/// `+ 8 * round`: H's slot when the next command came, that is after the round's call.
+const FD_REPORT: usize = 0x100;
+const FD_STOP: u32 = u32::MAX;
+const _: () = assert!(FD_REPORT + 8 * (FD_ROUNDS as usize + 1) <= PAGE);
+
+// A child's entry in the ring (another shared region): its first read, its second, its state
+// (1 after the first read, 2 after the second).
+const FD_ENTRY: usize = 32;
+
+fn fd_word(round: u32) -> usize {
+    FD_WORD0 + 4 * (round % FD_WORDS) as usize
+}
+
+fn fd_step(step: u32) -> &'static str {
+    match step {
+        1 => "sched_setaffinity() to another CPU than the test's",
+        2 => "mmap() of the memfd",
+        4 => "mmap() of the private page",
+        5 => "set_robust_list()",
+        6 => "fork()",
+        7 => "waitpid()",
+        8 => "the test's next command never came",
+        _ => "?",
+    }
+}
+
+/// What H saw of its children.
+#[derive(Default, Debug)]
+struct FdCounts {
+    forks: u64,
+    /// Children that read their slot twice and exited normally.
+    checked: u64,
+    /// Children forked while the slot was armed: armed before and after the fork.
+    armed: u64,
+    /// Forks during which a call cleared the slot: armed before, 0 after.
+    raced: u64,
+    /// Children whose two reads differ.
+    changed: u64,
+    /// Children whose reads are not what they inherited.
+    disagreed: u64,
+    /// Children that died, or exited before their second read.
+    failed: u64,
+}
+
+impl FdCounts {
+    fn store(&self, at: usize) {
+        let v = [
+            self.forks,
+            self.checked,
+            self.armed,
+            self.raced,
+            self.changed,
+            self.disagreed,
+            self.failed,
+        ];
+        for (i, x) in v.iter().enumerate() {
+            sys::write_usize(at + 8 * i, *x as usize);
+        }
+    }
+
+    fn load(at: usize) -> FdCounts {
+        let v = |i: usize| sys::read_usize(at + 8 * i) as u64;
+        FdCounts {
+            forks: v(0),
+            checked: v(1),
+            armed: v(2),
+            raced: v(3),
+            changed: v(4),
+            disagreed: v(5),
+            failed: v(6),
+        }
+    }
+}
+
+/// A child of H in flight: its pid, ring entry, and H's slot right before and after the fork.
+struct FdChild {
+    pid: libc::pid_t,
+    entry: usize,
+    before: usize,
+    after: usize,
+}
+
+/// A child: reads its copy of the slot at once and again after `FD_CHILD_NAP`, records both in
+/// its ring entry, and exits. System calls only: it is a bare fork of H.
+fn fd_child(slot: usize, entry: usize) -> ! {
+    sys::write_usize(entry, sys::read_usize(slot));
+    sys::write_u32(entry + 16, 1);
+    std::thread::sleep(FD_CHILD_NAP);
+    sys::write_usize(entry + 8, sys::read_usize(slot));
+    sys::write_u32(entry + 16, 2);
+    // SAFETY: ends the child at once.
+    unsafe { libc::_exit(0) }
+}
+
+/// Judges a reaped child from what it recorded. Between H's reads of its slot right before and
+/// right after `fork()` only a call can change the slot (H arms it between forks), from armed
+/// to 0: if both reads agree, that is what the child inherited, and its copy must hold it for
+/// good; if they differ, the child inherited one or the other. Either way its two reads agree:
+/// nobody writes to the child's private copy.
+fn fd_judge(sh: usize, c: &FdChild, status: i32, n: &mut FdCounts) {
+    let state = sys::read_u32(c.entry + 16);
+    if !exited_ok(status) || state != 2 {
+        n.failed += 1;
+        return;
+    }
+    n.checked += 1;
+    let (r0, r1) = (sys::read_usize(c.entry), sys::read_usize(c.entry + 8));
+    if c.before == c.after && c.before != 0 {
+        n.armed += 1;
+    }
+    if c.before != c.after {
+        n.raced += 1;
+    }
+    let inherited = if c.before == c.after {
+        r0 == c.before
+    } else {
+        r0 == c.before || r0 == c.after
+    };
+    if r0 != r1 {
+        n.changed += 1;
+    } else if !inherited {
+        n.disagreed += 1;
+    }
+    if (r0 != r1 || !inherited) && n.changed + n.disagreed == 1 {
+        for (i, v) in [c.before, c.after, r0, r1].iter().enumerate() {
+            sys::write_usize(sh + FD_FIRST + 8 * i, *v);
+        }
+    }
+}
+
+/// Reaps one child of H (waiting for one if `block`); returns whether it reaped one.
+fn fd_reap(
+    sh: usize,
+    out: &mut Vec<FdChild>,
+    free: &mut Vec<usize>,
+    n: &mut FdCounts,
+    block: bool,
+) -> std::io::Result<bool> {
+    if out.is_empty() {
+        return Ok(false); // none left: waitpid() would fail with ECHILD
+    }
+    let mut status = 0;
+    let flags = if block { 0 } else { libc::WNOHANG };
+    // SAFETY: `status` is a valid out pointer; H's only children are the ones in `out`.
+    let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let Some(i) = out.iter().position(|c| c.pid == pid) else {
+        return Ok(false);
+    };
+    let c = out.swap_remove(i);
+    fd_judge(sh, &c, status, n);
+    free.push(c.entry);
+    Ok(true)
+}
+
+/// H: a holder process whose robust list head lies in a private page of its own, with
+/// `list_op_pending` armed on a word of the memfd `fd` when the test asks for a round; between
+/// commands it forks, again and again, children that check their copy of the slot. Runs on
+/// `cpu`, if given. Returns its exit code; its counts are in the command page.
+fn fd_holder(sh: usize, ring: usize, fd: i32, cpu: Option<usize>) -> i32 {
+    let fail = |step: u32, e: u32| {
+        sys::write_u32(sh + FD_ERRNO, e);
+        sys::write_u32(sh + FD_FAILED, step);
+        let _ = sys::futex_wake(sh + FD_ARMED, 1);
+        let _ = sys::futex_wake(sh + FD_DONE, 1);
+        1
+    };
+    if let Some(Err(e)) = cpu.map(sys::pin_to_cpu) {
+        return fail(1, io_errno(&e));
+    }
+    let mem = match sys::mmap(0, PAGE, RW, libc::MAP_SHARED, fd) {
+        Ok(m) => m,
+        Err(e) => return fail(2, io_errno(&e)),
+    };
+    // The children inherit it (the test kernel has no madvise(), so no MADV_DONTFORK): each is
+    // one more area for a call to look at while it lives, with no robust list of its own.
+    let page = match sys::mmap(0, PAGE, RW, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1) {
+        Ok(p) => p,
+        Err(e) => return fail(4, io_errno(&e)),
+    };
+    let (head, slot, touch) = (page, page + 16, page + 0x800);
+    write_head(head, 0);
+    if let Err(e) = sys::set_robust_list(head, HEAD_LEN) {
+        return fail(5, io_errno(&e));
+    }
+    let mut n = FdCounts::default();
+    let mut out: Vec<FdChild> = Vec::with_capacity(FD_RING);
+    let mut free: Vec<usize> = (0..FD_RING).rev().map(|k| ring + FD_ENTRY * k).collect();
+    let mut armed = 0u32;
+    let mut since = Instant::now();
+    loop {
+        let cmd = sys::read_u32(sh + FD_CMD);
+        if cmd != armed {
+            if armed != 0 {
+                sys::write_usize(sh + FD_REPORT + 8 * armed as usize, sys::read_usize(slot));
+            }
+            if cmd == FD_STOP {
+                break;
+            }
+            sys::write_usize(slot, pending_for(mem + fd_word(cmd)));
+            armed = cmd;
+            since = Instant::now();
+            sys::write_u32(sh + FD_ARMED, cmd);
+            let _ = sys::futex_wake(sh + FD_ARMED, 1);
+        } else if since.elapsed() > LIMIT {
+            return fail(8, libc::ETIMEDOUT as u32);
+        }
+        while free.is_empty() {
+            if let Err(e) = fd_reap(sh, &mut out, &mut free, &mut n, true) {
+                return fail(7, io_errno(&e));
+            }
+        }
+        let entry = free.pop().unwrap_or_default();
+        sys::write_u32(entry + 16, 0);
+        let before = sys::read_usize(slot);
+        let pid = match sys::fork_raw() {
+            Ok(0) => fd_child(slot, entry),
+            Ok(pid) => pid,
+            Err(e) => return fail(6, io_errno(&e)),
+        };
+        let after = sys::read_usize(slot);
+        // H writes to the page at once: its copy-on-write break comes right after the fork, so
+        // that a clear written into the page as it was before lands in the child's copy only.
+        sys::write_u32(touch, n.forks as u32);
+        n.forks += 1;
+        out.push(FdChild {
+            pid,
+            entry,
+            before,
+            after,
+        });
+        loop {
+            match fd_reap(sh, &mut out, &mut free, &mut n, false) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return fail(7, io_errno(&e)),
+            }
+        }
+    }
+    while !out.is_empty() {
+        if let Err(e) = fd_reap(sh, &mut out, &mut free, &mut n, true) {
+            return fail(7, io_errno(&e));
+        }
+    }
+    n.store(sh + FD_COUNTS);
+    sys::write_u32(sh + FD_DONE, 1);
+    let _ = sys::futex_wake(sh + FD_DONE, 1);
+    0
+}
+
+/// The test's side: FD_ROUNDS rounds of "arm" (H), "call" (the test); returns what each call
+/// returned.
+fn fd_rounds(sh: usize, mine: usize) -> Result<Vec<i64>, String> {
+    let failed = || reported(sh, FD_FAILED, FD_ERRNO, fd_step).map(|e| format!("H: {}", e));
+    let mut results = Vec::with_capacity(FD_ROUNDS as usize);
+    for round in 1..=FD_ROUNDS {
+        sys::write_u32(sh + FD_CMD, round);
+        wait_until(
+            sh + FD_ARMED,
+            LIMIT,
+            "H arming its slot",
+            || sys::read_u32(sh + FD_ARMED) == round,
+            failed,
+        )
+        .map_err(|e| format!("round {}: {}", round, e))?;
+        results.push(
+            cleanup(mine + fd_word(round), 4).map_err(|e| format!("round {}: {}", round, e))?,
+        );
+    }
+    Ok(results)
+}
+
+/// The holder is a process H whose `list_op_pending` slot lies in its own private anonymous
+/// memory (its robust list head, in a private page) and points at a word of a memfd that the
+/// test maps too. H forks in a tight loop, on another CPU than the test's: each child reads its
+/// copy of the slot at once and again 2 ms later, records both and exits; H reads its slot
+/// right before and right after each fork, and writes to the page right after (so that its
+/// copy-on-write break follows the fork at once). Meanwhile the test runs 200 rounds: H arms
+/// its slot (on another word each round) when told, and the test calls cleanup_robust_list()
+/// on the word. Every call must return 1 and H's slot be 0 afterwards (H reports it when the
+/// next command comes), and no child may see its slot change, or read anything but what it
+/// inherited when that is known (the slot was the same right before and right after the fork).
+///
+/// The bug: the module pinned the page with `FOLL_GET` and wrote the clear after dropping the
+/// `mmap_lock`; a fork in between made the page copy-on-write shared, so the clear landed in
+/// the child's copy (and, once H had broken the sharing, in the child's copy only: H's slot
+/// stayed armed after a call that returned 1). The window is narrow: the case makes it as
+/// likely as it can, and may pass on a broken module. Counts in a `#` line: rounds, calls,
+/// forks, children forked with the slot armed, and forks a clear raced with.
+pub fn fork_during_clear_child_untouched(_: &Ctx) -> R {
+    const NAME: &str = "hardening_fork_during_clear_child_untouched";
+    let cpus = sys::allowed_cpus().map_err(|e| format!("sched_getaffinity: {}", e))?;
+    let holder_cpu = match cpus[..] {
+        [test_cpu, other, ..] => {
+            sys::pin_to_cpu(test_cpu).map_err(|e| format!("sched_setaffinity: {}", e))?;
+            Some(other)
+        }
+        _ => {
+            println!("# {}: one CPU: the test and H share it", NAME);
+            None
+        }
+    };
+    let fd = crate::cleanup::memfd(PAGE);
+    let mine = crate::cleanup::map_fd(fd, PAGE, libc::MAP_SHARED);
+    let sh = Shared::new(PAGE);
+    let ring = Shared::new(FD_RING * FD_ENTRY);
+    let (shb, ringb) = (sh.base, ring.base);
+    // Forked while this process is single-threaded; H itself stays single-threaded.
+    let pid = sys::fork_with(|| fd_holder(shb, ringb, fd, holder_cpu));
+    let results = fd_rounds(shb, mine);
+    sys::write_u32(shb + FD_CMD, FD_STOP);
+    let stopped = results.and_then(|r| {
+        wait_until(
+            shb + FD_DONE,
+            LIMIT,
+            "H stopping",
+            || sys::read_u32(shb + FD_DONE) == 1,
+            || reported(shb, FD_FAILED, FD_ERRNO, fd_step).map(|e| format!("H: {}", e)),
+        )
+        .map(|_| r)
+    });
+    let Some(status) = sys::wait_pid_timeout(pid, LIMIT) else {
+        kill_and_reap(pid);
+        return Err(format!(
+            "H did not exit within {:?}{}",
+            LIMIT,
+            stopped
+                .err()
+                .map(|e| format!(" ({})", e))
+                .unwrap_or_default()
+        ));
+    };
+    let results = stopped?;
+    ensure!(exited_ok(status), "H: exit status {:#x}", status);
+    let n = FdCounts::load(shb + FD_COUNTS);
+    println!(
+        "# {}: {} rounds, {} calls, {} forks: {} children forked with the slot armed, {} forks \
+         during which a call cleared it; {} children saw their slot change",
+        NAME,
+        FD_ROUNDS,
+        results.len(),
+        n.forks,
+        n.armed,
+        n.raced,
+        n.changed + n.disagreed
+    );
+    let wrong: Vec<String> = (1..=FD_ROUNDS)
+        .zip(&results)
+        .filter_map(|(round, &r)| {
+            let slot = sys::read_usize(shb + FD_REPORT + 8 * round as usize);
+            (r != 1 || slot != 0)
+                .then(|| format!("round {}: returned {}, H's slot then {:#x}", round, r, slot))
+        })
+        .collect();
+    ensure!(
+        wrong.is_empty(),
+        "{} of {} calls did not clear H's slot, or did not return 1 (want 1, and the slot 0): {}",
+        wrong.len(),
+        FD_ROUNDS,
+        wrong.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+    );
+    let first = |i: usize| sys::read_usize(shb + FD_FIRST + 8 * i);
+    ensure!(
+        n.changed + n.disagreed == 0,
+        "{} children saw their private copy of H's slot change, {} read something else than \
+         they inherited: a clear landed in a child's copy of H's page; first: H's slot {:#x} \
+         before the fork, {:#x} after; the child read {:#x}, then {:#x}",
+        n.changed,
+        n.disagreed,
+        first(0),
+        first(1),
+        first(2),
+        first(3)
+    );
+    ensure!(
+        n.failed == 0 && n.checked == n.forks,
+        "H's children: {} forked, {} checked, {} died or exited early",
+        n.forks,
+        n.checked,
+        n.failed
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// hardening_remapped_word_not_cleared
+
+// The command page of `remapped_word_not_cleared`.
+/// The step the test asks H for; `RM_STOP`: exit.
+const RM_CMD: usize = 0;
+/// The last step H completed.
+const RM_DONE: usize = 4;
+/// The step of H that failed, and its errno.
+const RM_FAILED: usize = 8;
+const RM_ERRNO: usize = 12;
+/// 1 once H registered its head.
+const RM_READY: usize = 16;
+/// X, where H maps the first page of A at first (`usize`).
+const RM_X: usize = 24;
+const RM_STOP: u32 = 99;
+/// The futex word, at the same offset in every page.
+const RM_WORD: usize = 0x100;
+/// A, the memory cleaned, has two pages; B, the other memfd, one.
+const RM_A_LEN: usize = 2 * PAGE;
+
+fn rm_step(step: u32) -> &'static str {
+    match step {
+        1 => "munmap(X), then mmap(X, MAP_FIXED_NOREPLACE) of memfd B",
+        2 => "mmap() of memfd A again, at another address",
+        3 => "mmap(X, MAP_FIXED) of the second page of memfd A",
+        4 => "mmap(X, MAP_FIXED) of the first page of memfd A",
+        10 => "mmap() of the first page of memfd A",
+        11 => "set_robust_list()",
+        12 => "the test's next command never came",
+        13 => "futex_wait()",
+        _ => "an unknown command",
+    }
+}
+
+/// `mmap(X, MAP_SHARED | flags)` of one page of `fd` from `offset`; it must land at X.
+fn map_at(x: usize, fd: i32, offset: usize, flags: i32) -> std::io::Result<()> {
+    let p = sys::mmap_offset(x, PAGE, RW, libc::MAP_SHARED | flags, fd, offset)?;
+    if p != x {
+        return Err(std::io::Error::from_raw_os_error(libc::EEXIST));
+    }
+    Ok(())
+}
+
+/// H: maps the first page of A at X, registers a head (in the control page, so that the test
+/// reads the slot) pending on the word at X + `RM_WORD`, then changes what X maps, step by
+/// step, as the test asks. Never writes the slot.
+fn rm_holder(ctl: &Control, sh: usize, a: i32, b: i32) -> i32 {
+    let fail = |step: u32, e: &std::io::Error| {
+        sys::write_u32(sh + RM_ERRNO, io_errno(e));
+        sys::write_u32(sh + RM_FAILED, step);
+        let _ = sys::futex_wake(sh + RM_READY, 1);
+        let _ = sys::futex_wake(sh + RM_DONE, 1);
+        1
+    };
+    let x = match sys::mmap(0, PAGE, RW, libc::MAP_SHARED, a) {
+        Ok(x) => x,
+        Err(e) => return fail(10, &e),
+    };
+    sys::write_usize(sh + RM_X, x);
+    ctl.prepare(0, x + RM_WORD, false);
+    if let Err(e) = sys::set_robust_list(ctl.head(0), HEAD_LEN) {
+        return fail(11, &e);
+    }
+    ctl.set_ready(0, sys::gettid());
+    sys::write_u32(sh + RM_READY, 1);
+    let _ = sys::futex_wake(sh + RM_READY, 1);
+    let (mut done, mut since) = (0, Instant::now());
+    loop {
+        let cmd = sys::read_u32(sh + RM_CMD);
+        if cmd == done {
+            if since.elapsed() > LIMIT {
+                return fail(12, &std::io::Error::from_raw_os_error(libc::ETIMEDOUT));
+            }
+            if let Err(e) = sys::nap(sh + RM_CMD, done, Duration::from_secs(1)) {
+                return fail(13, &e);
+            }
+            continue;
+        }
+        let r = match cmd {
+            RM_STOP => return 0,
+            1 => sys::munmap(x, PAGE).and_then(|_| map_at(x, b, 0, libc::MAP_FIXED_NOREPLACE)),
+            2 => sys::mmap(0, RM_A_LEN, RW, libc::MAP_SHARED, a).map(|_| ()),
+            3 => map_at(x, a, PAGE, libc::MAP_FIXED),
+            4 => map_at(x, a, 0, libc::MAP_FIXED),
+            _ => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        if let Err(e) = r {
+            return fail(cmd, &e);
+        }
+        (done, since) = (cmd, Instant::now());
+        sys::write_u32(sh + RM_DONE, cmd);
+        let _ = sys::futex_wake(sh + RM_DONE, 1);
+    }
+}
+
+/// Asks H for `step` and waits until it is done.
+fn rm_command(sh: usize, step: u32) -> R {
+    sys::write_u32(sh + RM_CMD, step);
+    sys::futex_wake(sh + RM_CMD, 1).map_err(|e| format!("futex_wake: {}", e))?;
+    wait_until(
+        sh + RM_DONE,
+        LIMIT,
+        rm_step(step),
+        || sys::read_u32(sh + RM_DONE) == step,
+        || reported(sh, RM_FAILED, RM_ERRNO, rm_step).map(|e| format!("H: {}", e)),
+    )
+}
+
+/// A slot is cleared only if its word is, at the time of the clear, the memory being cleaned.
+/// H (a forked process) maps the first page of memfd A at X, and registers a head pending on
+/// the word at X + 0x100; the test maps A (and B) elsewhere and calls on the word's offset in
+/// A. H never writes its slot; the test reads it (the head lies in shared memory) and re-arms
+/// it after a call that cleared it. Step by step:
+///
+/// 1. H unmaps X and maps memfd B there (`MAP_FIXED_NOREPLACE`): its slot now points into B.
+///    A call on A's word, and one on all of A, must return 0 and leave the slot alone; a call
+///    on B's word (the control) must clear it;
+/// 2. H maps A again, at another address: its mm maps A (so H is a candidate), but not at X.
+///    Again 0 for A's word and all of A;
+/// 3. H maps the second page of A at X (`MAP_FIXED` over B): the word is A's, at another
+///    offset. A call on the word of A's first page returns 0; one on the word of its second
+///    page (the control) clears the slot;
+/// 4. H maps the first page of A at X again (`MAP_FIXED`): a call on A's word must clear the
+///    slot and return 1.
+pub fn remapped_word_not_cleared(_: &Ctx) -> R {
+    let (a, b) = (crate::cleanup::memfd(RM_A_LEN), crate::cleanup::memfd(PAGE));
+    let mine_a = crate::cleanup::map_fd(a, RM_A_LEN, libc::MAP_SHARED);
+    let mine_b = crate::cleanup::map_fd(b, PAGE, libc::MAP_SHARED);
+    let ctl = Control::new();
+    let sh = Shared::new(PAGE);
+    let shb = sh.base;
+    let pid = sys::fork_with(|| rm_holder(&ctl, shb, a, b));
+    let r = (|| -> R {
+        wait_until(
+            shb + RM_READY,
+            LIMIT,
+            "H registering its head",
+            || sys::read_u32(shb + RM_READY) == 1,
+            || reported(shb, RM_FAILED, RM_ERRNO, rm_step).map(|e| format!("H: {}", e)),
+        )?;
+        let x = sys::read_usize(shb + RM_X);
+        let armed = pending_for(x + RM_WORD);
+        ensure_eq!(sys::read_usize(ctl.slot(0)), armed);
+        // A call that must return `want` (0 or 1): the slot must then be armed, or 0.
+        let call = |what: &str, addr: usize, len: usize, want: i64| -> R {
+            let n = cleanup(addr, len).map_err(|e| format!("{}: {}", what, e))?;
+            let slot = sys::read_usize(ctl.slot(0));
+            let want_slot = if want == 1 { 0 } else { armed };
+            ensure!(
+                n == want && slot == want_slot,
+                "{}: returned {}, H's slot then {:#x}; want {}, the slot {:#x}",
+                what,
+                n,
+                slot,
+                want,
+                want_slot
+            );
+            sys::write_usize(ctl.slot(0), armed);
+            Ok(())
+        };
+        rm_command(shb, 1)?;
+        call("X maps B: a call on A's word", mine_a + RM_WORD, 4, 0)?;
+        call("X maps B: a call on all of A", mine_a, RM_A_LEN, 0)?;
+        call("X maps B: a call on B's word", mine_b + RM_WORD, 4, 1)?;
+        rm_command(shb, 2)?;
+        call(
+            "X maps B, A is mapped elsewhere: A's word",
+            mine_a + RM_WORD,
+            4,
+            0,
+        )?;
+        call(
+            "X maps B, A is mapped elsewhere: all of A",
+            mine_a,
+            RM_A_LEN,
+            0,
+        )?;
+        rm_command(shb, 3)?;
+        call(
+            "X maps A's second page: the word of its first",
+            mine_a + RM_WORD,
+            4,
+            0,
+        )?;
+        call(
+            "X maps A's second page: the word of that page",
+            mine_a + PAGE + RM_WORD,
+            4,
+            1,
+        )?;
+        rm_command(shb, 4)?;
+        call(
+            "X maps A's first page again: A's word",
+            mine_a + RM_WORD,
+            4,
+            1,
+        )
+    })();
+    sys::write_u32(shb + RM_CMD, RM_STOP);
+    let _ = sys::futex_wake(shb + RM_CMD, 1);
+    let Some(status) = sys::wait_pid_timeout(pid, LIMIT) else {
+        kill_and_reap(pid);
+        r?;
+        return Err(format!("H did not exit within {:?}", LIMIT));
+    };
+    r?;
+    ensure!(exited_ok(status), "H: exit status {:#x}", status);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// hardening_many_processes_one_memfd
+
+/// The processes `hardening_many_processes_one_memfd` forks in `make check`;
+/// `robust-harness many-mappers COUNT` forks COUNT.
+pub const MANY_DEFAULT: usize = 256;
+const MANY_NAME: &str = "hardening_many_processes_one_memfd";
+/// The memfd has one page; process `i`'s slot points at word `i % MANY_WORDS` from
+/// `MANY_WORD0`: each word is shared by many processes.
+const MANY_WORDS: usize = 16;
+const MANY_WORD0: usize = 0x100;
+/// Each process's head, in its own copy of a private page.
+const MANY_HEAD: usize = 0x100;
+/// The time a process may take to start and register, on top of `LIMIT`.
+const MANY_PER_PROCESS: Duration = Duration::from_millis(50);
+
+// The shared region of `many_processes_one_memfd`.
+/// Processes that registered their head.
+const MN_READY: usize = 0;
+/// Processes whose set_robust_list() failed, and the errno of one.
+const MN_FAILED: usize = 4;
+const MN_ERRNO: usize = 8;
+/// 1: read your slot, report and exit; 2: exit.
+const MN_CHECK: usize = 12;
+/// Processes that reported.
+const MN_REPORTED: usize = 16;
+/// `+ 4 * i`: process `i`'s report: 1, its slot is 0; 2, it is not.
+const MN_RESULTS: usize = 64;
+
+/// Process `i`: registers a head in its copy of `page`, pending on `word` (in its mapping of
+/// the memfd, inherited), waits to be told to check, then reports whether its slot is 0. A bare
+/// fork: system calls only.
+fn mn_process(sh: usize, i: usize, page: usize, word: usize, deadline: Instant) -> i32 {
+    let head = page + MANY_HEAD;
+    write_head(head, word);
+    if let Err(e) = sys::set_robust_list(head, HEAD_LEN) {
+        sys::write_u32(sh + MN_ERRNO, io_errno(&e));
+        sys::fetch_add_u32(sh + MN_FAILED, 1);
+        let _ = sys::futex_wake(sh + MN_READY, 1);
+        return 1;
+    }
+    sys::fetch_add_u32(sh + MN_READY, 1);
+    let _ = sys::futex_wake(sh + MN_READY, 1);
+    let check = loop {
+        match sys::read_u32(sh + MN_CHECK) {
+            0 if Instant::now() > deadline => return 2,
+            0 => {
+                if sys::nap(sh + MN_CHECK, 0, Duration::from_secs(1)).is_err() {
+                    return 3;
+                }
+            }
+            c => break c,
+        }
+    };
+    if check == 1 {
+        let cleared = sys::read_usize(head + 16) == 0;
+        sys::write_u32(sh + MN_RESULTS + 4 * i, if cleared { 1 } else { 2 });
+        sys::fetch_add_u32(sh + MN_REPORTED, 1);
+        let _ = sys::futex_wake(sh + MN_REPORTED, 1);
+    }
+    0
+}
+
+/// The test with `count` processes; returns the `#` note.
+fn many_mappers_run(count: usize) -> Result<String, String> {
+    ensure!(
+        (1..=1 << 20).contains(&count),
+        "{} processes: want 1 to 2^20",
+        count
+    );
+    let fd = crate::cleanup::memfd(PAGE);
+    let mine = crate::cleanup::map_fd(fd, PAGE, libc::MAP_SHARED);
+    let sh = Shared::new((MN_RESULTS + 4 * count).next_multiple_of(PAGE));
+    let shb = sh.base;
+    // Each process writes its head into its own copy of this page.
+    let page = sys::mmap(0, PAGE, RW, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
+        .map_err(|e| format!("mmap: {}", e))?;
+    let limit = LIMIT + MANY_PER_PROCESS * count as u32;
+    let deadline = Instant::now() + limit;
+    let mut pids = Vec::with_capacity(count);
+    let r = (|| -> Result<String, String> {
+        // Bare forks of this process, single-threaded here: each child has just what it
+        // touches (a few stack pages and its head's page), and no robust list but its own.
+        for i in 0..count {
+            let word = mine + MANY_WORD0 + 4 * (i % MANY_WORDS);
+            match sys::fork_raw() {
+                Ok(0) => {
+                    let code = mn_process(shb, i, page, word, deadline);
+                    // SAFETY: ends the child at once.
+                    unsafe { libc::_exit(code) }
+                }
+                Ok(pid) => pids.push(pid),
+                Err(e) => return Err(format!("fork() of process {}: {}", i, e)),
+            }
+        }
+        let settled =
+            || (sys::read_u32(shb + MN_READY) + sys::read_u32(shb + MN_FAILED)) as usize == count;
+        wait_until(
+            shb + MN_READY,
+            deadline.saturating_duration_since(Instant::now()),
+            "the processes registering their heads",
+            settled,
+            || None,
+        )
+        .map_err(|e| {
+            format!(
+                "{} ({} of {} registered)",
+                e,
+                sys::read_u32(shb + MN_READY),
+                count
+            )
+        })?;
+        let failed = sys::read_u32(shb + MN_FAILED);
+        ensure!(
+            failed == 0,
+            "{} of {} processes: set_robust_list(): {}",
+            failed,
+            count,
+            std::io::Error::from_raw_os_error(sys::read_u32(shb + MN_ERRNO) as i32)
+        );
+        let start = Instant::now();
+        let n = cleanup(mine, PAGE)?;
+        let took = start.elapsed();
+        sys::write_u32(shb + MN_CHECK, 1);
+        sys::futex_wake(shb + MN_CHECK, i32::MAX).map_err(|e| format!("futex_wake: {}", e))?;
+        wait_until(
+            shb + MN_REPORTED,
+            deadline.saturating_duration_since(Instant::now()) + LIMIT,
+            "the processes reporting their slots",
+            || sys::read_u32(shb + MN_REPORTED) as usize == count,
+            || None,
+        )
+        .map_err(|e| {
+            format!(
+                "{} ({} of {} reported)",
+                e,
+                sys::read_u32(shb + MN_REPORTED),
+                count
+            )
+        })?;
+        let kept: Vec<usize> = (0..count)
+            .filter(|&i| sys::read_u32(shb + MN_RESULTS + 4 * i) != 1)
+            .collect();
+        ensure!(
+            n == count as i64 && kept.is_empty(),
+            "one call on the memfd mapped by {} processes returned {} (want {}); {} processes \
+             still have their slot set afterwards (e.g. process {:?}, word {:?})",
+            count,
+            n,
+            count,
+            kept.len(),
+            kept.first(),
+            kept.first().map(|i| i % MANY_WORDS)
+        );
+        Ok(format!(
+            "{} processes, their slots on {} words of one memfd page: one call cleared every \
+             slot, in {} ms",
+            count,
+            MANY_WORDS.min(count),
+            took.as_millis()
+        ))
+    })();
+    if r.is_err() {
+        sys::write_u32(shb + MN_CHECK, 2);
+        let _ = sys::futex_wake(shb + MN_CHECK, i32::MAX);
+    }
+    // Reap every process, whatever happened; kill those that do not end.
+    let (mut bad, mut hung) = (0, 0);
+    for &pid in &pids {
+        match sys::wait_pid_timeout(
+            pid,
+            deadline.saturating_duration_since(Instant::now()) + LIMIT,
+        ) {
+            Some(st) if exited_ok(st) => {}
+            Some(_) => bad += 1,
+            None => {
+                hung += 1;
+                kill_and_reap(pid);
+            }
+        }
+    }
+    let note = r?;
+    ensure!(
+        bad == 0 && hung == 0,
+        "{} of {} processes failed, {} did not exit",
+        bad,
+        count,
+        hung
+    );
+    Ok(note)
+}
+
+/// Many processes map one memfd (`MAP_SHARED`, one page), each with a robust list head of its
+/// own in a private page, pending on a word of the memfd (16 words, each shared by many of
+/// them); one call on the memfd's page must return the number of processes, and each process
+/// must then find its own slot 0. 256 processes here; `robust-harness many-mappers COUNT` for
+/// more (`make stress`: 4,096). The processes are bare forks of the single-threaded test, so
+/// each costs little memory.
+pub fn many_processes_one_memfd(_: &Ctx) -> R {
+    let note = many_mappers_run(MANY_DEFAULT)?;
+    println!("# {}: {}", MANY_NAME, note);
+    Ok(())
+}
+
+/// `robust-harness many-mappers [COUNT]`, with the module loaded: the case with COUNT processes
+/// (default 256); prints a one-test KTAP document.
+pub fn many_mappers(count: usize) -> i32 {
+    let r = many_mappers_run(count);
+    println!("KTAP version 1");
+    println!("1..1");
+    match r {
+        Ok(note) => {
+            println!("# {}: {}", MANY_NAME, note);
+            println!("ok 1 {}", MANY_NAME);
+            0
+        }
+        Err(e) => {
+            println!("# {}: {} processes: {}", MANY_NAME, count, e);
+            println!("not ok 1 {}", MANY_NAME);
+            1
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// hardening_unaligned_head
+
+/// What `hardening_unaligned_head` expects of a `list_op_pending` slot that is not naturally
+/// aligned: `true`, that the call clears it like any other (returns 1, the slot 0); `false`,
+/// that it leaves it alone, returns 0 and counts it in debugfs `cleanup_unaligned`, the
+/// documented behaviour (cleanup.rst, "What it cannot fix": no compare-and-exchange on it is
+/// atomic against its owner's own stores on every architecture, and on x86 one across a cache
+/// line is a split lock). Before the counter, the module left it alone silently.
+const UNALIGNED_SLOT_CLEARED: bool = false;
+
+/// Where the heads lie in their page: 4 mod 8, so that `list_op_pending` (at +16) is 4 mod 8
+/// too; the head (24 bytes) lies within one 64-byte cache line (0x100-0x13f), far from the
+/// page's ends.
+const U_HEAD: usize = 0x104;
+/// The futex word, in another page.
+const U_WORD: usize = 0x100;
+// The unaligned case's shared page: holder `i` publishes its TID at `U_READY + 4 * i`, or the
+// step that failed at `U_FAILED + 4 * i` and the errno at `U_ERRNO + 4 * i`; `U_GO` releases
+// them all.
+const U_READY: usize = 0x800;
+const U_FAILED: usize = 0x810;
+const U_ERRNO: usize = 0x820;
+const U_GO: usize = 0x830;
+const U_WHO: [&str; 2] = [
+    "holder thread (head and word in private memory of this process)",
+    "holder process (head in shared memory, word in shared memory)",
+];
+
+fn u_step(step: u32) -> &'static str {
+    match step {
+        1 => "set_robust_list() of the unaligned head",
+        2 => "get_robust_list() does not return the head registered",
+        3 => "futex_wait() for the go",
+        _ => "?",
+    }
+}
+
+/// Holder `i`: registers `head`, checks that the kernel recorded it as given, publishes its TID
+/// and sleeps until the go. Returns 0, or the step that failed (also published).
+fn u_hold(sh: usize, i: usize, head: usize) -> u32 {
+    let fail = |step: u32, e: u32| {
+        sys::write_u32(sh + U_ERRNO + 4 * i, e);
+        sys::write_u32(sh + U_FAILED + 4 * i, step);
+        let _ = sys::futex_wake(sh + U_READY + 4 * i, 1);
+        step
+    };
+    if let Err(e) = sys::set_robust_list(head, HEAD_LEN) {
+        return fail(1, io_errno(&e));
+    }
+    match sys::get_robust_list() {
+        Ok(h) if h == head => {}
+        Ok(_) => return fail(2, 0),
+        Err(e) => return fail(2, io_errno(&e)),
+    }
+    sys::write_u32(sh + U_READY + 4 * i, sys::gettid());
+    let _ = sys::futex_wake(sh + U_READY + 4 * i, 1);
+    let deadline = Instant::now() + 2 * LIMIT;
+    while sys::read_u32(sh + U_GO) == 0 && Instant::now() < deadline {
+        if let Err(e) = sys::nap(sh + U_GO, 0, Duration::from_secs(1)) {
+            return fail(3, io_errno(&e));
+        }
+    }
+    0
+}
+
+/// A robust list head registered at an address that is not naturally aligned (8-byte fields at
+/// an address 4 mod 8, within one page and one cache line), with `list_op_pending` on a word W.
+/// The exit walk handles such a head (reads are unaligned, as `get_user()` allows); so must
+/// the call. Two holders: a thread of this process (head and W in private pages of this
+/// process, as the brief asks), and a forked process (head in shared memory, W in shared
+/// memory, so that its head is read and cleared through another mm). For each, one call on W:
+/// with [`UNALIGNED_SLOT_CLEARED`], it must return 1 and the slot be 0; without, return 0 and
+/// leave the slot alone.
+pub fn unaligned_head(_: &Ctx) -> R {
+    let sh = Shared::new(PAGE);
+    let shb = sh.base;
+    let (t_heads, t_words) = (sys::private_anon(PAGE), sys::private_anon(PAGE));
+    let (p_heads, p_words) = (Shared::new(PAGE), Shared::new(PAGE));
+    let heads = [t_heads + U_HEAD, p_heads.at(U_HEAD)];
+    let words = [t_words + U_WORD, p_words.at(U_WORD)];
+    for i in 0..2 {
+        write_head(heads[i], words[i]);
+        ensure!(
+            (heads[i] + 16) % 8 == 4,
+            "slot at {:#x}: naturally aligned",
+            heads[i] + 16
+        );
+    }
+    // Forked first, while this process is single-threaded.
+    let pid = sys::fork_with(|| u_hold(shb, 1, heads[1]) as i32);
+    let r = std::thread::scope(|s| -> R {
+        let holder = s.spawn(|| u_hold(shb, 0, heads[0]));
+        let r = (|| -> R {
+            for (i, who) in U_WHO.iter().enumerate() {
+                wait_until(
+                    shb + U_READY + 4 * i,
+                    LIMIT,
+                    who,
+                    || sys::read_u32(shb + U_READY + 4 * i) != 0,
+                    || {
+                        reported(shb, U_FAILED + 4 * i, U_ERRNO + 4 * i, u_step)
+                            .map(|e| format!("{}: {}", who, e))
+                    },
+                )?;
+            }
+            for (i, who) in U_WHO.iter().enumerate() {
+                let slot = heads[i] + 16;
+                let armed = sys::read_usize_unaligned(slot);
+                ensure_eq!(armed, pending_for(words[i]));
+                let skipped = counter("cleanup_unaligned")?;
+                let n = cleanup(words[i], 4).map_err(|e| format!("{}: {}", who, e))?;
+                if !UNALIGNED_SLOT_CLEARED {
+                    ensure!(
+                        counter("cleanup_unaligned")? == skipped + 1,
+                        "{}: the slot left alone was not counted in cleanup_unaligned",
+                        who
+                    );
+                }
+                let after = sys::read_usize_unaligned(slot);
+                let (want, want_slot) = if UNALIGNED_SLOT_CLEARED {
+                    (1, 0)
+                } else {
+                    (0, armed)
+                };
+                ensure!(
+                    n == want && after == want_slot,
+                    "{}: slot at {:#x} (4 mod 8): the call returned {}, the slot is then {:#x}; \
+                     want {} and {:#x} ({})",
+                    who,
+                    slot,
+                    n,
+                    after,
+                    want,
+                    want_slot,
+                    if UNALIGNED_SLOT_CLEARED {
+                        "UNALIGNED_SLOT_CLEARED: an unaligned slot is cleared like any other"
+                    } else {
+                        "UNALIGNED_SLOT_CLEARED is false: an unaligned slot is left alone"
+                    }
+                );
+            }
+            Ok(())
+        })();
+        sys::write_u32(shb + U_GO, 1);
+        let _ = sys::futex_wake(shb + U_GO, i32::MAX);
+        let step = holder
+            .join()
+            .map_err(|_| "the holder thread panicked".to_string())?;
+        r?;
+        ensure!(step == 0, "{}: {}", U_WHO[0], u_step(step));
+        Ok(())
+    });
+    let Some(status) = sys::wait_pid_timeout(pid, LIMIT) else {
+        kill_and_reap(pid);
+        r?;
+        return Err(format!("{}: did not exit within {:?}", U_WHO[1], LIMIT));
+    };
+    r?;
+    ensure!(exited_ok(status), "{}: exit status {:#x}", U_WHO[1], status);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// hardening_remapped_while_call_waits
+
+/// `_IOWR(0xaa, 0x03, struct uffdio_copy)`.
+const UFFDIO_COPY: libc::Ioctl = 0xc028_aa03;
+
+#[repr(C)]
+struct UffdioCopy {
+    dst: u64,
+    src: u64,
+    len: u64,
+    mode: u64,
+    copy: i64,
+}
+
+/// The race, made deterministic: the head of a thread T of this process lies in a page
+/// registered with userfaultfd and not populated, so that the call's read of it waits until the
+/// test serves it. Its slot will point at the word at X + 0x100, X where this process maps
+/// memfd A (it maps A at Y too). A caller thread calls on A's word through Y: the call finds
+/// the windows of A (X and Y in this mm), then waits in its read of T's head. Meanwhile the
+/// test unmaps X and maps memfd B there, and only then serves the fault: T's slot points at
+/// X + 0x100, now B's memory, which a lock of B may be in an operation on. The call must
+/// return 0 and leave the slot alone. (Before the check, the module compared the window it had
+/// found before the remap, and cleared the slot.)
+pub fn remapped_while_call_waits(_: &Ctx) -> R {
+    let (a, b) = (crate::cleanup::memfd(PAGE), crate::cleanup::memfd(PAGE));
+    let x = crate::cleanup::map_fd(a, PAGE, libc::MAP_SHARED);
+    let y = crate::cleanup::map_fd(a, PAGE, libc::MAP_SHARED);
+    // SAFETY: creates a userfaultfd that handles kernel faults too (the guest runs as root).
+    let uffd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) } as i32;
+    ensure!(
+        uffd >= 0,
+        "userfaultfd(): {}",
+        std::io::Error::last_os_error()
+    );
+    let mut api = UffdioApi {
+        api: UFFD_API,
+        features: 0,
+        ioctls: 0,
+    };
+    // SAFETY: the handshake, with a valid `struct uffdio_api`.
+    let r = unsafe { libc::ioctl(uffd, UFFDIO_API, &mut api) };
+    ensure!(r == 0, "UFFDIO_API: {}", std::io::Error::last_os_error());
+    let page = sys::private_anon(PAGE); // never touched before the copy
+    let mut reg = UffdioRegister {
+        start: page as u64,
+        len: PAGE as u64,
+        mode: UFFDIO_REGISTER_MODE_MISSING,
+        ioctls: 0,
+    };
+    // SAFETY: registers our own mapping, with a valid `struct uffdio_register`.
+    let r = unsafe { libc::ioctl(uffd, UFFDIO_REGISTER, &mut reg) };
+    ensure!(
+        r == 0,
+        "UFFDIO_REGISTER: {}",
+        std::io::Error::last_os_error()
+    );
+    let head = page + 0x100;
+    let sh = Shared::new(PAGE);
+    let shb = sh.base;
+    // sh: T's TID once registered (0), the go for T (4), the caller's TID (8), 1 once its call
+    // returned (12).
+    std::thread::scope(|s| -> R {
+        let holder = s.spawn(move || -> R {
+            sys::set_robust_list(head, HEAD_LEN)
+                .map_err(|e| format!("T: set_robust_list: {}", e))?;
+            sys::write_u32(shb, sys::gettid());
+            let deadline = Instant::now() + 2 * LIMIT;
+            while sys::read_u32(shb + 4) == 0 && Instant::now() < deadline {
+                sys::nap(shb + 4, 0, Duration::from_secs(1)).map_err(|e| format!("T: {}", e))?;
+            }
+            // Its slot is left as it is: its exit walk wakes a waiter of B's word, if any.
+            Ok(())
+        });
+        let r = (|| -> R {
+            wait_until(
+                shb,
+                LIMIT,
+                "T registering its head",
+                || sys::read_u32(shb) != 0,
+                || None,
+            )?;
+            let caller = s.spawn(move || {
+                sys::write_u32(shb + 8, sys::gettid());
+                let r = cleanup(y + 0x100, 4);
+                sys::write_u32(shb + 12, 1);
+                r
+            });
+            // The caller waits in its read of T's head (the unserved page).
+            let deadline = Instant::now() + LIMIT;
+            let waiting = loop {
+                let tid = sys::read_u32(shb + 8);
+                let st = (tid != 0)
+                    .then(|| sys::task_state(std::process::id() as i32, tid))
+                    .flatten();
+                if matches!(&st, Some((_, w)) if w.contains("handle_userfault")) {
+                    break Ok(());
+                }
+                if sys::read_u32(shb + 12) != 0 {
+                    break Err(
+                        "the call returned without waiting on T's head: nothing was tested"
+                            .to_string(),
+                    );
+                }
+                if Instant::now() > deadline {
+                    break Err(format!("the call never waited on T's head: {:?}", st));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            // X now maps B; then T's head appears, pending on X + 0x100. Served in every case, so
+            // that the caller returns.
+            let remapped = waiting.and_then(|()| {
+                sys::munmap(x, PAGE)
+                    .and_then(|_| map_at(x, b, 0, libc::MAP_FIXED_NOREPLACE))
+                    .map_err(|e| format!("remapping X to B: {}", e))
+            });
+            let src = sys::private_anon(PAGE);
+            write_head(src + 0x100, x + 0x100);
+            sys::write_usize(src + 0x100, head); // list.next: the head itself
+            let mut copy = UffdioCopy {
+                dst: page as u64,
+                src: src as u64,
+                len: PAGE as u64,
+                mode: 0,
+                copy: 0,
+            };
+            // SAFETY: copies our own page into our registered range, waking the waiter.
+            let copied = unsafe { libc::ioctl(uffd, UFFDIO_COPY, &mut copy) };
+            let copy_err = std::io::Error::last_os_error();
+            let result = caller
+                .join()
+                .map_err(|_| "the caller panicked".to_string())?;
+            remapped?;
+            ensure!(copied == 0, "UFFDIO_COPY: {}", copy_err);
+            let n = result?;
+            let slot = sys::read_usize(head + 16);
+            let armed = pending_for(x + 0x100);
+            ensure!(
+                n == 0 && slot == armed,
+                "the call on A's word returned {} and T's slot is {:#x} (armed: {:#x}): a slot \
+                 whose word X + 0x100 was remapped to B while the call waited was {}",
+                n,
+                slot,
+                armed,
+                if slot == 0 { "cleared" } else { "changed" }
+            );
+            Ok(())
+        })();
+        sys::write_u32(shb + 4, 1);
+        let _ = sys::futex_wake(shb + 4, 1);
+        let held = holder.join().map_err(|_| "T panicked".to_string())?;
+        r.and(held)
+    })
 }

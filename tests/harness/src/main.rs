@@ -13,6 +13,7 @@
 //!        robust-harness fuzz-server FD  (run by fuzz)
 //!        robust-harness index-at-load MODULE.ko
 //!        robust-harness calls-during-load MODULE.ko [ROUNDS]
+//!        robust-harness many-mappers [COUNT]
 //!        robust-harness bench MODULE.ko
 //!
 //! `--walker` names the walker the kernel is expected to use (the built-in C one, or the
@@ -264,6 +265,13 @@ fn main() {
             .map(|r| r.parse().unwrap_or_else(|_| usage()))
             .unwrap_or(20);
         std::process::exit(hardening::calls_during_load(&module, rounds));
+    }
+    if std::env::args().nth(1).as_deref() == Some("many-mappers") {
+        let count = std::env::args()
+            .nth(2)
+            .map(|c| c.parse().unwrap_or_else(|_| usage()))
+            .unwrap_or(hardening::MANY_DEFAULT);
+        std::process::exit(hardening::many_mappers(count));
     }
     if std::env::args().nth(1).as_deref() == Some("fuzz-server") {
         std::process::exit(fuzz::server(fd_arg()));

@@ -3,8 +3,12 @@
 //! owned robust futexes and a thread keeps calling cleanup_robust_list(). Every death must be
 //! walked (by one walker or the other): no walk may be missed while the hook changes hands, and
 //! no exit may call into a module that is going away (that would oops the guest, which the
-//! host's log check catches); every call returns a count or ENOSYS; rmmod's EAGAIN is retried
-//! and counted. Prints a one-test KTAP document with the counts.
+//! host's log check catches); every call returns a count or ENOSYS; rmmod's EAGAIN (the module
+//! was pinned while in use, before the futex core's SRCU) is retried and counted. Every fifth
+//! cycle first loads the module with `inject_load_failure=MS`: its init registers the
+//! operations, lets exits and calls run in it for MS milliseconds, then fails as a failed
+//! `populate()` would. The load must fail, and nothing may run in the freed module afterwards.
+//! Prints a one-test KTAP document with the counts.
 
 use crate::list::{process_dies, List, HEAD_LEN};
 use crate::sys::{self, FUTEX_OWNER_DIED, FUTEX_WAITERS};
@@ -18,6 +22,24 @@ pub fn run(cmd: &str, arg: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {}", cmd, e))?;
     if !st.success() {
         return Err(format!("{} {}: {}", cmd, arg, st));
+    }
+    Ok(())
+}
+
+/// Loads the module with its init made to fail after `ms` milliseconds with the operations
+/// registered; the load must fail.
+fn failed_load(module: &str, ms: u32) -> Result<(), String> {
+    let param = format!("inject_load_failure={}", ms);
+    let out = Command::new("insmod")
+        .args([module, &param])
+        .output()
+        .map_err(|e| format!("insmod: {}", e))?;
+    if out.status.success() {
+        return Err(format!("insmod {} {} succeeded", module, param));
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !err.contains("Cannot allocate memory") && !err.contains("ENOMEM") {
+        return Err(format!("insmod {} {}: {}", module, param, err.trim()));
     }
     Ok(())
 }
@@ -40,6 +62,7 @@ pub fn unload() -> Result<usize, String> {
 #[derive(Default)]
 struct Counts {
     cycles: usize,
+    failed_loads: usize,
     rmmod_retries: usize,
     process_deaths: usize,
     thread_deaths: usize,
@@ -105,13 +128,17 @@ fn switch(module: &str, compat32: &str, rounds: usize) -> Result<Counts, String>
     let enosys = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let switcher = s.spawn(|| {
-            let r = (|| -> Result<usize, String> {
-                let mut retries = 0;
-                for _ in 0..rounds {
+            let r = (|| -> Result<(usize, usize), String> {
+                let (mut retries, mut failed) = (0, 0);
+                for i in 0..rounds {
                     retries += unload()?;
+                    if i % 5 == 0 {
+                        failed_load(module, 50)?;
+                        failed += 1;
+                    }
                     run("insmod", module)?;
                 }
-                Ok(retries)
+                Ok((retries, failed))
             })();
             done.store(true, Ordering::SeqCst);
             r
@@ -132,9 +159,13 @@ fn switch(module: &str, compat32: &str, rounds: usize) -> Result<Counts, String>
         let join = |r: std::thread::Result<Result<usize, String>>, what: &str| {
             r.map_err(|_| format!("{} panicked", what))?
         };
+        let (rmmod_retries, failed_loads) = switcher
+            .join()
+            .map_err(|_| "switcher panicked".to_string())??;
         Ok(Counts {
             cycles: rounds,
-            rmmod_retries: join(switcher.join(), "switcher")?,
+            failed_loads,
+            rmmod_retries,
             process_deaths: process_deaths?,
             thread_deaths: join(thread_deaths.join(), "thread deaths")?,
             compat_deaths: join(compat_deaths.join(), "compat deaths")?,
@@ -150,10 +181,12 @@ pub fn main(module: &str, compat32: &str, rounds: usize) -> i32 {
     match switch(module, compat32, rounds) {
         Ok(c) => {
             println!(
-                "# {} unload/load cycles ({} rmmod retries on EAGAIN); deaths, all walked: {} \
-                 processes, {} threads, {} 32-bit processes; {} cleanup calls, {} of them ENOSYS",
+                "# {} unload/load cycles ({} rmmod retries on EAGAIN, {} loads that failed after \
+                 registering); deaths, all walked: {} processes, {} threads, {} 32-bit processes; \
+                 {} cleanup calls, {} of them ENOSYS",
                 c.cycles,
                 c.rmmod_retries,
+                c.failed_loads,
                 c.process_deaths,
                 c.thread_deaths,
                 c.compat_deaths,

@@ -310,3 +310,69 @@ pub fn pin_to_cpu(cpu: usize) -> Result<()> {
         check(r as libc::c_long).map(|_| ())
     }
 }
+
+/// `mmap()` of `fd` from byte `offset` (a multiple of the page size), returning the error.
+pub fn mmap_offset(
+    addr: usize,
+    len: usize,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+    offset: usize,
+) -> Result<usize> {
+    // SAFETY: callers pass `MAP_FIXED` only over memory of their own that they mean to replace.
+    let p = unsafe { libc::mmap(addr as *mut _, len, prot, flags, fd, offset as libc::off_t) };
+    if p == libc::MAP_FAILED {
+        Err(Error::last_os_error())
+    } else {
+        Ok(p as usize)
+    }
+}
+
+/// `munmap()`, returning the error.
+pub fn munmap(addr: usize, len: usize) -> Result<()> {
+    // SAFETY: callers unmap memory of their own that nothing uses any more.
+    check(unsafe { libc::munmap(addr as *mut _, len) } as libc::c_long).map(|_| ())
+}
+
+/// `fork()` as the bare system call: no glibc wrapper, so no `pthread_atfork()` handlers and no
+/// locks taken, and no robust list registered in the child (a new task has none until it calls
+/// `set_robust_list()`; glibc's wrapper registers its own). Cheaper, for children forked by
+/// the thousand or in a tight loop. Only for a single-threaded caller whose child uses system
+/// calls only (no allocation, no stdio). Returns 0 in the child.
+pub fn fork_raw() -> Result<libc::pid_t> {
+    // SAFETY: a plain fork; the callers' children keep to system calls and end with `_exit()`.
+    check(unsafe { libc::syscall(libc::SYS_fork) }).map(|p| p as libc::pid_t)
+}
+
+/// Atomically adds `v` to the `u32` at `addr` (shared memory that other processes update too);
+/// returns the previous value.
+pub fn fetch_add_u32(addr: usize, v: u32) -> u32 {
+    // SAFETY: callers pass an aligned `u32` of a mapping they own, only accessed atomically by
+    // every process that updates it.
+    unsafe { std::sync::atomic::AtomicU32::from_ptr(addr as *mut u32) }
+        .fetch_add(v, std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Reads a `usize` at an address that need not be aligned (a list pointer a case placed there
+/// deliberately); a volatile access all the same.
+pub fn read_usize_unaligned(addr: usize) -> usize {
+    // SAFETY: callers pass addresses inside mappings they own; `[u8; 8]` has alignment 1.
+    usize::from_ne_bytes(unsafe { std::ptr::read_volatile(addr as *const [u8; 8]) })
+}
+
+/// `futex_wait()` for a loop that re-checks its condition: waking up, a timeout, a changed value
+/// (`EAGAIN`) and a signal are all fine; any other error is returned.
+pub fn nap(addr: usize, val: u32, timeout: Duration) -> Result<()> {
+    match futex_wait(addr, val, timeout) {
+        Err(e)
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::ETIMEDOUT | libc::EAGAIN | libc::EINTR)
+            ) =>
+        {
+            Err(e)
+        }
+        _ => Ok(()),
+    }
+}
