@@ -35,9 +35,13 @@
 //! Locks: references are collected under the index's mutex, `i_mmap_rwsem` or RCU, each alone
 //! and with no allocation with reclaim and no user memory access under it (steps 2 and 3);
 //! heads are read with no lock held; a slot is cleared under its task's `futex.exit_mutex`,
-//! then its mm's `mmap_lock` (step 4). A read that faults may sleep as long as the fault does
-//! (a `userfaultfd` page nobody serves): the caller alone waits, and stays killable: the call
-//! then ends with `EINTR`.
+//! then its mm's `mmap_lock` (step 4). A read that faults may sleep as long as the fault does,
+//! and the caller alone waits. The waits for another task's exit walk and for another mm's
+//! `mmap_lock` are killable (`EINTR`), and so is a fault on the caller's own memory; a fault
+//! on another process's memory is not killable where its backing store's wait is not (a FUSE
+//! file whose server took the request and never answers): see `cleanup.rst`, "What it cannot
+//! fix". Heads that cannot be read, and slots that cannot be cleared, are counted in debugfs
+//! `cleanup_missed`.
 //!
 //! With `CLEANUP_ROBUST_LIST_MM_ONLY` (a C library unmapping the range, or mapping over it),
 //! every part is taken as private memory: one window, the caller's range in its own mm, so only
@@ -78,6 +82,9 @@ pub(crate) static CLEANUP_CLEARED: Atomic<u64> = Atomic::new(0);
 /// Slots that pointed into a range but were left alone because they are not naturally aligned
 /// (shown in debugfs): no clear of them can be atomic against their owner's own stores.
 pub(crate) static CLEANUP_UNALIGNED: Atomic<u64> = Atomic::new(0);
+/// Heads the call could not read, and matching slots it could not clear (shown in debugfs):
+/// their tasks' exit walks may still act on them. See `cleanup.rst`, "What it cannot fix".
+pub(crate) static CLEANUP_MISSED: Atomic<u64> = Atomic::new(0);
 /// Calls that walked every thread because the index was incomplete (shown in debugfs).
 pub(crate) static CLEANUP_SCANS: Atomic<u64> = Atomic::new(0);
 
@@ -288,8 +295,8 @@ impl UserMem for TaskMem<'_> {
 }
 
 /// A `list_op_pending` slot that pointed into the range when it was read.
-struct Match {
-    task: ARef<Task>,
+struct Match<'a> {
+    task: &'a Task,
     mm: *mut bindings::mm_struct,
     head: Head,
     raw: usize,
@@ -301,9 +308,18 @@ struct Match {
     window_start: usize,
 }
 
-/// Step 4, first half: reads each head of `task`, a task of `mm`, with no lock held, and
-/// records the slots that point into one of `windows`, the windows in `mm`. A slot that does not needs nothing,
-/// and cannot start to: only its own task sets it, and not to a mutex being destroyed.
+/// The window of `windows` (the windows in one mm, sorted by start, disjoint) that holds the
+/// futex word at `word`.
+fn window_holding(windows: &[Window], word: usize) -> Option<&Window> {
+    let i = windows.partition_point(|w| w.end <= word);
+    windows.get(i).filter(|w| w.holds(word))
+}
+
+/// Step 4: reads each head of `task`, a task of `mm`, with no lock held, and clears each slot
+/// that points into one of `windows`, the windows in `mm` (sorted by start). A slot that does
+/// not needs nothing, and cannot start to: only its own task sets it, and not to a mutex being
+/// destroyed. Returns how many it cleared. Nothing is allocated: what a call keeps does not
+/// grow with the tasks that point at the memory.
 ///
 /// `local`: `mm` is the caller's own (its memory is read directly).
 ///
@@ -313,8 +329,8 @@ fn examine(
     mm: *mut bindings::mm_struct,
     local: bool,
     windows: &[Window],
-    found: &mut KVec<Match>,
-) -> Result {
+) -> Result<usize> {
+    let mut cleared = 0;
     for head in futex::heads(task).into_iter().flatten() {
         // Directly from the caller's own memory for its threads and `CLONE_VM` siblings. Most
         // slots are empty: `futex_offset` is only read for one that is not.
@@ -325,6 +341,9 @@ fn examine(
             head.fetch_raw(&TaskMem(task), slot)
         };
         let Ok(raw) = read else {
+            // Unreadable from here (unmapped, or a fault that fails for another process's
+            // reader, such as an unserved userfaultfd page): counted.
+            CLEANUP_MISSED.add(1, Relaxed);
             continue;
         };
         let pending = Entry::decode(raw, head.abi);
@@ -337,33 +356,32 @@ fn examine(
             head.futex_offset(&TaskMem(task))
         };
         let Ok(futex_offset) = offset else {
+            CLEANUP_MISSED.add(1, Relaxed);
             continue;
         };
         let word = head.futex_word(pending, futex_offset);
-        let Some(w) = windows.iter().find(|w| w.holds(word)) else {
+        let Some(w) = window_holding(windows, word) else {
             continue;
         };
-        found.push(
-            Match {
-                task: task.into(),
-                mm,
-                head,
-                raw,
-                word,
-                shared: w.shared,
-                window_start: w.start,
-            },
-            GFP_KERNEL,
-        )?;
+        let m = Match {
+            task,
+            mm,
+            head,
+            raw,
+            word,
+            shared: w.shared,
+            window_start: w.start,
+        };
+        cleared += usize::from(clear(&m)?);
     }
-    Ok(())
+    Ok(cleared)
 }
 
 /// Whether `m`'s futex word is still, in its mm locked by `mm`, the memory being cleaned: for
 /// shared memory, an area that maps the same page cache at the same offset; for the caller's
 /// private memory (and any memory with `CLEANUP_ROBUST_LIST_MM_ONLY`), any mapping at the
 /// address: its identity is the address.
-fn still_maps(mm: &MmapReadGuard<'_>, m: &Match) -> bool {
+fn still_maps(mm: &MmapReadGuard<'_>, m: &Match<'_>) -> bool {
     let Some(vma) = mm.vma_lookup(m.word) else {
         return false;
     };
@@ -379,13 +397,13 @@ fn still_maps(mm: &MmapReadGuard<'_>, m: &Match) -> bool {
         && at == offset + (m.word - m.window_start)
 }
 
-/// Step 4, second half: clears a slot found by [`examine`], under its task's
+/// Clears a slot found by [`examine`], under its task's
 /// `futex.exit_mutex`, so that an exit walk under way finishes first (and then nothing is left
 /// to do) and none starts while the slot is cleared. Returns whether it cleared it.
 ///
 /// Context: process context, no lock held; may sleep. Fails with `EINTR` if the caller is
 /// killed while it waits for the task's exit walk or for its mm's `mmap_lock`.
-fn clear(m: &Match) -> Result<bool> {
+fn clear(m: &Match<'_>) -> Result<bool> {
     let slot = m.head.pending_slot();
     if slot % m.head.word_size() != 0 {
         // A head at an odd address (no C library registers one): the owner's own plain stores
@@ -394,7 +412,7 @@ fn clear(m: &Match) -> Result<bool> {
         CLEANUP_UNALIGNED.add(1, Relaxed);
         return Ok(false);
     }
-    let guard = ExitGuard::lock_killable(&m.task)?;
+    let guard = ExitGuard::lock_killable(m.task)?;
     if guard.exited() {
         return Ok(false);
     }
@@ -411,10 +429,14 @@ fn clear(m: &Match) -> Result<bool> {
         still_maps(locked, m)
     }) {
         Ok(cleared) => Ok(cleared),
-        Err(e) if e == EINTR => Err(e),
         // The slot's page could not be pinned for writing: its owner unmapped it or made it
-        // read-only meanwhile. It cannot be cleared (as the exit walk could not clear it).
-        Err(_) => Ok(false),
+        // read-only meanwhile, or its fault fails for another process (a userfaultfd page).
+        // It cannot be cleared from here, and its exit walk may still act on it: counted.
+        Err(e) if e == EFAULT => {
+            CLEANUP_MISSED.add(1, Relaxed);
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -447,52 +469,50 @@ fn killable() -> Result {
     Ok(())
 }
 
-/// Steps 3 and 4 for a set of windows, sorted by mm.
+/// Steps 3 and 4 for a set of windows, sorted by mm, then by start.
 ///
 /// Context: process context, no lock held; may sleep.
 fn clean(windows: &[Window]) -> Result<usize> {
-    let mut found = KVec::new();
     let me = current_mm();
     if windows.iter().all(|w| w.mm == me) && current_mm_single_user() {
         // Only the caller's mm maps the memory, and no other task uses that mm: the caller's
         // own heads are all there is to see.
-        examine(kernel::current!(), me, true, windows, &mut found)?;
-    } else if !clean_indexed(windows, me, &mut found)? {
-        // The index is incomplete: every thread of the system.
-        CLEANUP_SCANS.add(1, Relaxed);
-        found = KVec::new();
-        for t in scan(windows)?.iter() {
-            killable()?;
-            let mm = futex::flags_mm(t).1;
-            examine(t, mm, mm == me, windows_of(windows, mm), &mut found)?;
-        }
+        return examine(kernel::current!(), me, true, windows);
     }
+    if let Some(cleared) = clean_indexed(windows, me)? {
+        return Ok(cleared);
+    }
+    // The index is incomplete: every thread of the system. A task found there whose mm
+    // changed since (exec) has no window any more.
+    CLEANUP_SCANS.add(1, Relaxed);
     let mut cleared = 0;
-    for m in found.iter() {
+    for t in scan(windows)?.iter() {
         killable()?;
-        cleared += usize::from(clear(m)?);
+        let mm = futex::flags_mm(t).1;
+        let in_mm = windows_of(windows, mm);
+        if !in_mm.is_empty() {
+            cleared += examine(t, mm, mm == me, in_mm)?;
+        }
     }
     Ok(cleared)
 }
 
-/// Step 3 from the index, and the first half of step 4, for each mm that has a window (of
-/// `windows`, sorted by mm). Returns `false` if the index is incomplete.
-fn clean_indexed(
-    windows: &[Window],
-    me: *mut bindings::mm_struct,
-    found: &mut KVec<Match>,
-) -> Result<bool> {
+/// Steps 3 and 4 from the index, for each mm that has a window (of `windows`, sorted by mm).
+/// Returns `None` if the index is incomplete; slots cleared before that was known stay cleared,
+/// and the scan that follows finds them empty.
+fn clean_indexed(windows: &[Window], me: *mut bindings::mm_struct) -> Result<Option<usize>> {
+    let mut cleared = 0;
     for in_mm in windows.chunk_by(|a, b| a.mm == b.mm) {
         let mm = in_mm[0].mm;
         let Some(tasks) = index::tasks_of(mm)? else {
-            return Ok(false);
+            return Ok(None);
         };
         for task in tasks.iter() {
             killable()?;
-            examine(task, mm, mm == me, in_mm, found)?;
+            cleared += examine(task, mm, mm == me, in_mm)?;
         }
     }
-    Ok(true)
+    Ok(Some(cleared))
 }
 
 fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {

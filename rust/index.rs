@@ -150,14 +150,35 @@ impl TaskIndex {
         self.publish();
     }
 
-    /// Updates the debugfs statistics, if this is the module's index (not one of the KUnit
-    /// tests'). The values are racy snapshots, for tests that read them once things settled.
+    /// Whether this is the module's index (not one of the KUnit tests').
+    fn registered(&self) -> bool {
+        ptr::eq(INDEX.load(Acquire), self)
+    }
+
+    /// Updates debugfs `index_incomplete`, if this is the module's index: a racy snapshot, for
+    /// tests that read it once things settled.
     fn publish(&self) {
-        if !ptr::eq(INDEX.load(Acquire), self) {
-            return;
+        if self.registered() {
+            INCOMPLETE.store(u64::from(!self.complete()), Relaxed);
         }
-        INDEXED.store(self.len.load(Relaxed), Relaxed);
-        INCOMPLETE.store(u64::from(!self.complete()), Relaxed);
+    }
+
+    /// Counts a task filed (`true`) or removed, here and, if this is the module's index, in
+    /// debugfs `index_tasks` (by the same atomic steps, so that it never settles on a stale
+    /// value).
+    fn count(&self, filed: bool) {
+        let registered = self.registered();
+        if filed {
+            self.len.add(1, Relaxed);
+            if registered {
+                INDEXED.add(1, Relaxed);
+            }
+        } else {
+            self.len.fetch_sub(1, Relaxed);
+            if registered {
+                INDEXED.fetch_sub(1, Relaxed);
+            }
+        }
     }
 
     /// Files `task` under `mm` if it has a robust list head (and is a user task), unless it is
@@ -191,8 +212,7 @@ impl TaskIndex {
                 let removed = Self::remove_locked(&mut shard, mm_key, task_key);
                 drop(shard);
                 if removed.0.is_some() {
-                    self.len.fetch_sub(1, Relaxed);
-                    self.publish();
+                    self.count(false);
                 }
                 return;
             }
@@ -211,10 +231,9 @@ impl TaskIndex {
             };
             if g.tasks.get(&task_key).is_none() {
                 g.tasks.insert(entry.into_node(task_key, task.into()));
-                self.len.add(1, Relaxed);
+                self.count(true);
             }
             drop(shard);
-            self.publish();
             return;
         }
     }
@@ -238,7 +257,7 @@ impl TaskIndex {
             if g.tasks.get(&key(task.as_ptr())).is_none() {
                 g.tasks
                     .insert(entry.into_node(key(task.as_ptr()), task.into()));
-                self.len.add(1, Relaxed);
+                self.count(true);
             }
         }
         Ok(())
@@ -272,8 +291,7 @@ impl TaskIndex {
         // The references are dropped after the shard's mutex is released.
         let found = removed.0.is_some();
         if found {
-            self.len.fetch_sub(1, Relaxed);
-            self.publish();
+            self.count(false);
         }
         found
     }

@@ -61,13 +61,14 @@ type Counter = Atomic<u64>;
 /// The module's statistics in debugfs, so that tests can tell that the walks of this module,
 /// not the built-in ones, ran. Debugfs failures are not errors (the kernel convention): the
 /// files may be missing, and the rest of the module works all the same.
-const COUNTERS: [(&CStr, &Counter); 8] = [
+const COUNTERS: [(&CStr, &Counter); 9] = [
     (c"exit_walks", &walker::EXIT_WALKS),
     (c"compat_exit_walks", &walker::COMPAT_EXIT_WALKS),
     (c"cleanup_calls", &cleanup::CLEANUP_CALLS),
     (c"cleanup_cleared", &cleanup::CLEANUP_CLEARED),
     (c"cleanup_scans", &cleanup::CLEANUP_SCANS),
     (c"cleanup_unaligned", &cleanup::CLEANUP_UNALIGNED),
+    (c"cleanup_missed", &cleanup::CLEANUP_MISSED),
     (c"index_tasks", &index::INDEXED),
     (c"index_incomplete", &index::INCOMPLETE),
 ];

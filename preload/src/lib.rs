@@ -15,10 +15,17 @@
 //!   that goes away: the caller's threads must not keep pointers to addresses it may map anew;
 //!   other processes keep the memory at their own addresses, and are left alone. Shared mappings
 //!   are known from the library's own record of the `mmap()`/`mremap()`/`shmat()` calls that made
-//!   them; with none recorded (the common case) the cost is one relaxed load.
-//! - At load it checks the glibc version (the mutex layout) and probes the system call: on an
-//!   unknown glibc it prints one message and does nothing; without the system call (`ENOSYS`:
-//!   an unpatched kernel, or the module not loaded) it does nothing.
+//!   them; with none recorded near the range (the common case) the cost is two relaxed loads.
+//!   The record's lock is held across the call, the real function and the record's update
+//!   (another thread's mapping cannot land in between and be forgotten), with all signals
+//!   blocked (a signal handler may map and unmap), and across `fork()` and `_Fork()`.
+//!   `mremap(MREMAP_DONTUNMAP)` leaves the old range mapped: nothing is cleared there.
+//! - At load it checks the glibc version (the mutex layout), whether a seccomp filter is
+//!   installed, and probes the system call: on an unknown glibc, or under a seccomp filter (which
+//!   may kill the process on a system call it does not know), it prints one message and does
+//!   nothing; without the system call (`ENOSYS`: an unpatched kernel, or the module not loaded)
+//!   it does nothing. A filter installed later through `prctl()` or `syscall()` turns it off
+//!   before the filter is installed.
 //! - The system call's result never changes what an interposed function returns, nor `errno`.
 //!
 //! It cannot cover static binaries, system calls made directly, memory a program reuses without
@@ -30,10 +37,13 @@
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
 compile_error!("the glibc mutex layout is only known for x86_64 Linux");
 
-use core::cell::UnsafeCell;
-use core::ffi::{c_char, c_int, c_long, c_void, CStr};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering::Relaxed};
-use libc::{off_t, pthread_mutex_t, size_t};
+use core::cell::{Cell, UnsafeCell};
+use core::ffi::{c_char, c_int, c_long, c_ulong, c_void, CStr};
+use core::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release, SeqCst},
+};
+use libc::{off_t, pid_t, pthread_mutex_t, sigset_t, size_t};
 use std::sync::Once;
 
 /// `__NR_cleanup_robust_list` (include/uapi/linux/robust_cleanup.h).
@@ -77,6 +87,32 @@ fn say(msg: &[u8]) {
     let _ = unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
 }
 
+/// A system call with three arguments, made with the `syscall` instruction: not through
+/// `syscall(3)`, which the library interposes, and without touching `errno`. Returns what the
+/// kernel returns (`-errno` on failure).
+///
+/// # Safety
+///
+/// As for the system call `nr` with these arguments.
+unsafe fn raw_syscall3(nr: c_long, a: usize, b: usize, c: usize) -> c_long {
+    let ret: c_long;
+    // SAFETY: the x86_64 system call convention: number and result in rax, arguments in rdi,
+    // rsi, rdx; rcx and r11 are clobbered. The kernel may read and write memory.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr => ret,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        )
+    };
+    ret
+}
+
 /// The glibc version's minor number if it is `2.N`.
 fn glibc_minor(v: &CStr) -> Option<u32> {
     let v = v.to_str().ok()?;
@@ -102,64 +138,195 @@ fn glibc_version() -> &'static CStr {
     unsafe { CStr::from_ptr(gnu_get_libc_version()) }
 }
 
+/// The seccomp mode in `/proc/PID/status` text: `Some(0)` none, `Some(1)` strict, `Some(2)`
+/// filter; `Some(0)` too when there is no `Seccomp:` line (a kernel without `CONFIG_SECCOMP`);
+/// `None` if the text is not a status file.
+fn seccomp_mode_in_status(status: &[u8]) -> Option<u8> {
+    if !status.starts_with(b"Name:") {
+        return None;
+    }
+    for line in status.split(|&b| b == b'\n') {
+        if let Some(rest) = line.strip_prefix(b"Seccomp:") {
+            let v = rest.iter().find(|b| !b.is_ascii_whitespace())?;
+            return v.is_ascii_digit().then(|| v - b'0');
+        }
+    }
+    Some(0)
+}
+
+/// The caller's seccomp mode (0 none, 1 strict, 2 filter), from `/proc/self/status`, or where
+/// that cannot be read from `prctl(PR_GET_SECCOMP)`: it cannot be strict mode here (strict mode
+/// allows no `execve()`, nor any `open()`), and an error other than `EINVAL` (no seccomp in the
+/// kernel) is a filter's answer.
+fn seccomp_mode() -> u8 {
+    let mut buf = [0u8; 8192];
+    let mut len = 0;
+    // SAFETY: opens a file read-only; reads into the local buffer, within its bounds.
+    unsafe {
+        let fd = libc::open(
+            c"/proc/self/status".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd >= 0 {
+            while len < buf.len() {
+                let n = libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len);
+                if n <= 0 {
+                    break;
+                }
+                len += n as usize;
+            }
+            libc::close(fd);
+        }
+    }
+    if let Some(mode) = seccomp_mode_in_status(&buf[..len]) {
+        return mode;
+    }
+    // SAFETY: reads the caller's seccomp mode.
+    match unsafe { raw_syscall3(libc::SYS_prctl, libc::PR_GET_SECCOMP as usize, 0, 0) } {
+        r if r >= 0 => r as u8,
+        r if r == -(libc::EINVAL as c_long) => 0,
+        _ => 2,
+    }
+}
+
 /// Decides once whether the library acts.
 fn init() {
-    INIT.call_once(|| {
-        let version = glibc_version();
-        let known = glibc_minor(version).is_some_and(|m| GLIBC_MINOR_KNOWN.contains(&m));
-        if !known {
-            say(b"librobust_cleanup: glibc ");
-            say(version.to_bytes());
-            say(b" has a mutex layout this library does not know; it does nothing\n");
-            STATE.store(OFF, Relaxed);
-            return;
+    INIT.call_once(|| STATE.store(decide(), Relaxed));
+}
+
+fn decide() -> u8 {
+    let version = glibc_version();
+    let known = glibc_minor(version).is_some_and(|m| GLIBC_MINOR_KNOWN.contains(&m));
+    if !known {
+        say(b"librobust_cleanup: glibc ");
+        say(version.to_bytes());
+        say(b" has a mutex layout this library does not know; it does nothing\n");
+        return OFF;
+    }
+    match seccomp_mode() {
+        0 => {}
+        1 => {
+            say(
+                b"librobust_cleanup: seccomp strict mode is on; cleanup_robust_list() is not \
+                  probed and the library does nothing\n",
+            );
+            return OFF;
         }
-        let saved = errno();
-        // SAFETY: the system call only reads the caller's mappings and clears robust list
-        // slots that point at the probe word, which no lock uses.
-        let r = unsafe {
-            libc::syscall(
-                NR_CLEANUP_ROBUST_LIST,
-                PROBE.as_ptr() as usize,
-                4usize,
-                MM_ONLY,
-            )
-        };
-        let on = !(r < 0 && errno() == libc::ENOSYS);
-        set_errno(saved);
-        STATE.store(if on { ON } else { OFF }, Relaxed);
-    });
+        _ => {
+            say(
+                b"librobust_cleanup: a seccomp filter is installed; cleanup_robust_list() is not \
+                  probed and the library does nothing\n",
+            );
+            return OFF;
+        }
+    }
+    // The system call only reads the caller's mappings and clears robust list slots that
+    // point at the probe word, which no lock uses.
+    match call(PROBE.as_ptr() as usize, 4, MM_ONLY) {
+        Some(r) if r == -(libc::ENOSYS as c_long) => OFF,
+        Some(_) => ON,
+        // A filter is being installed (by another library's constructor): not probed.
+        None => OFF,
+    }
 }
 
 /// Whether the library acts (deciding it on first use).
 fn active() -> bool {
-    match STATE.load(Relaxed) {
-        ON => true,
-        OFF => false,
-        _ => {
+    let state = match STATE.load(Relaxed) {
+        UNKNOWN => {
             init();
-            STATE.load(Relaxed) == ON
+            STATE.load(Relaxed)
         }
+        s => s,
+    };
+    state == ON && !SANDBOXED.load(Relaxed)
+}
+
+/// A seccomp filter is installed, or being installed (through the interposed `prctl()` or
+/// `syscall()`): the library makes no more system calls of its own.
+static SANDBOXED: AtomicBool = AtomicBool::new(false);
+/// An installation succeeded: `SANDBOXED` stays set.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// Serialises installations (a spin lock: after a strict mode installation no system call but
+/// `read`, `write`, `exit` and `sigreturn` is allowed, `futex` among the others).
+static INSTALL_LOCK: AtomicBool = AtomicBool::new(false);
+/// `cleanup_robust_list()` calls under way, which an installation waits for.
+static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    /// This thread's calls under way (a signal handler may install a filter over one).
+    static OWN_IN_FLIGHT: Cell<u32> = const { Cell::new(0) };
+    /// This thread installs a filter (a signal handler may install another meanwhile).
+    static INSTALLING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes the system call `cleanup_robust_list(addr, len, flags)` unless a seccomp filter is (being)
+/// installed: `None` then, else the kernel's result. The check and the call are one step an
+/// installation waits for.
+fn call(addr: usize, len: usize, flags: c_long) -> Option<c_long> {
+    OWN_IN_FLIGHT.with(|own| {
+        own.set(own.get() + 1);
+        IN_FLIGHT.fetch_add(1, SeqCst);
+        let r = if SANDBOXED.load(SeqCst) {
+            None
+        } else {
+            // SAFETY: the system call validates its arguments; it only clears robust list
+            // slots that point into memory the caller can write.
+            Some(unsafe { raw_syscall3(NR_CLEANUP_ROBUST_LIST, addr, len, flags as usize) })
+        };
+        IN_FLIGHT.fetch_sub(1, SeqCst);
+        own.set(own.get() - 1);
+        r
+    })
+}
+
+/// Calls `cleanup_robust_list(addr, len, flags)`; `errno` is not touched. `ENOSYS` (the module
+/// was unloaded) turns the library off.
+fn cleanup(addr: usize, len: usize, flags: c_long) {
+    if call(addr, len, flags) == Some(-(libc::ENOSYS as c_long)) {
+        STATE.store(OFF, Relaxed);
     }
 }
 
-/// Calls `cleanup_robust_list(addr, len, flags)`, leaving `errno` as it was. `ENOSYS` (the
-/// module was unloaded) turns the library off.
-fn cleanup(addr: usize, len: usize, flags: c_long) {
-    let saved = errno();
-    // SAFETY: the system call validates its arguments; it only clears robust list slots that
-    // point into memory the caller can write.
-    let r = unsafe { libc::syscall(NR_CLEANUP_ROBUST_LIST, addr, len, flags) };
-    if r < 0 && errno() == libc::ENOSYS {
-        STATE.store(OFF, Relaxed);
+/// Runs `install`, which installs a seccomp filter (or strict mode), with the library turned off
+/// first and every `cleanup_robust_list()` call already under way finished: the filter may kill
+/// the process on it. If `install` fails (returns -1), nothing was installed and the library is
+/// turned on again. After `install` no system call is made, and `errno` is not touched.
+fn seccomp_install(install: impl FnOnce() -> c_long) -> c_long {
+    let nested = INSTALLING.with(|i| i.replace(true));
+    if !nested {
+        while INSTALL_LOCK.swap(true, Acquire) {
+            // SAFETY: gives up the CPU; no memory is involved.
+            unsafe { libc::sched_yield() };
+        }
     }
-    set_errno(saved);
+    let was = SANDBOXED.swap(true, SeqCst);
+    // A call this thread was making when a signal handler came here can only be waited for by
+    // returning: it is the one call not waited for.
+    let own = OWN_IN_FLIGHT.with(Cell::get);
+    while IN_FLIGHT.load(SeqCst) > own {
+        // SAFETY: as above.
+        unsafe { libc::sched_yield() };
+    }
+    let r = install();
+    if r != -1 {
+        INSTALLED.store(true, SeqCst);
+    } else if !was && !INSTALLED.load(SeqCst) {
+        SANDBOXED.store(false, SeqCst);
+    }
+    if !nested {
+        INSTALL_LOCK.store(false, Release);
+    }
+    INSTALLING.with(|i| i.set(nested));
+    r
 }
 
 /// The next definition of a symbol (glibc's), looked up once.
 struct Real {
     name: &'static CStr,
     ptr: AtomicPtr<c_void>,
+    /// Looked up and not found (only for optional symbols, see [`Real::find`]).
+    missing: AtomicBool,
 }
 
 impl Real {
@@ -167,25 +334,41 @@ impl Real {
         Real {
             name,
             ptr: AtomicPtr::new(core::ptr::null_mut()),
+            missing: AtomicBool::new(false),
         }
     }
 
-    fn get(&self) -> *mut c_void {
+    /// The symbol, or `None` if this glibc has none (looked up once).
+    fn find(&self) -> Option<*mut c_void> {
         let mut p = self.ptr.load(Relaxed);
         if p.is_null() {
+            if self.missing.load(Relaxed) {
+                return None;
+            }
             // `dlsym()` may change errno, which the interposed function must not.
             let saved = errno();
             // SAFETY: `dlsym()` with a NUL-terminated name.
             p = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
             set_errno(saved);
             if p.is_null() {
-                say(b"librobust_cleanup: a libc function is missing\n");
-                // SAFETY: ends the process; nothing can be done without the real function.
-                unsafe { libc::abort() };
+                self.missing.store(true, Relaxed);
+                return None;
             }
             self.ptr.store(p, Relaxed);
         }
-        p
+        Some(p)
+    }
+
+    /// The symbol, which every glibc has: the process ends if it is missing.
+    fn get(&self) -> *mut c_void {
+        match self.find() {
+            Some(p) => p,
+            None => {
+                say(b"librobust_cleanup: a libc function is missing\n");
+                // SAFETY: ends the process; nothing can be done without the real function.
+                unsafe { libc::abort() }
+            }
+        }
     }
 }
 
@@ -195,6 +378,10 @@ static REAL_MUNMAP: Real = Real::new(c"munmap");
 static REAL_MREMAP: Real = Real::new(c"mremap");
 static REAL_SHMAT: Real = Real::new(c"shmat");
 static REAL_SHMDT: Real = Real::new(c"shmdt");
+static REAL_PRCTL: Real = Real::new(c"prctl");
+static REAL_SYSCALL: Real = Real::new(c"syscall");
+/// glibc 2.34 and later only.
+static REAL_FORK: Real = Real::new(c"_Fork");
 
 /// The shared mappings the program made, as sorted, disjoint `[start, end)` ranges.
 struct Ranges {
@@ -297,13 +484,17 @@ impl Ranges {
     }
 }
 
-/// [`Ranges`] under a pthread mutex (held across fork by the `pthread_atfork()` handlers).
+/// [`Ranges`] under a pthread mutex, which is only taken with every signal blocked (so that no
+/// signal handler of the thread that holds it can wait for it), and is held across `fork()`
+/// (`pthread_atfork()` handlers) and `_Fork()`.
 struct Table {
     lock: UnsafeCell<pthread_mutex_t>,
     ranges: UnsafeCell<Ranges>,
+    /// The signal mask of the thread in `fork()`, between the `pthread_atfork()` handlers.
+    fork_mask: UnsafeCell<sigset_t>,
 }
 
-// SAFETY: `ranges` is only accessed with `lock` held.
+// SAFETY: `ranges` and `fork_mask` are only accessed with `lock` held.
 unsafe impl Sync for Table {}
 
 static TABLE: Table = Table {
@@ -313,44 +504,130 @@ static TABLE: Table = Table {
         r: [(0, 0); CAP],
         overflow: false,
     }),
+    // SAFETY: a `sigset_t` is plain data (an array of words); all zeroes is the empty set.
+    fork_mask: UnsafeCell::new(unsafe { core::mem::zeroed() }),
 };
 
-/// Whether any shared mapping is recorded (or the record overflowed): when not, unmapping needs
-/// no look-up.
-static ANY: AtomicBool = AtomicBool::new(false);
+/// Where shared mappings are recorded: from the lowest start to the highest end (everywhere once
+/// the record overflowed; empty, `MAX..0`, with none), updated with the record. A range outside
+/// it needs no look-up, nor the lock: with none recorded (the common case) the cost of an
+/// interposed call is two relaxed loads. Read outside the lock, the two may come from different
+/// updates; a range the record held before the call began (as the caller knows) is within both.
+static SPAN_START: AtomicUsize = AtomicUsize::new(usize::MAX);
+static SPAN_END: AtomicUsize = AtomicUsize::new(0);
 
-fn lock() {
+/// Whether `[s, e)` may overlap a recorded shared mapping.
+fn near_recorded(s: usize, e: usize) -> bool {
+    s < SPAN_END.load(Relaxed) && SPAN_START.load(Relaxed) < e
+}
+
+/// [`near_recorded`] for the pages of `[addr, addr + len)`, if a valid range.
+fn range_near_recorded(addr: usize, len: usize) -> bool {
+    page_range(addr, len).is_some_and(|(s, e)| near_recorded(s, e))
+}
+
+/// Blocks every signal the thread can block; returns the previous mask.
+fn block_signals() -> sigset_t {
+    // SAFETY: `sigset_t` is plain data; `sigfillset()` and `pthread_sigmask()` write to local
+    // sets (glibc leaves its own two internal signals out).
+    unsafe {
+        let mut all: sigset_t = core::mem::zeroed();
+        let mut old: sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+fn restore_signals(mask: &sigset_t) {
+    // SAFETY: sets the thread's mask to a mask `block_signals()` returned.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, core::ptr::null_mut()) };
+}
+
+/// Blocks every signal and locks the record; returns the previous signal mask.
+fn lock() -> sigset_t {
+    let mask = block_signals();
     // SAFETY: a statically initialised, never destroyed mutex.
     unsafe { libc::pthread_mutex_lock(TABLE.lock.get()) };
+    mask
 }
 
-fn unlock() {
-    // SAFETY: as above; called by the thread that locked it.
+/// Unlocks the record (locked by this thread, or by the thread it was forked from) and restores
+/// the signal mask `lock()` returned; `errno` is left as it was.
+fn unlock(mask: &sigset_t) {
+    let saved = errno();
+    // SAFETY: the lock is held: the record is not used elsewhere.
+    let t = unsafe { &*TABLE.ranges.get() };
+    let (start, end) = match t.len {
+        _ if t.overflow => (0, usize::MAX),
+        0 => (usize::MAX, 0),
+        n => (t.r[0].0, t.r[n - 1].1),
+    };
+    SPAN_START.store(start, Relaxed);
+    SPAN_END.store(end, Relaxed);
+    // SAFETY: a normal mutex, which any thread may unlock.
     unsafe { libc::pthread_mutex_unlock(TABLE.lock.get()) };
+    restore_signals(mask);
+    set_errno(saved);
 }
 
-/// Runs `f` on the record, locked. May sleep; `f` may make system calls.
-fn with_table<T>(f: impl FnOnce(&mut Ranges) -> T) -> T {
-    lock();
-    // SAFETY: the lock is held, so this is the only reference.
-    let t = unsafe { &mut *TABLE.ranges.get() };
-    let r = f(t);
-    ANY.store(t.len != 0 || t.overflow, Relaxed);
-    unlock();
-    r
+/// The record, locked until it is dropped. Each interposed function that changes a mapping the
+/// record may describe holds it across its `cleanup_robust_list()` calls, the real function and
+/// the record's update: another thread's mapping cannot land in between (at an address just
+/// freed) and be forgotten by the update.
+struct Locked {
+    mask: sigset_t,
+}
+
+impl Locked {
+    fn new() -> Locked {
+        Locked { mask: lock() }
+    }
+
+    fn ranges(&mut self) -> &mut Ranges {
+        // SAFETY: the lock is held, and the borrow of `self` makes this the only reference.
+        unsafe { &mut *TABLE.ranges.get() }
+    }
+
+    /// Clears the caller's pending operations on the recorded shared memory in `[s, e)`.
+    fn clear(&mut self, s: usize, e: usize) {
+        self.ranges()
+            .for_overlaps(s, e, |a, b| cleanup(a, b - a, MM_ONLY));
+    }
+
+    /// Records what is now mapped at `[p, p + len)`: shared memory or not.
+    fn record(&mut self, p: usize, len: usize, shared: bool) {
+        if let Some((s, e)) = page_range(p, len) {
+            if shared {
+                self.ranges().insert(s, e);
+            } else {
+                self.ranges().remove(s, e);
+            }
+        }
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        unlock(&self.mask);
+    }
 }
 
 extern "C" fn atfork_prepare() {
-    lock();
+    let mask = lock();
+    // SAFETY: the lock is held.
+    unsafe { *TABLE.fork_mask.get() = mask };
 }
 
 extern "C" fn atfork_release() {
-    unlock();
+    // SAFETY: the lock is held (by this thread, or the thread this child was forked from).
+    let mask = unsafe { *TABLE.fork_mask.get() };
+    unlock(&mask);
 }
 
 /// Runs at load: registers the fork handlers and decides whether the library acts.
 extern "C" fn constructor() {
-    // SAFETY: registers functions that lock and unlock the table's mutex around fork().
+    // SAFETY: registers functions that lock and unlock the record around fork().
     unsafe {
         libc::pthread_atfork(
             Some(atfork_prepare),
@@ -365,15 +642,25 @@ extern "C" fn constructor() {
         &REAL_MREMAP,
         &REAL_SHMAT,
         &REAL_SHMDT,
+        &REAL_PRCTL,
+        &REAL_SYSCALL,
     ] {
         real.get();
     }
+    // Optional: a glibc before 2.34 has none, and no program can call it there.
+    let _ = REAL_FORK.find();
     init();
 }
 
 #[used]
 #[link_section = ".init_array"]
 static CONSTRUCTOR: extern "C" fn() = constructor;
+
+/// `n` rounded up to pages (saturating).
+fn round_up(n: usize) -> usize {
+    n.checked_next_multiple_of(PAGE)
+        .unwrap_or(usize::MAX - (PAGE - 1))
+}
 
 /// `[addr, addr + len)` rounded out to pages, if `addr` is page aligned and the range valid.
 fn page_range(addr: usize, len: usize) -> Option<(usize, usize)> {
@@ -382,15 +669,6 @@ fn page_range(addr: usize, len: usize) -> Option<(usize, usize)> {
     }
     let end = addr.checked_add(len)?.checked_next_multiple_of(PAGE)?;
     Some((addr, end))
-}
-
-/// Before the caller's mapping of `[s, e)` goes away: forgets its own pending operations on the
-/// shared memory recorded there.
-fn before_unmap(s: usize, e: usize) {
-    if !ANY.load(Relaxed) {
-        return;
-    }
-    with_table(|t| t.for_overlaps(s, e, |a, b| cleanup(a, b - a, MM_ONLY)));
 }
 
 /// `pthread_mutex_destroy()`: for a robust mutex, first clears every pending operation on it.
@@ -441,33 +719,42 @@ pub unsafe extern "C" fn mmap(
     fd: c_int,
     off: off_t,
 ) -> *mut c_void {
-    let on = active();
-    let fixed = flags & libc::MAP_FIXED != 0;
-    if on && fixed {
-        if let Some((s, e)) = page_range(addr as usize, len) {
-            before_unmap(s, e);
-        }
-    }
-    // SAFETY: glibc's function, with the caller's arguments.
-    let p = unsafe {
-        let real: unsafe extern "C" fn(
+    // SAFETY: glibc's function, called with the caller's arguments.
+    let real = unsafe {
+        core::mem::transmute::<
             *mut c_void,
-            size_t,
-            c_int,
-            c_int,
-            c_int,
-            off_t,
-        ) -> *mut c_void = core::mem::transmute(REAL_MMAP.get());
-        real(addr, len, prot, flags, fd, off)
+            unsafe extern "C" fn(*mut c_void, size_t, c_int, c_int, c_int, off_t) -> *mut c_void,
+        >(REAL_MMAP.get())
     };
-    if on && p != libc::MAP_FAILED {
-        if let Some((s, e)) = page_range(p as usize, len) {
-            if is_shared(flags) && prot & libc::PROT_WRITE != 0 {
-                with_table(|t| t.insert(s, e));
-            } else if ANY.load(Relaxed) {
-                with_table(|t| t.remove(s, e));
-            }
+    if !active() {
+        // SAFETY: forwarded as received.
+        return unsafe { real(addr, len, prot, flags, fd, off) };
+    }
+    let shared = is_shared(flags) && prot & libc::PROT_WRITE != 0;
+    if flags & libc::MAP_FIXED != 0 {
+        if !shared && !range_near_recorded(addr as usize, len) {
+            // SAFETY: forwarded as received.
+            return unsafe { real(addr, len, prot, flags, fd, off) };
         }
+        // What it replaces goes away: cleared, replaced and recorded as one step.
+        let mut t = Locked::new();
+        if let Some((s, e)) = page_range(addr as usize, len) {
+            t.clear(s, e);
+        }
+        // SAFETY: forwarded as received.
+        let p = unsafe { real(addr, len, prot, flags, fd, off) };
+        if p != libc::MAP_FAILED {
+            t.record(p as usize, len, shared);
+        }
+        return p;
+    }
+    // SAFETY: forwarded as received.
+    let p = unsafe { real(addr, len, prot, flags, fd, off) };
+    // A new mapping, where nothing was mapped (MAP_FIXED_NOREPLACE included): no other
+    // thread's call can concern it before this one returns it, so it is recorded after. Any
+    // record there is stale (unmapped behind the library's back).
+    if p != libc::MAP_FAILED && (shared || range_near_recorded(p as usize, len)) {
+        Locked::new().record(p as usize, len, shared);
     }
     p
 }
@@ -498,22 +785,29 @@ pub unsafe extern "C" fn mmap64(
 /// As for glibc's `munmap()`.
 #[no_mangle]
 pub unsafe extern "C" fn munmap(addr: *mut c_void, len: size_t) -> c_int {
-    let range = if ANY.load(Relaxed) && active() {
-        page_range(addr as usize, len)
-    } else {
-        None
+    // SAFETY: glibc's function, called with the caller's arguments.
+    let real = unsafe {
+        core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_void, size_t) -> c_int>(
+            REAL_MUNMAP.get(),
+        )
     };
-    if let Some((s, e)) = range {
-        before_unmap(s, e);
+    let range = page_range(addr as usize, len).filter(|&(s, e)| near_recorded(s, e) && active());
+    let Some((s, e)) = range else {
+        // SAFETY: forwarded as received.
+        return unsafe { real(addr, len) };
+    };
+    let mut t = Locked::new();
+    if !t.ranges().overlaps(s, e) {
+        // Nothing recorded there: nothing to update after.
+        drop(t);
+        // SAFETY: forwarded as received.
+        return unsafe { real(addr, len) };
     }
-    // SAFETY: glibc's function, with the caller's arguments.
-    let r = unsafe {
-        let real: unsafe extern "C" fn(*mut c_void, size_t) -> c_int =
-            core::mem::transmute(REAL_MUNMAP.get());
-        real(addr, len)
-    };
-    if let (0, Some((s, e))) = (r, range) {
-        with_table(|t| t.remove(s, e));
+    t.clear(s, e);
+    // SAFETY: forwarded as received.
+    let r = unsafe { real(addr, len) };
+    if r == 0 {
+        t.ranges().remove(s, e);
     }
     r
 }
@@ -522,7 +816,8 @@ type MremapFn = unsafe extern "C" fn(*mut c_void, size_t, size_t, c_int, ...) ->
 
 /// `mremap()`: for recorded shared memory, first clears the caller's pending operations on the
 /// part that goes away (the tail it shrinks off, or all of it when it moves; a move is only
-/// assumed once growing in place failed).
+/// assumed once growing in place failed; with `MREMAP_DONTUNMAP` the old range stays mapped,
+/// to the same shared memory, and nothing goes away but what `MREMAP_FIXED` replaces).
 ///
 /// glibc's `mremap()` is variadic; its fifth argument (`MREMAP_FIXED`) is received as the x86_64
 /// calling convention passes it, in the fifth integer register.
@@ -540,64 +835,58 @@ pub unsafe extern "C" fn mremap(
 ) -> *mut c_void {
     // SAFETY: glibc's function.
     let real: MremapFn = unsafe { core::mem::transmute(REAL_MREMAP.get()) };
-    let old_range = page_range(old as usize, old_size);
-    let shared = match old_range {
-        Some((s, e)) if ANY.load(Relaxed) && active() => with_table(|t| t.overlaps(s, e)),
-        _ => false,
-    };
-    if !shared {
-        // SAFETY: forwarded as received.
-        let p = unsafe { real(old, old_size, new_size, flags, new_addr) };
-        if p != libc::MAP_FAILED && ANY.load(Relaxed) {
-            // Whatever it replaced at the new address is no longer shared memory.
-            if let (Some((s, e)), Some(new)) = (old_range, page_range(p as usize, new_size)) {
-                with_table(|t| {
-                    t.remove(s, e);
-                    t.remove(new.0, new.1);
-                });
-            }
-        }
-        return p;
-    }
-    let (s, e) = old_range.unwrap_or((0, 0));
-    let new_end = s.saturating_add(new_size.next_multiple_of(PAGE));
     let fixed = flags & libc::MREMAP_FIXED != 0;
+    let maymove = flags & libc::MREMAP_MAYMOVE != 0;
+    // The old range stays mapped: with MREMAP_DONTUNMAP, and with an old size of 0 (a second
+    // mapping of the same shared memory).
+    let stays = flags & libc::MREMAP_DONTUNMAP != 0 || old_size == 0;
+    let s = old as usize;
+    let e = s.saturating_add(round_up(old_size.max(1)));
+    let new_end = s.saturating_add(round_up(new_size));
+    let near = near_recorded(s, e) || fixed && range_near_recorded(new_addr as usize, new_size);
+    if !near || !s.is_multiple_of(PAGE) || !active() {
+        // No recorded shared memory concerned (a new shared mapping is only recorded by `mmap()`
+        // and `shmat()`), or an invalid call.
+        // SAFETY: forwarded as received.
+        return unsafe { real(old, old_size, new_size, flags, new_addr) };
+    }
+    let mut t = Locked::new();
+    let shared = t.ranges().overlaps(s, e);
     if fixed {
         if let Some((a, b)) = page_range(new_addr as usize, new_size) {
-            before_unmap(a, b);
+            t.clear(a, b);
         }
     }
-    if flags & libc::MREMAP_MAYMOVE != 0 && !fixed {
-        // Try in place first: only a move needs the whole old range cleared.
-        if new_end < e {
-            before_unmap(new_end, e);
+    if shared && !stays {
+        if maymove && !fixed {
+            // Try in place first: only a move needs the whole old range cleared.
+            if new_end < e {
+                t.clear(new_end, e);
+            }
+            let saved = errno();
+            // SAFETY: the caller's arguments, without MREMAP_MAYMOVE.
+            let p = unsafe { real(old, old_size, new_size, flags & !libc::MREMAP_MAYMOVE) };
+            // The attempt's failure is the library's, not the caller's.
+            set_errno(saved);
+            if p != libc::MAP_FAILED {
+                t.ranges().remove(s, e);
+                t.ranges().insert(s, new_end);
+                return p;
+            }
         }
-        let saved = errno();
-        // SAFETY: the caller's arguments, without MREMAP_MAYMOVE.
-        let p = unsafe { real(old, old_size, new_size, flags & !libc::MREMAP_MAYMOVE) };
-        // The attempt's failure is the library's, not the caller's.
-        set_errno(saved);
-        if p != libc::MAP_FAILED {
-            with_table(|t| {
-                t.remove(s, e);
-                t.insert(s, new_end);
-            });
-            return p;
+        if maymove || fixed {
+            t.clear(s, e);
+        } else if new_end < e {
+            t.clear(new_end, e);
         }
-    }
-    if flags & (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) != 0 {
-        before_unmap(s, e);
-    } else if new_end < e {
-        before_unmap(new_end, e);
     }
     // SAFETY: forwarded as received.
     let p = unsafe { real(old, old_size, new_size, flags, new_addr) };
     if p != libc::MAP_FAILED {
-        let new = p as usize;
-        with_table(|t| {
-            t.remove(s, e);
-            t.insert(new, new.saturating_add(new_size.next_multiple_of(PAGE)));
-        });
+        if !stays {
+            t.ranges().remove(s, e);
+        }
+        t.record(p as usize, new_size, shared);
     }
     p
 }
@@ -610,37 +899,49 @@ pub unsafe extern "C" fn mremap(
 /// As for glibc's `shmat()`.
 #[no_mangle]
 pub unsafe extern "C" fn shmat(id: c_int, addr: *const c_void, flg: c_int) -> *mut c_void {
-    let on = active();
-    let mut size = 0usize;
-    if on {
-        // SAFETY: `IPC_STAT` into a local buffer.
-        let mut ds: libc::shmid_ds = unsafe { core::mem::zeroed() };
-        let saved = errno();
-        // SAFETY: as above.
-        if unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) } == 0 {
-            size = ds.shm_segsz;
-        }
-        set_errno(saved);
-    }
-    if on && flg & libc::SHM_REMAP != 0 && size != 0 {
-        if let Some((s, e)) = page_range(addr as usize & !(PAGE - 1), size) {
-            before_unmap(s, e);
-        }
-    }
-    // SAFETY: glibc's function, with the caller's arguments.
-    let p = unsafe {
-        let real: unsafe extern "C" fn(c_int, *const c_void, c_int) -> *mut c_void =
-            core::mem::transmute(REAL_SHMAT.get());
-        real(id, addr, flg)
+    // SAFETY: glibc's function, called with the caller's arguments.
+    let real = unsafe {
+        core::mem::transmute::<
+            *mut c_void,
+            unsafe extern "C" fn(c_int, *const c_void, c_int) -> *mut c_void,
+        >(REAL_SHMAT.get())
     };
-    if on && p as isize != -1 && size != 0 {
-        if let Some((s, e)) = page_range(p as usize, size) {
-            if flg & libc::SHM_RDONLY == 0 {
-                with_table(|t| t.insert(s, e));
-            } else if ANY.load(Relaxed) {
-                with_table(|t| t.remove(s, e));
-            }
+    if !active() {
+        // SAFETY: forwarded as received.
+        return unsafe { real(id, addr, flg) };
+    }
+    let mut size = 0usize;
+    // SAFETY: `IPC_STAT` into a local buffer.
+    let mut ds: libc::shmid_ds = unsafe { core::mem::zeroed() };
+    let saved = errno();
+    // SAFETY: as above.
+    if unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) } == 0 {
+        size = ds.shm_segsz;
+    }
+    set_errno(saved);
+    let writable = flg & libc::SHM_RDONLY == 0;
+    if size == 0 {
+        // SAFETY: forwarded as received.
+        return unsafe { real(id, addr, flg) };
+    }
+    if flg & libc::SHM_REMAP != 0 {
+        // What it replaces goes away: cleared, replaced and recorded as one step.
+        let mut t = Locked::new();
+        if let Some((s, e)) = page_range(addr as usize & !(PAGE - 1), size) {
+            t.clear(s, e);
         }
+        // SAFETY: forwarded as received.
+        let p = unsafe { real(id, addr, flg) };
+        if p as isize != -1 {
+            t.record(p as usize, size, writable);
+        }
+        return p;
+    }
+    // SAFETY: forwarded as received.
+    let p = unsafe { real(id, addr, flg) };
+    // A new mapping where nothing was mapped: recorded after, as by `mmap()`.
+    if p as isize != -1 && (writable || range_near_recorded(p as usize, size)) {
+        Locked::new().record(p as usize, size, writable);
     }
     p
 }
@@ -652,24 +953,122 @@ pub unsafe extern "C" fn shmat(id: c_int, addr: *const c_void, flg: c_int) -> *m
 /// As for glibc's `shmdt()`.
 #[no_mangle]
 pub unsafe extern "C" fn shmdt(addr: *const c_void) -> c_int {
-    let range = if ANY.load(Relaxed) && active() {
-        with_table(|t| t.starting_at(addr as usize))
-    } else {
-        None
+    // SAFETY: glibc's function, called with the caller's argument.
+    let real = unsafe {
+        core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*const c_void) -> c_int>(
+            REAL_SHMDT.get(),
+        )
     };
-    if let Some((s, e)) = range {
-        before_unmap(s, e);
+    if !(near_recorded(addr as usize, (addr as usize).saturating_add(1)) && active()) {
+        // SAFETY: forwarded as received.
+        return unsafe { real(addr) };
     }
-    // SAFETY: glibc's function, with the caller's argument.
-    let r = unsafe {
-        let real: unsafe extern "C" fn(*const c_void) -> c_int =
-            core::mem::transmute(REAL_SHMDT.get());
-        real(addr)
+    let mut t = Locked::new();
+    let Some((s, e)) = t.ranges().starting_at(addr as usize) else {
+        drop(t);
+        // SAFETY: forwarded as received.
+        return unsafe { real(addr) };
     };
-    if let (0, Some((s, e))) = (r, range) {
-        with_table(|t| t.remove(s, e));
+    t.clear(s, e);
+    // SAFETY: forwarded as received.
+    let r = unsafe { real(addr) };
+    if r == 0 {
+        t.ranges().remove(s, e);
     }
     r
+}
+
+/// `_Fork()` (glibc 2.34 and later): the `fork()` that runs no `pthread_atfork()` handlers. The
+/// record's lock is held across it, as `fork()`'s handlers hold it, so that the child does not
+/// inherit it held by another thread, which the child does not have.
+///
+/// # Safety
+///
+/// As for glibc's `_Fork()`.
+#[no_mangle]
+#[allow(non_snake_case)]
+pub unsafe extern "C" fn _Fork() -> pid_t {
+    let Some(real) = REAL_FORK.find() else {
+        // Unreachable in practice: a program that calls it does not load on such a glibc.
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    // SAFETY: glibc's function.
+    let real =
+        unsafe { core::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> pid_t>(real) };
+    let t = Locked::new();
+    // SAFETY: forwarded; the lock is released in the parent and in the child.
+    let pid = unsafe { real() };
+    drop(t);
+    pid
+}
+
+type PrctlFn = unsafe extern "C" fn(c_int, ...) -> c_int;
+
+/// `prctl()`: `PR_SET_SECCOMP` turns the library off first (see [`seccomp_install`]).
+///
+/// glibc's `prctl()` is variadic; its four other arguments are received as the x86_64 calling
+/// convention passes them, in integer registers.
+///
+/// # Safety
+///
+/// As for glibc's `prctl()`.
+#[no_mangle]
+pub unsafe extern "C" fn prctl(
+    option: c_int,
+    a2: c_ulong,
+    a3: c_ulong,
+    a4: c_ulong,
+    a5: c_ulong,
+) -> c_int {
+    // SAFETY: glibc's function.
+    let real: PrctlFn = unsafe { core::mem::transmute(REAL_PRCTL.get()) };
+    if option == libc::PR_SET_SECCOMP {
+        // SAFETY: forwarded as received.
+        return seccomp_install(|| unsafe { real(option, a2, a3, a4, a5) }.into()) as c_int;
+    }
+    // SAFETY: forwarded as received.
+    unsafe { real(option, a2, a3, a4, a5) }
+}
+
+type SyscallFn = unsafe extern "C" fn(c_long, ...) -> c_long;
+
+/// `SECCOMP_SET_MODE_STRICT`, `SECCOMP_SET_MODE_FILTER`: the `seccomp()` operations that install.
+const SECCOMP_INSTALLS: [u32; 2] = [libc::SECCOMP_SET_MODE_STRICT, libc::SECCOMP_SET_MODE_FILTER];
+
+/// `syscall()`: `seccomp(SECCOMP_SET_MODE_STRICT or _FILTER)` and `prctl(PR_SET_SECCOMP)` turn the
+/// library off first (see [`seccomp_install`]); every other call is forwarded unchanged.
+///
+/// glibc's `syscall()` is variadic; the number and six arguments are received as the x86_64
+/// calling convention passes them, six in integer registers and the last on the stack, which
+/// glibc's own `syscall()` reads whatever the caller passed.
+///
+/// # Safety
+///
+/// As for glibc's `syscall()`.
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    nr: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    // SAFETY: glibc's function.
+    let real: SyscallFn = unsafe { core::mem::transmute(REAL_SYSCALL.get()) };
+    let installs = match nr {
+        libc::SYS_seccomp => SECCOMP_INSTALLS.contains(&(a1 as u32)),
+        libc::SYS_prctl => a1 as c_int == libc::PR_SET_SECCOMP,
+        _ => false,
+    };
+    if installs {
+        // SAFETY: forwarded as received.
+        return seccomp_install(|| unsafe { real(nr, a1, a2, a3, a4, a5, a6) });
+    }
+    // SAFETY: forwarded as received.
+    unsafe { real(nr, a1, a2, a3, a4, a5, a6) }
 }
 
 #[cfg(test)]
@@ -734,6 +1133,33 @@ mod tests {
         }
         assert!(t.overflow);
         assert_eq!(runs(&t, 0x1000, 0x2000), vec![(0x1000, 0x2000)]);
+    }
+
+    #[test]
+    fn seccomp_modes() {
+        let status = |seccomp: &str| {
+            format!(
+                "Name:\tx\nUmask:\t0022\nNoNewPrivs:\t1\n{seccomp}Speculation_Store_Bypass:\tx\n"
+            )
+        };
+        assert_eq!(
+            seccomp_mode_in_status(status("Seccomp:\t0\n").as_bytes()),
+            Some(0)
+        );
+        assert_eq!(
+            seccomp_mode_in_status(status("Seccomp:\t1\n").as_bytes()),
+            Some(1)
+        );
+        assert_eq!(
+            seccomp_mode_in_status(status("Seccomp:\t2\nSeccomp_filters:\t3\n").as_bytes()),
+            Some(2)
+        );
+        // A kernel without CONFIG_SECCOMP prints no such line.
+        assert_eq!(seccomp_mode_in_status(status("").as_bytes()), Some(0));
+        assert_eq!(seccomp_mode_in_status(b""), None);
+        assert_eq!(seccomp_mode_in_status(b"Name:\tx\nSeccomp:\t\n"), None);
+        // The test process itself: whatever it runs under, a mode is read.
+        assert!(seccomp_mode() <= 2);
     }
 
     #[test]

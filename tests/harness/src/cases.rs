@@ -83,6 +83,17 @@ pub static ALL: &[Case] = &[
     Case::module("preload_race_munmap", crate::preload::race_munmap),
     Case::module("preload_lmdb", crate::preload::lmdb),
     Case::no_module("preload_without_module", crate::preload::without_module),
+    Case::module("preload_hardening_window", crate::preload::hardening_window),
+    Case::module("preload_hardening_signal", crate::preload::hardening_signal),
+    Case::module("preload_hardening_fork", crate::preload::hardening_fork),
+    Case::module(
+        "preload_hardening_seccomp",
+        crate::preload::hardening_seccomp,
+    ),
+    Case::module(
+        "preload_hardening_dontunmap",
+        crate::preload::hardening_dontunmap,
+    ),
     Case::module("index_follows_threads", index::follows_threads),
     Case::module("index_follows_processes", index::follows_processes),
     Case::module("index_follows_exec", index::follows_exec),

@@ -142,3 +142,64 @@ pub fn lmdb(_: &Ctx) -> R {
     ensure_eq!(after - between, LMDB_ROUNDS + 1);
     Ok(())
 }
+
+/// `preload/tests/hardening.c`: munmap(), mremap() (a move), shmdt() and mmap(MAP_FIXED) of
+/// recorded shared memory while another thread maps new shared memory at the address freed,
+/// from inside the call (the program's own pthread_mutex_lock()/unlock(), which the library's
+/// calls reach, open the window): the library still knows the new mapping (its munmap() makes
+/// a call). Without the library, no call.
+pub fn hardening_window(_: &Ctx) -> R {
+    passes("hardening", &["window", "with"], true)?;
+    passes("hardening", &["window", "without"], false)
+}
+
+/// A signal handler maps and unmaps shared memory while its thread holds the library's lock
+/// (held longer by the program's unlock hook): no deadlock, the signal waits for the lock's end.
+pub fn hardening_signal(_: &Ctx) -> R {
+    passes("hardening", &["signal"], true)
+}
+
+/// `_Fork()` (and `fork()`) while another thread holds the library's lock: each child's first
+/// shared mmap() does not wait for a lock no thread of it will release.
+pub fn hardening_fork(_: &Ctx) -> R {
+    passes("hardening", &["fork"], true)
+}
+
+const LIBRARY_SECCOMP: &str = "librobust_cleanup: a seccomp filter is installed; \
+                               cleanup_robust_list() is not probed and the library does nothing";
+
+/// A seccomp filter that kills the process on cleanup_robust_list(): installed before exec,
+/// the library sees it at load, says so once and makes no call (the program destroys robust
+/// mutexes and unmaps shared memory, and runs to its end); installed later, through prctl() or
+/// seccomp(2) with TSYNC while threads destroy robust mutexes, the library turns off first.
+pub fn hardening_seccomp(_: &Ctx) -> R {
+    const NO_SECCOMP: &str = "this kernel has no seccomp filters";
+    let r = run("hardening", &["seccomp-exec"], true, &[])?;
+    ensure!(
+        !r.stdout.contains(NO_SECCOMP),
+        "the test kernel has no CONFIG_SECCOMP_FILTER: nothing tested"
+    );
+    ensure!(
+        r.ok && !r.stdout.contains("not ok"),
+        "hardening seccomp-exec failed"
+    );
+    ensure_eq!(r.stderr.trim_end(), LIBRARY_SECCOMP);
+    let r = run("hardening", &["seccomp-later"], true, &[])?;
+    ensure!(
+        !r.stdout.contains(NO_SECCOMP),
+        "the test kernel has no CONFIG_SECCOMP_FILTER: nothing tested"
+    );
+    ensure!(
+        r.ok && !r.stdout.contains("not ok") && r.stderr.is_empty(),
+        "hardening seccomp-later failed"
+    );
+    Ok(())
+}
+
+/// mremap(MREMAP_MAYMOVE | MREMAP_DONTUNMAP) of recorded shared memory: the old range stays
+/// mapped to the same memory, so no call for it, and the library still knows it (its munmap()
+/// makes a call); with MREMAP_FIXED, one call, for what the move replaces.
+pub fn hardening_dontunmap(_: &Ctx) -> R {
+    passes("hardening", &["dontunmap", "with"], true)?;
+    passes("hardening", &["dontunmap", "without"], false)
+}
