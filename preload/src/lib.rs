@@ -20,12 +20,14 @@
 //!   (another thread's mapping cannot land in between and be forgotten), with all signals
 //!   blocked (a signal handler may map and unmap), and across `fork()` and `_Fork()`.
 //!   `mremap(MREMAP_DONTUNMAP)` leaves the old range mapped: nothing is cleared there.
-//! - At load it checks the glibc version (the mutex layout), whether a seccomp filter is
-//!   installed, and probes the system call: on an unknown glibc, or under a seccomp filter (which
-//!   may kill the process on a system call it does not know), it prints one message and does
-//!   nothing; without the system call (`ENOSYS`: an unpatched kernel, or the module not loaded)
-//!   it does nothing. A filter installed later through `prctl()` or `syscall()` turns it off
-//!   before the filter is installed.
+//! - At load it checks the glibc version (the mutex layout), that no seccomp filter is installed
+//!   (`Seccomp: 0` in `/proc/self/status`), and probes the system call: on an unknown glibc it
+//!   prints one message and does nothing; under a seccomp filter (which may kill the process on a
+//!   system call it does not know), or if the mode cannot be read, it does nothing (and says so
+//!   if `ROBUST_CLEANUP_VERBOSE` is set); without the system call (`ENOSYS`: an unpatched
+//!   kernel, or the module not loaded) it does nothing. A filter the program installs later is
+//!   not seen: such a program must not use the library, unless its filter allows system call 500
+//!   (or returns `ENOSYS` for it).
 //! - The system call's result never changes what an interposed function returns, nor `errno`.
 //!
 //! It cannot cover static binaries, system calls made directly, memory a program reuses without
@@ -34,14 +36,18 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_pointer_width = "64",
+    target_os = "linux",
+    target_env = "gnu"
+)))]
 compile_error!("the glibc mutex layout is only known for x86_64 Linux");
 
-use core::cell::{Cell, UnsafeCell};
-use core::ffi::{c_char, c_int, c_long, c_ulong, c_void, CStr};
+use core::cell::UnsafeCell;
+use core::ffi::{c_char, c_int, c_long, c_void, CStr};
 use core::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize,
-    Ordering::{Acquire, Relaxed, Release, SeqCst},
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering::Relaxed,
 };
 use libc::{off_t, pid_t, pthread_mutex_t, sigset_t, size_t};
 use std::sync::Once;
@@ -87,32 +93,6 @@ fn say(msg: &[u8]) {
     let _ = unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
 }
 
-/// A system call with three arguments, made with the `syscall` instruction: not through
-/// `syscall(3)`, which the library interposes, and without touching `errno`. Returns what the
-/// kernel returns (`-errno` on failure).
-///
-/// # Safety
-///
-/// As for the system call `nr` with these arguments.
-unsafe fn raw_syscall3(nr: c_long, a: usize, b: usize, c: usize) -> c_long {
-    let ret: c_long;
-    // SAFETY: the x86_64 system call convention: number and result in rax, arguments in rdi,
-    // rsi, rdx; rcx and r11 are clobbered. The kernel may read and write memory.
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            inlateout("rax") nr => ret,
-            in("rdi") a,
-            in("rsi") b,
-            in("rdx") c,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        )
-    };
-    ret
-}
-
 /// The glibc version's minor number if it is `2.N`.
 fn glibc_minor(v: &CStr) -> Option<u32> {
     let v = v.to_str().ok()?;
@@ -138,60 +118,112 @@ fn glibc_version() -> &'static CStr {
     unsafe { CStr::from_ptr(gnu_get_libc_version()) }
 }
 
-/// The seccomp mode in `/proc/PID/status` text: `Some(0)` none, `Some(1)` strict, `Some(2)`
-/// filter; `Some(0)` too when there is no `Seccomp:` line (a kernel without `CONFIG_SECCOMP`);
-/// `None` if the text is not a status file.
-fn seccomp_mode_in_status(status: &[u8]) -> Option<u8> {
-    if !status.starts_with(b"Name:") {
-        return None;
-    }
-    for line in status.split(|&b| b == b'\n') {
-        if let Some(rest) = line.strip_prefix(b"Seccomp:") {
-            let v = rest.iter().find(|b| !b.is_ascii_whitespace())?;
-            return v.is_ascii_digit().then(|| v - b'0');
-        }
-    }
-    Some(0)
+/// Finds the `Seccomp:` line of `/proc/PID/status` text fed in pieces of any size, without
+/// allocating (the text has no bound: `Groups:` can be long).
+struct SeccompLine {
+    /// The start of the current line (enough for `Seccomp:` and its value).
+    line: [u8; 32],
+    len: usize,
+    /// The value of the first `Seccomp:` line: `Some(None)` if it is not a number.
+    found: Option<Option<u32>>,
 }
 
-/// The caller's seccomp mode (0 none, 1 strict, 2 filter), from `/proc/self/status`, or where
-/// that cannot be read from `prctl(PR_GET_SECCOMP)`: it cannot be strict mode here (strict mode
-/// allows no `execve()`, nor any `open()`), and an error other than `EINVAL` (no seccomp in the
-/// kernel) is a filter's answer.
-fn seccomp_mode() -> u8 {
-    let mut buf = [0u8; 8192];
-    let mut len = 0;
-    // SAFETY: opens a file read-only; reads into the local buffer, within its bounds.
-    unsafe {
-        let fd = libc::open(
+impl SeccompLine {
+    const fn new() -> SeccompLine {
+        SeccompLine {
+            line: [0; 32],
+            len: 0,
+            found: None,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                self.end_line();
+            } else if self.len < self.line.len() {
+                self.line[self.len] = b;
+                self.len += 1;
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        let line = &self.line[..self.len];
+        self.len = 0;
+        if self.found.is_some() {
+            return;
+        }
+        if let Some(rest) = line.strip_prefix(b"Seccomp:") {
+            let v = rest.trim_ascii();
+            let number = !v.is_empty() && v.len() < 10 && v.iter().all(u8::is_ascii_digit);
+            self.found =
+                Some(number.then(|| v.iter().fold(0, |n, &d| n * 10 + u32::from(d - b'0'))));
+        }
+    }
+
+    /// The mode (0 none, 1 strict, 2 filter) at the end of the text, if the line was there
+    /// and its value a number.
+    fn finish(mut self) -> Option<u32> {
+        if self.len > 0 {
+            self.end_line();
+        }
+        self.found.flatten()
+    }
+}
+
+/// The caller's seccomp mode from `/proc/self/status`, read to its end: `None` if the file
+/// cannot be read, or has no `Seccomp:` line (a kernel without `CONFIG_SECCOMP`), or its value is
+/// not a number. May change `errno`.
+fn seccomp_mode() -> Option<u32> {
+    // SAFETY: opens a file read-only.
+    let fd = unsafe {
+        libc::open(
             c"/proc/self/status".as_ptr(),
             libc::O_RDONLY | libc::O_CLOEXEC,
-        );
-        if fd >= 0 {
-            while len < buf.len() {
-                let n = libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len);
-                if n <= 0 {
-                    break;
-                }
-                len += n as usize;
-            }
-            libc::close(fd);
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let mut scan = SeccompLine::new();
+    let mut buf = [0u8; 1024];
+    let complete = loop {
+        // SAFETY: reads into the local buffer, within its bounds.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        match n {
+            0 => break true,
+            n if n > 0 => scan.feed(&buf[..n as usize]),
+            _ if errno() == libc::EINTR => {}
+            _ => break false,
         }
-    }
-    if let Some(mode) = seccomp_mode_in_status(&buf[..len]) {
-        return mode;
-    }
-    // SAFETY: reads the caller's seccomp mode.
-    match unsafe { raw_syscall3(libc::SYS_prctl, libc::PR_GET_SECCOMP as usize, 0, 0) } {
-        r if r >= 0 => r as u8,
-        r if r == -(libc::EINVAL as c_long) => 0,
-        _ => 2,
+    };
+    // SAFETY: closes the file opened above.
+    unsafe { libc::close(fd) };
+    if complete {
+        scan.finish()
+    } else {
+        None
     }
 }
 
-/// Decides once whether the library acts.
+/// Whether `ROBUST_CLEANUP_VERBOSE` is set to a non-empty value.
+fn verbose() -> bool {
+    // SAFETY: `getenv()` with a NUL-terminated name; the result, if any, is a NUL-terminated
+    // string that lives as long as the environment, which the library does not change.
+    let v = unsafe { libc::getenv(c"ROBUST_CLEANUP_VERBOSE".as_ptr()) };
+    // SAFETY: as above; its first byte is readable.
+    !v.is_null() && unsafe { *v } != 0
+}
+
+/// Decides once whether the library acts; `errno` is left as it was (this may run inside an
+/// interposed call).
 fn init() {
-    INIT.call_once(|| STATE.store(decide(), Relaxed));
+    INIT.call_once(|| {
+        let saved = errno();
+        STATE.store(decide(), Relaxed);
+        set_errno(saved);
+    });
 }
 
 fn decide() -> u8 {
@@ -203,122 +235,68 @@ fn decide() -> u8 {
         say(b" has a mutex layout this library does not know; it does nothing\n");
         return OFF;
     }
-    match seccomp_mode() {
-        0 => {}
-        1 => {
-            say(
-                b"librobust_cleanup: seccomp strict mode is on; cleanup_robust_list() is not \
-                  probed and the library does nothing\n",
-            );
-            return OFF;
+    // A seccomp filter may kill the process on a system call it does not know: without a sure
+    // "no filter", no probe.
+    let msg: &[u8] = match seccomp_mode() {
+        Some(0) => b"",
+        Some(1) => {
+            b"librobust_cleanup: seccomp strict mode is on; cleanup_robust_list() is not \
+              probed and the library does nothing\n"
         }
-        _ => {
-            say(
-                b"librobust_cleanup: a seccomp filter is installed; cleanup_robust_list() is not \
-                  probed and the library does nothing\n",
-            );
-            return OFF;
+        Some(_) => {
+            b"librobust_cleanup: a seccomp filter is installed; cleanup_robust_list() is not \
+              probed and the library does nothing\n"
         }
+        None => {
+            b"librobust_cleanup: the seccomp mode cannot be read from /proc/self/status; \
+              cleanup_robust_list() is not probed and the library does nothing\n"
+        }
+    };
+    if !msg.is_empty() {
+        if verbose() {
+            say(msg);
+        }
+        return OFF;
     }
-    // The system call only reads the caller's mappings and clears robust list slots that
-    // point at the probe word, which no lock uses.
-    match call(PROBE.as_ptr() as usize, 4, MM_ONLY) {
-        Some(r) if r == -(libc::ENOSYS as c_long) => OFF,
-        Some(_) => ON,
-        // A filter is being installed (by another library's constructor): not probed.
-        None => OFF,
+    // SAFETY: the system call only reads the caller's mappings and clears robust list slots
+    // that point at the probe word, which no lock uses.
+    let r = unsafe {
+        libc::syscall(
+            NR_CLEANUP_ROBUST_LIST,
+            PROBE.as_ptr() as usize,
+            4usize,
+            MM_ONLY,
+        )
+    };
+    if r < 0 && errno() == libc::ENOSYS {
+        OFF
+    } else {
+        ON
     }
 }
 
 /// Whether the library acts (deciding it on first use).
 fn active() -> bool {
-    let state = match STATE.load(Relaxed) {
+    match STATE.load(Relaxed) {
         UNKNOWN => {
             init();
-            STATE.load(Relaxed)
+            STATE.load(Relaxed) == ON
         }
-        s => s,
-    };
-    state == ON && !SANDBOXED.load(Relaxed)
-}
-
-/// A seccomp filter is installed, or being installed (through the interposed `prctl()` or
-/// `syscall()`): the library makes no more system calls of its own.
-static SANDBOXED: AtomicBool = AtomicBool::new(false);
-/// An installation succeeded: `SANDBOXED` stays set.
-static INSTALLED: AtomicBool = AtomicBool::new(false);
-/// Serialises installations (a spin lock: after a strict mode installation no system call but
-/// `read`, `write`, `exit` and `sigreturn` is allowed, `futex` among the others).
-static INSTALL_LOCK: AtomicBool = AtomicBool::new(false);
-/// `cleanup_robust_list()` calls under way, which an installation waits for.
-static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
-
-thread_local! {
-    /// This thread's calls under way (a signal handler may install a filter over one).
-    static OWN_IN_FLIGHT: Cell<u32> = const { Cell::new(0) };
-    /// This thread installs a filter (a signal handler may install another meanwhile).
-    static INSTALLING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Makes the system call `cleanup_robust_list(addr, len, flags)` unless a seccomp filter is (being)
-/// installed: `None` then, else the kernel's result. The check and the call are one step an
-/// installation waits for.
-fn call(addr: usize, len: usize, flags: c_long) -> Option<c_long> {
-    OWN_IN_FLIGHT.with(|own| {
-        own.set(own.get() + 1);
-        IN_FLIGHT.fetch_add(1, SeqCst);
-        let r = if SANDBOXED.load(SeqCst) {
-            None
-        } else {
-            // SAFETY: the system call validates its arguments; it only clears robust list
-            // slots that point into memory the caller can write.
-            Some(unsafe { raw_syscall3(NR_CLEANUP_ROBUST_LIST, addr, len, flags as usize) })
-        };
-        IN_FLIGHT.fetch_sub(1, SeqCst);
-        own.set(own.get() - 1);
-        r
-    })
+        s => s == ON,
+    }
 }
 
 /// Calls `cleanup_robust_list(addr, len, flags)`; `errno` is not touched. `ENOSYS` (the module
 /// was unloaded) turns the library off.
 fn cleanup(addr: usize, len: usize, flags: c_long) {
-    if call(addr, len, flags) == Some(-(libc::ENOSYS as c_long)) {
+    let saved = errno();
+    // SAFETY: the system call validates its arguments; it only clears robust list slots that
+    // point into memory the caller can write.
+    let r = unsafe { libc::syscall(NR_CLEANUP_ROBUST_LIST, addr, len, flags) };
+    if r < 0 && errno() == libc::ENOSYS {
         STATE.store(OFF, Relaxed);
     }
-}
-
-/// Runs `install`, which installs a seccomp filter (or strict mode), with the library turned off
-/// first and every `cleanup_robust_list()` call already under way finished: the filter may kill
-/// the process on it. If `install` fails (returns -1), nothing was installed and the library is
-/// turned on again. After `install` no system call is made, and `errno` is not touched.
-fn seccomp_install(install: impl FnOnce() -> c_long) -> c_long {
-    let nested = INSTALLING.with(|i| i.replace(true));
-    if !nested {
-        while INSTALL_LOCK.swap(true, Acquire) {
-            // SAFETY: gives up the CPU; no memory is involved.
-            unsafe { libc::sched_yield() };
-        }
-    }
-    let was = SANDBOXED.swap(true, SeqCst);
-    // A call this thread was making when a signal handler came here can only be waited for by
-    // returning: it is the one call not waited for.
-    let own = OWN_IN_FLIGHT.with(Cell::get);
-    while IN_FLIGHT.load(SeqCst) > own {
-        // SAFETY: as above.
-        unsafe { libc::sched_yield() };
-    }
-    let r = install();
-    if r != -1 {
-        INSTALLED.store(true, SeqCst);
-    } else if !was && !INSTALLED.load(SeqCst) {
-        SANDBOXED.store(false, SeqCst);
-    }
-    if !nested {
-        INSTALL_LOCK.store(false, Release);
-    }
-    INSTALLING.with(|i| i.set(nested));
-    r
+    set_errno(saved);
 }
 
 /// The next definition of a symbol (glibc's), looked up once.
@@ -378,8 +356,6 @@ static REAL_MUNMAP: Real = Real::new(c"munmap");
 static REAL_MREMAP: Real = Real::new(c"mremap");
 static REAL_SHMAT: Real = Real::new(c"shmat");
 static REAL_SHMDT: Real = Real::new(c"shmdt");
-static REAL_PRCTL: Real = Real::new(c"prctl");
-static REAL_SYSCALL: Real = Real::new(c"syscall");
 /// glibc 2.34 and later only.
 static REAL_FORK: Real = Real::new(c"_Fork");
 
@@ -642,12 +618,10 @@ extern "C" fn constructor() {
         &REAL_MREMAP,
         &REAL_SHMAT,
         &REAL_SHMDT,
-        &REAL_PRCTL,
-        &REAL_SYSCALL,
     ] {
         real.get();
     }
-    // Optional: a glibc before 2.34 has none, and no program can call it there.
+    // Optional: a glibc before 2.34 has none (`_Fork()` then calls `fork()`).
     let _ = REAL_FORK.find();
     init();
 }
@@ -980,7 +954,8 @@ pub unsafe extern "C" fn shmdt(addr: *const c_void) -> c_int {
 
 /// `_Fork()` (glibc 2.34 and later): the `fork()` that runs no `pthread_atfork()` handlers. The
 /// record's lock is held across it, as `fork()`'s handlers hold it, so that the child does not
-/// inherit it held by another thread, which the child does not have.
+/// inherit it held by another thread, which the child does not have. On a glibc without it
+/// (before 2.34), `fork()`, whose handlers do the same.
 ///
 /// # Safety
 ///
@@ -989,9 +964,8 @@ pub unsafe extern "C" fn shmdt(addr: *const c_void) -> c_int {
 #[allow(non_snake_case)]
 pub unsafe extern "C" fn _Fork() -> pid_t {
     let Some(real) = REAL_FORK.find() else {
-        // Unreachable in practice: a program that calls it does not load on such a glibc.
-        set_errno(libc::ENOSYS);
-        return -1;
+        // SAFETY: glibc's `fork()`; its handlers take and release the lock.
+        return unsafe { libc::fork() };
     };
     // SAFETY: glibc's function.
     let real =
@@ -1001,74 +975,6 @@ pub unsafe extern "C" fn _Fork() -> pid_t {
     let pid = unsafe { real() };
     drop(t);
     pid
-}
-
-type PrctlFn = unsafe extern "C" fn(c_int, ...) -> c_int;
-
-/// `prctl()`: `PR_SET_SECCOMP` turns the library off first (see [`seccomp_install`]).
-///
-/// glibc's `prctl()` is variadic; its four other arguments are received as the x86_64 calling
-/// convention passes them, in integer registers.
-///
-/// # Safety
-///
-/// As for glibc's `prctl()`.
-#[no_mangle]
-pub unsafe extern "C" fn prctl(
-    option: c_int,
-    a2: c_ulong,
-    a3: c_ulong,
-    a4: c_ulong,
-    a5: c_ulong,
-) -> c_int {
-    // SAFETY: glibc's function.
-    let real: PrctlFn = unsafe { core::mem::transmute(REAL_PRCTL.get()) };
-    if option == libc::PR_SET_SECCOMP {
-        // SAFETY: forwarded as received.
-        return seccomp_install(|| unsafe { real(option, a2, a3, a4, a5) }.into()) as c_int;
-    }
-    // SAFETY: forwarded as received.
-    unsafe { real(option, a2, a3, a4, a5) }
-}
-
-type SyscallFn = unsafe extern "C" fn(c_long, ...) -> c_long;
-
-/// `SECCOMP_SET_MODE_STRICT`, `SECCOMP_SET_MODE_FILTER`: the `seccomp()` operations that install.
-const SECCOMP_INSTALLS: [u32; 2] = [libc::SECCOMP_SET_MODE_STRICT, libc::SECCOMP_SET_MODE_FILTER];
-
-/// `syscall()`: `seccomp(SECCOMP_SET_MODE_STRICT or _FILTER)` and `prctl(PR_SET_SECCOMP)` turn the
-/// library off first (see [`seccomp_install`]); every other call is forwarded unchanged.
-///
-/// glibc's `syscall()` is variadic; the number and six arguments are received as the x86_64
-/// calling convention passes them, six in integer registers and the last on the stack, which
-/// glibc's own `syscall()` reads whatever the caller passed.
-///
-/// # Safety
-///
-/// As for glibc's `syscall()`.
-#[no_mangle]
-pub unsafe extern "C" fn syscall(
-    nr: c_long,
-    a1: c_long,
-    a2: c_long,
-    a3: c_long,
-    a4: c_long,
-    a5: c_long,
-    a6: c_long,
-) -> c_long {
-    // SAFETY: glibc's function.
-    let real: SyscallFn = unsafe { core::mem::transmute(REAL_SYSCALL.get()) };
-    let installs = match nr {
-        libc::SYS_seccomp => SECCOMP_INSTALLS.contains(&(a1 as u32)),
-        libc::SYS_prctl => a1 as c_int == libc::PR_SET_SECCOMP,
-        _ => false,
-    };
-    if installs {
-        // SAFETY: forwarded as received.
-        return seccomp_install(|| unsafe { real(nr, a1, a2, a3, a4, a5, a6) });
-    }
-    // SAFETY: forwarded as received.
-    unsafe { real(nr, a1, a2, a3, a4, a5, a6) }
 }
 
 #[cfg(test)]
@@ -1135,31 +1041,36 @@ mod tests {
         assert_eq!(runs(&t, 0x1000, 0x2000), vec![(0x1000, 0x2000)]);
     }
 
+    fn seccomp_in(text: &[u8], piece: usize) -> Option<u32> {
+        let mut scan = SeccompLine::new();
+        for chunk in text.chunks(piece) {
+            scan.feed(chunk);
+        }
+        scan.finish()
+    }
+
     #[test]
     fn seccomp_modes() {
+        let groups = format!("Groups:\t{}\n", "65534 ".repeat(3000));
         let status = |seccomp: &str| {
-            format!(
-                "Name:\tx\nUmask:\t0022\nNoNewPrivs:\t1\n{seccomp}Speculation_Store_Bypass:\tx\n"
-            )
+            format!("Name:\tx\nUmask:\t0022\n{groups}NoNewPrivs:\t1\n{seccomp}Speculation_Store_Bypass:\tx\n")
         };
-        assert_eq!(
-            seccomp_mode_in_status(status("Seccomp:\t0\n").as_bytes()),
-            Some(0)
-        );
-        assert_eq!(
-            seccomp_mode_in_status(status("Seccomp:\t1\n").as_bytes()),
-            Some(1)
-        );
-        assert_eq!(
-            seccomp_mode_in_status(status("Seccomp:\t2\nSeccomp_filters:\t3\n").as_bytes()),
-            Some(2)
-        );
-        // A kernel without CONFIG_SECCOMP prints no such line.
-        assert_eq!(seccomp_mode_in_status(status("").as_bytes()), Some(0));
-        assert_eq!(seccomp_mode_in_status(b""), None);
-        assert_eq!(seccomp_mode_in_status(b"Name:\tx\nSeccomp:\t\n"), None);
-        // The test process itself: whatever it runs under, a mode is read.
-        assert!(seccomp_mode() <= 2);
+        for piece in [1, 7, 1024, usize::MAX] {
+            let mode = |seccomp: &str| seccomp_in(status(seccomp).as_bytes(), piece);
+            assert_eq!(mode("Seccomp:\t0\n"), Some(0));
+            assert_eq!(mode("Seccomp:\t1\n"), Some(1));
+            assert_eq!(mode("Seccomp:\t2\nSeccomp_filters:\t3\n"), Some(2));
+            // A kernel without CONFIG_SECCOMP prints no such line: not known to be 0.
+            assert_eq!(mode(""), None);
+            assert_eq!(mode("Seccomp:\t\n"), None);
+            assert_eq!(mode("Seccomp:\tx\n"), None);
+            assert_eq!(mode("Seccomp:\t99999999999999999999\n"), None);
+        }
+        // The last line, without its newline.
+        assert_eq!(seccomp_in(b"Name:\tx\nSeccomp:\t2", 3), Some(2));
+        assert_eq!(seccomp_in(b"", 1), None);
+        // The test process itself: whatever it runs under, the file is read to its end.
+        assert!(seccomp_mode().is_none_or(|m| m <= 2));
     }
 
     #[test]

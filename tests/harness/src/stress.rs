@@ -66,6 +66,7 @@ struct Counts {
     rmmod_retries: usize,
     process_deaths: usize,
     thread_deaths: usize,
+    thread_execs: usize,
     compat_deaths: usize,
     cleanup_calls: usize,
     cleanup_enosys: usize,
@@ -95,6 +96,44 @@ fn process_death(l: &List) -> Result<(), String> {
         return Err(format!(
             "process death not walked: words {:#x} {:#x}",
             wa, wb
+        ));
+    }
+    Ok(())
+}
+
+/// A process whose second thread execs `/bin/true`: `de_thread()` makes that thread the group
+/// leader and releases the old one while a load-time scan (or a call's fallback scan) may be
+/// walking the group's threads. A walk that follows `next_thread()` back to the thread it
+/// started from never ends then; the signal's thread list, followed to its end, does.
+fn thread_exec() -> Result<(), String> {
+    /// The second thread: execs `/bin/true` (only async-signal-safe calls: the forked child
+    /// of a multithreaded process).
+    extern "C" fn exec_true(_: *mut libc::c_void) -> *mut libc::c_void {
+        let prog = c"/bin/true";
+        let argv = [prog.as_ptr(), std::ptr::null()];
+        // SAFETY: a NUL-terminated path and a NULL-terminated argv.
+        unsafe { libc::execv(prog.as_ptr(), argv.as_ptr()) };
+        // SAFETY: ends the process if the exec failed.
+        unsafe { libc::_exit(3) }
+    }
+    let pid = sys::fork_with(|| {
+        let mut t: libc::pthread_t = 0;
+        // SAFETY: a plain thread running `exec_true`, which never returns.
+        if unsafe {
+            libc::pthread_create(&mut t, std::ptr::null(), exec_true, std::ptr::null_mut())
+        } != 0
+        {
+            return 4;
+        }
+        // SAFETY: the exec ends this thread with the process image.
+        unsafe { libc::pthread_join(t, std::ptr::null_mut()) };
+        5
+    });
+    let st = sys::wait_pid(pid);
+    if !sys::exited_ok(st) {
+        return Err(format!(
+            "a process whose thread execs /bin/true: status {:#x}",
+            st
         ));
     }
     Ok(())
@@ -144,6 +183,7 @@ fn switch(module: &str, compat32: &str, rounds: usize) -> Result<Counts, String>
             r
         });
         let thread_deaths = s.spawn(|| until(&done, || thread_death(&threads)));
+        let thread_execs = s.spawn(|| until(&done, thread_exec));
         let compat_deaths = s.spawn(|| until(&done, || run(compat32, "list")));
         let cleanups = s.spawn(|| {
             until(&done, || match sys::cleanup_robust_list(word, 4096, 0) {
@@ -168,6 +208,7 @@ fn switch(module: &str, compat32: &str, rounds: usize) -> Result<Counts, String>
             rmmod_retries,
             process_deaths: process_deaths?,
             thread_deaths: join(thread_deaths.join(), "thread deaths")?,
+            thread_execs: join(thread_execs.join(), "thread execs")?,
             compat_deaths: join(compat_deaths.join(), "compat deaths")?,
             cleanup_calls: join(cleanups.join(), "cleanup caller")?,
             cleanup_enosys: enosys.load(Ordering::Relaxed),
@@ -183,7 +224,7 @@ pub fn main(module: &str, compat32: &str, rounds: usize) -> i32 {
             println!(
                 "# {} unload/load cycles ({} rmmod retries on EAGAIN, {} loads that failed after \
                  registering); deaths, all walked: {} processes, {} threads, {} 32-bit processes; \
-                 {} cleanup calls, {} of them ENOSYS",
+                 {} cleanup calls, {} of them ENOSYS; {} processes whose second thread execed",
                 c.cycles,
                 c.rmmod_retries,
                 c.failed_loads,
@@ -191,7 +232,8 @@ pub fn main(module: &str, compat32: &str, rounds: usize) -> i32 {
                 c.thread_deaths,
                 c.compat_deaths,
                 c.cleanup_calls,
-                c.cleanup_enosys
+                c.cleanup_enosys,
+                c.thread_execs
             );
             println!("ok 1 load_unload_under_fire");
             0
