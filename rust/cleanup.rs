@@ -265,9 +265,7 @@ fn shared_windows(file: &File, start: usize, end: usize, out: &mut KVVec<Window>
         }
         // Areas were added since the room was made: drop what was collected, make more.
         out.truncate(base);
-        if kernel::current!().fatal_signal_pending() {
-            return Err(EINTR);
-        }
+        killable()?;
         more = more * 2 + (out.capacity() - base);
     }
 }
@@ -302,10 +300,8 @@ struct Match<'a> {
     raw: usize,
     /// The futex word it points at, in `mm`.
     word: usize,
-    /// What the window that holds `word` maps there (see [`Window::shared`]).
-    shared: Option<(*const bindings::address_space, usize)>,
-    /// The start of that window, for the offset of `word` in `shared`.
-    window_start: usize,
+    /// The window that holds `word`.
+    window: &'a Window,
 }
 
 /// The window of `windows` (the windows in one mm, sorted by start, disjoint) that holds the
@@ -360,7 +356,7 @@ fn examine(
             continue;
         };
         let word = head.futex_word(pending, futex_offset);
-        let Some(w) = window_holding(windows, word) else {
+        let Some(window) = window_holding(windows, word) else {
             continue;
         };
         let m = Match {
@@ -369,8 +365,7 @@ fn examine(
             head,
             raw,
             word,
-            shared: w.shared,
-            window_start: w.start,
+            window,
         };
         cleared += usize::from(clear(&m)?);
     }
@@ -385,7 +380,7 @@ fn still_maps(mm: &MmapReadGuard<'_>, m: &Match<'_>) -> bool {
     let Some(vma) = mm.vma_lookup(m.word) else {
         return false;
     };
-    let Some((mapping, offset)) = m.shared else {
+    let Some((mapping, offset)) = m.window.shared else {
         return true;
     };
     let Some(file) = vma.file() else {
@@ -394,7 +389,7 @@ fn still_maps(mm: &MmapReadGuard<'_>, m: &Match<'_>) -> bool {
     let at = (vma.pgoff() << PAGE_SHIFT) + (m.word - vma.start());
     vma.flags() & VM_MAYSHARE != 0
         && core::ptr::eq(mapping_of(file), mapping)
-        && at == offset + (m.word - m.window_start)
+        && at == offset + (m.word - m.window.start)
 }
 
 /// Clears a slot found by [`examine`], under its task's
@@ -461,8 +456,9 @@ fn current_mm_single_user() -> bool {
         == 1
 }
 
-/// Ends the call if its task is being killed: a call may wait on faults as long as they last.
-fn killable() -> Result {
+/// Ends the call if its task is being killed (`EINTR`): a call may wait on faults as long as
+/// they last, and retries what other tasks can make it retry.
+pub(crate) fn killable() -> Result {
     if kernel::current!().fatal_signal_pending() {
         return Err(EINTR);
     }

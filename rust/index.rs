@@ -55,7 +55,6 @@ use crate::futex::{self, ExitGuard};
 use core::{ops::ControlFlow, pin::Pin, ptr};
 use kernel::{
     bindings,
-    error::code::EINTR,
     mm::Mm,
     new_mutex,
     prelude::*,
@@ -219,22 +218,33 @@ impl TaskIndex {
             let Some((entry, group)) = room else {
                 continue; // registered since: make room, and look again
             };
-            if shard.get(&mm_key).is_none() {
-                let tasks = MmTasks {
-                    _mm: mm.into(),
-                    tasks: RBTree::new(),
-                };
-                shard.insert(group.into_node(mm_key, tasks));
-            }
-            let Some(g) = shard.get_mut(&mm_key) else {
-                return; // inserted above
+            return self.insert_locked(&mut shard, mm, task, entry, group);
+        }
+    }
+
+    /// Files `task` under `mm` in `shard`, its mm's shard (locked), unless it is already there,
+    /// with the room made for its entry and, if `mm` has no group yet, for the group.
+    fn insert_locked(
+        &self,
+        shard: &mut Shard,
+        mm: &Mm,
+        task: &Task,
+        entry: RBTreeNodeReservation<usize, ARef<Task>>,
+        group: RBTreeNodeReservation<usize, MmTasks>,
+    ) {
+        let (mm_key, task_key) = (key(mm.as_raw()), key(task.as_ptr()));
+        if shard.get(&mm_key).is_none() {
+            let tasks = MmTasks {
+                _mm: mm.into(),
+                tasks: RBTree::new(),
             };
+            shard.insert(group.into_node(mm_key, tasks));
+        }
+        if let Some(g) = shard.get_mut(&mm_key) {
             if g.tasks.get(&task_key).is_none() {
                 g.tasks.insert(entry.into_node(task_key, task.into()));
                 self.count(true);
             }
-            drop(shard);
-            return;
         }
     }
 
@@ -244,22 +254,8 @@ impl TaskIndex {
     pub(crate) fn insert_for_test(&self, mm: &Mm, task: &Task) -> Result {
         let entry = RBTreeNodeReservation::new(GFP_KERNEL)?;
         let group = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let mm_key = key(mm.as_raw());
-        let mut shard = self.shard(mm_key).lock();
-        if shard.get(&mm_key).is_none() {
-            let tasks = MmTasks {
-                _mm: mm.into(),
-                tasks: RBTree::new(),
-            };
-            shard.insert(group.into_node(mm_key, tasks));
-        }
-        if let Some(g) = shard.get_mut(&mm_key) {
-            if g.tasks.get(&key(task.as_ptr())).is_none() {
-                g.tasks
-                    .insert(entry.into_node(key(task.as_ptr()), task.into()));
-                self.count(true);
-            }
-        }
+        let mut shard = self.shard(key(mm.as_raw())).lock();
+        self.insert_locked(&mut shard, mm, task, entry, group);
         Ok(())
     }
 
@@ -438,9 +434,7 @@ pub(crate) fn collect_user_tasks(mut keep: impl FnMut(&Task) -> bool) -> Result<
         if more == 0 {
             return Ok(out);
         }
-        if kernel::current!().fatal_signal_pending() {
-            return Err(EINTR);
-        }
+        crate::cleanup::killable()?;
         room = out.len() + more * 2 + 16;
     }
 }

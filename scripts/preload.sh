@@ -8,7 +8,8 @@ cargo build --quiet --release --locked --manifest-path "$ROOT/preload/Cargo.toml
 mkdir -p "$out/bin"
 for t in "$ROOT"/preload/tests/*.c; do
 	bin=$out/bin/$(basename "$t" .c)
-	if [ ! -f "$bin" ] || [ "$t" -nt "$bin" ]; then
+	if [ ! -f "$bin" ] || [ "$t" -nt "$bin" ] ||
+		[ -n "$(find "$ROOT/preload/tests" -name '*.h' -newer "$bin")" ]; then
 		gcc -O2 -Wall -Werror -pthread -o "$bin" "$t" $(sed -n 's|^/\* libs: \(.*\) \*/$|\1|p' "$t")
 	fi
 done

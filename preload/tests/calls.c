@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define PAGE 4096
-#define COUNTER "/sys/kernel/debug/robust_futex/cleanup_calls"
+#include "cleanup_calls.h"
 
 static int with, module = 1, failed;
 
@@ -36,19 +36,13 @@ static void check(int ok, const char *what, const char *detail)
 
 static long calls(void)
 {
-	FILE *f;
-	long n = -1;
+	long n;
 
 	if (!module)
 		return 0;
-	f = fopen(COUNTER, "r");
-	if (!f) {
+	n = read_cleanup_calls();
+	if (n < 0 && errno)
 		check(0, "read " COUNTER, strerror(errno));
-		return -1;
-	}
-	if (fscanf(f, "%ld", &n) != 1)
-		n = -1;
-	fclose(f);
 	return n;
 }
 

@@ -67,7 +67,7 @@
 #include <unistd.h>
 
 #define PAGE 4096
-#define COUNTER "/sys/kernel/debug/robust_futex/cleanup_calls"
+#include "cleanup_calls.h"
 #define NR_CLEANUP_ROBUST_LIST 500
 
 #ifndef MREMAP_DONTUNMAP
@@ -147,16 +147,10 @@ static void sleep_ms(long ms)
 
 static long calls(void)
 {
-	FILE *f = fopen(COUNTER, "r");
-	long n = -1;
+	long n = read_cleanup_calls();
 
-	if (!f) {
+	if (n < 0 && errno)
 		check(0, "read " COUNTER, strerror(errno));
-		return -1;
-	}
-	if (fscanf(f, "%ld", &n) != 1)
-		n = -1;
-	fclose(f);
 	return n;
 }
 
