@@ -475,13 +475,13 @@ fn clean(windows: &[Window]) -> Result<usize> {
         // own heads are all there is to see.
         return examine(kernel::current!(), me, true, windows);
     }
-    if let Some(cleared) = clean_indexed(windows, me)? {
+    let mut cleared = 0;
+    if clean_indexed(windows, me, &mut cleared)? {
         return Ok(cleared);
     }
     // The index is incomplete: every thread of the system. A task found there whose mm
     // changed since (exec) has no window any more.
     CLEANUP_SCANS.add(1, Relaxed);
-    let mut cleared = 0;
     for t in scan(windows)?.iter() {
         killable()?;
         let mm = futex::flags_mm(t).1;
@@ -493,22 +493,26 @@ fn clean(windows: &[Window]) -> Result<usize> {
     Ok(cleared)
 }
 
-/// Steps 3 and 4 from the index, for each mm that has a window (of `windows`, sorted by mm).
-/// Returns `None` if the index is incomplete; slots cleared before that was known stay cleared,
-/// and the scan that follows finds them empty.
-fn clean_indexed(windows: &[Window], me: *mut bindings::mm_struct) -> Result<Option<usize>> {
-    let mut cleared = 0;
+/// Steps 3 and 4 from the index, for each mm that has a window (of `windows`, sorted by mm),
+/// adding the slots it clears to `cleared`. Returns `false` if the index is incomplete: the
+/// slots cleared before that was known stay cleared and counted, and the scan that follows
+/// finds them empty.
+fn clean_indexed(
+    windows: &[Window],
+    me: *mut bindings::mm_struct,
+    cleared: &mut usize,
+) -> Result<bool> {
     for in_mm in windows.chunk_by(|a, b| a.mm == b.mm) {
         let mm = in_mm[0].mm;
         let Some(tasks) = index::tasks_of(mm)? else {
-            return Ok(None);
+            return Ok(false);
         };
         for task in tasks.iter() {
             killable()?;
-            cleared += examine(task, mm, mm == me, in_mm)?;
+            *cleared += examine(task, mm, mm == me, in_mm)?;
         }
     }
-    Ok(Some(cleared))
+    Ok(true)
 }
 
 fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
