@@ -23,8 +23,9 @@
 //!    in its mm and it is that mm's only user. While the index is incomplete (the module is
 //!    being loaded, or an allocation failed) every thread of the system is walked instead.
 //! 4. **Clearing.** For each candidate, each head's `list_op_pending` is read, then, if it is
-//!    set, its `futex_offset` (two reads): directly for a task of the caller's own mm, with
-//!    `access_process_vm()` otherwise. Only if the futex word (`pending + futex_offset`, PI bit
+//!    set, its `futex_offset` (two reads): directly for a task of the caller's own mm, through
+//!    the pinned page otherwise ([`remote`]: faulted in only if the fault cannot wait for user
+//!    space). Only if the futex word (`pending + futex_offset`, PI bit
 //!    masked, 32-bit arithmetic for compat heads) lies in one of that mm's windows is the task's
 //!    `futex.exit_mutex` taken (so that an exit that started walking finishes first, and one
 //!    that finished is skipped), and the slot cleared by compare-and-exchange against the value
@@ -37,11 +38,12 @@
 //! heads are read with no lock held; a slot is cleared under its task's `futex.exit_mutex`,
 //! then its mm's `mmap_lock` (step 4). A read that faults may sleep as long as the fault does,
 //! and the caller alone waits. The waits for another task's exit walk and for another mm's
-//! `mmap_lock` are killable (`EINTR`), and so is a fault on the caller's own memory; a fault
-//! on another process's memory is not killable where its backing store's wait is not (a FUSE
-//! file whose server took the request and never answers): see `cleanup.rst`, "What it cannot
-//! fix". Heads that cannot be read, and slots that cannot be cleared, are counted in debugfs
-//! `cleanup_missed`.
+//! `mmap_lock` are killable (`EINTR`). Another process's memory is faulted in only where the
+//! fault waits for nothing but the kernel (anonymous memory and shmem without a userfaultfd):
+//! a page of any other file is used only if mapped already, so that the call never waits on a
+//! file system another user serves (a FUSE server that takes the read and never answers).
+//! Heads that cannot be read, and slots that cannot be cleared, are counted in debugfs
+//! `cleanup_missed`: see `cleanup.rst`, "What it cannot fix".
 //!
 //! With `CLEANUP_ROBUST_LIST_MM_ONLY` (a C library unmapping the range, or mapping over it),
 //! every part is taken as private memory: one window, the caller's range in its own mm, so only
@@ -283,7 +285,7 @@ fn scan(windows: &[Window]) -> Result<KVVec<ARef<Task>>> {
     index::collect_user_tasks(|t| !windows_of(windows, futex::flags_mm(t).1).is_empty())
 }
 
-/// Another task's memory, read with `access_process_vm()`.
+/// Another task's memory, read through its pinned pages ([`remote::read_task_memory`]).
 struct TaskMem<'a>(&'a Task);
 
 impl UserMem for TaskMem<'_> {

@@ -154,6 +154,10 @@ pub static ALL: &[Case] = &[
         hardening::index_leak_robust_unlock_error,
     ),
     Case::module(
+        "hardening_fuse_head_never_served",
+        crate::fuse::head_never_served,
+    ),
+    Case::module(
         "hardening_mayshare_readonly_mapping",
         hardening::mayshare_readonly_mapping,
     ),

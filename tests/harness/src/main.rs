@@ -46,6 +46,7 @@ macro_rules! ensure_eq {
 mod bench;
 mod cases;
 mod cleanup;
+mod fuse;
 mod fuzz;
 mod glibc;
 mod hardening;

@@ -1,0 +1,365 @@
+//! `hardening_fuse_head_never_served`: `cleanup_robust_list()` never waits on a file system
+//! another user serves.
+//!
+//! A process that maps the memory being cleaned is a candidate: the call reads its robust list
+//! head. That head may lie anywhere in its memory, chosen by its owner, for instance in a file
+//! of a FUSE file system the owner serves itself (an unprivileged user can mount one in a user
+//! namespace). Faulting such a page in sends a read request to the server; a server that takes
+//! it and never answers leaves the faulting task waiting uninterruptibly, even when killed. The
+//! module read other processes' heads with `access_process_vm()`, which faults the page in: the
+//! caller, an innocent process cleaning its own shared memory (`pthread_mutex_destroy()`), hung
+//! in D state for as long as the other process wished. It now faults in only anonymous memory
+//! and shmem (whose faults wait for nothing but the kernel); a head elsewhere that is not mapped
+//! is counted in debugfs `cleanup_missed` and left alone.
+//!
+//! The case runs a minimal FUSE server (the `/dev/fuse` protocol spoken directly: INIT,
+//! LOOKUP, GETATTR, OPEN, and READ requests counted, never answered) in a child process.
+
+use crate::cases::counter;
+use crate::sys::{self, *};
+use crate::Ctx;
+use std::time::Duration;
+
+type R = Result<(), String>;
+
+const PAGE: usize = 4096;
+/// How long the caller gets: far more than a call takes under TCG.
+const LIMIT: Duration = Duration::from_secs(30);
+
+const FUSE_LOOKUP: u32 = 1;
+const FUSE_FORGET: u32 = 2;
+const FUSE_GETATTR: u32 = 3;
+const FUSE_OPEN: u32 = 14;
+const FUSE_READ: u32 = 15;
+const FUSE_RELEASE: u32 = 18;
+const FUSE_FLUSH: u32 = 25;
+const FUSE_INIT: u32 = 26;
+const FUSE_INTERRUPT: u32 = 36;
+const FUSE_BATCH_FORGET: u32 = 42;
+/// `sizeof(struct fuse_in_header)`.
+const IN_HEADER: usize = 40;
+/// The file's node ID (the root's is 1).
+const FILE_NODE: u64 = 2;
+
+// Offsets in the page shared with the children.
+/// Set by the server once the file system is mounted (or by a failure).
+const SH_MOUNTED: usize = 0;
+/// READ requests the server received.
+const SH_READS: usize = 4;
+/// Set by the holder once its head is registered; then it waits for [`SH_RELEASE`].
+const SH_HOLDING: usize = 8;
+const SH_RELEASE: usize = 12;
+/// Set by the caller when its call returned, with the result and errno.
+const SH_RETURNED: usize = 16;
+const SH_RESULT: usize = 24;
+const SH_ERRNO: usize = 32;
+/// A child's failure: step (nonzero) and errno.
+const SH_FAILED: usize = 40;
+const SH_FAILED_ERRNO: usize = 44;
+
+fn put_u32(b: &mut Vec<u8>, v: u32) {
+    b.extend_from_slice(&v.to_ne_bytes());
+}
+
+fn put_u64(b: &mut Vec<u8>, v: u64) {
+    b.extend_from_slice(&v.to_ne_bytes());
+}
+
+/// A `struct fuse_attr`: the root directory or the file of one page.
+fn attr(b: &mut Vec<u8>, node: u64) {
+    let (size, mode, nlink) = if node == FILE_NODE {
+        (PAGE as u64, 0o100644, 1)
+    } else {
+        (0, 0o40755, 2)
+    };
+    put_u64(b, node); // ino
+    put_u64(b, size);
+    put_u64(b, size / 512); // blocks
+    for _ in 0..3 {
+        put_u64(b, 0); // atime, mtime, ctime
+    }
+    for _ in 0..3 {
+        put_u32(b, 0); // their nanoseconds
+    }
+    put_u32(b, mode);
+    put_u32(b, nlink);
+    put_u32(b, 0); // uid
+    put_u32(b, 0); // gid
+    put_u32(b, 0); // rdev
+    put_u32(b, PAGE as u32); // blksize
+    put_u32(b, 0); // flags
+}
+
+/// Writes a reply to request `unique`: `error` (a negative errno, or 0) and `body`.
+fn reply(fd: i32, unique: u64, error: i32, body: &[u8]) -> bool {
+    let mut b = Vec::with_capacity(16 + body.len());
+    put_u32(&mut b, (16 + body.len()) as u32);
+    b.extend_from_slice(&error.to_ne_bytes());
+    put_u64(&mut b, unique);
+    b.extend_from_slice(body);
+    // SAFETY: writes our buffer.
+    unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) == b.len() as isize }
+}
+
+/// The server (a child process): mounts the file system at `dir`, answers what opening and
+/// mapping its one file `f` needs, counts READ requests and never answers them. Returns when
+/// the connection ends (the child is killed, or the file system unmounted).
+fn serve(sh: usize, dir: &std::ffi::CStr) -> i32 {
+    let fail = |step: u32| {
+        sys::write_u32(sh + SH_FAILED_ERRNO, last_errno() as u32);
+        sys::write_u32(sh + SH_FAILED, step);
+        sys::write_u32(sh + SH_MOUNTED, 1);
+        let _ = sys::futex_wake(sh + SH_MOUNTED, i32::MAX);
+        1
+    };
+    // SAFETY: plain system calls on our own buffers and paths.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return fail(1);
+    }
+    let opts =
+        std::ffi::CString::new(format!("fd={},rootmode=40000,user_id=0,group_id=0", fd)).unwrap();
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::mount(
+            c"robust-fuse".as_ptr(),
+            dir.as_ptr(),
+            c"fuse".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            opts.as_ptr().cast(),
+        )
+    };
+    if r != 0 {
+        return fail(2);
+    }
+    sys::write_u32(sh + SH_MOUNTED, 1);
+    let _ = sys::futex_wake(sh + SH_MOUNTED, i32::MAX);
+    let mut buf = vec![0u8; 1 << 17];
+    loop {
+        // SAFETY: reads into our buffer.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            match last_errno() {
+                libc::EINTR | libc::ENOENT | libc::EAGAIN => continue,
+                _ => return 0, // ENODEV: unmounted or aborted
+            }
+        }
+        let n = n as usize;
+        if n < IN_HEADER {
+            continue;
+        }
+        let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().unwrap());
+        let (opcode, unique, node) = (u32_at(4), u64_at(8), u64_at(16));
+        let mut body = Vec::new();
+        let error = match opcode {
+            FUSE_INIT => {
+                put_u32(&mut body, 7); // major
+                put_u32(&mut body, u32_at(IN_HEADER + 4)); // the kernel's minor
+                put_u32(&mut body, PAGE as u32); // max_readahead
+                put_u32(&mut body, 0); // flags: no FUSE_ASYNC_READ
+                body.extend_from_slice(&12u16.to_ne_bytes()); // max_background
+                body.extend_from_slice(&9u16.to_ne_bytes()); // congestion_threshold
+                put_u32(&mut body, PAGE as u32); // max_write
+                put_u32(&mut body, 1); // time_gran
+                body.resize(64, 0); // max_pages .. unused: 0
+                0
+            }
+            FUSE_LOOKUP if node == 1 && buf[IN_HEADER..n].starts_with(b"f\0") => {
+                put_u64(&mut body, FILE_NODE);
+                put_u64(&mut body, 1); // generation
+                put_u64(&mut body, 3600); // entry_valid
+                put_u64(&mut body, 3600); // attr_valid
+                put_u64(&mut body, 0); // their nanoseconds
+                attr(&mut body, FILE_NODE);
+                0
+            }
+            FUSE_LOOKUP => -libc::ENOENT,
+            FUSE_GETATTR => {
+                put_u64(&mut body, 3600); // attr_valid
+                put_u64(&mut body, 0); // attr_valid_nsec, dummy
+                attr(&mut body, node);
+                0
+            }
+            FUSE_OPEN => {
+                put_u64(&mut body, 1); // fh
+                put_u64(&mut body, 0); // open_flags, backing_id
+                0
+            }
+            FUSE_READ => {
+                sys::fetch_add_u32(sh + SH_READS, 1);
+                let _ = sys::futex_wake(sh + SH_READS, i32::MAX);
+                continue; // never answered
+            }
+            FUSE_FORGET | FUSE_BATCH_FORGET | FUSE_INTERRUPT => continue, // no reply
+            FUSE_RELEASE | FUSE_FLUSH => 0,
+            _ => -libc::ENOSYS,
+        };
+        reply(fd, unique, error, &body);
+    }
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// The holder (a child process, mapping the memfd through the mapping it inherited): maps the
+/// FUSE file without touching it and registers its robust list head at the start of that
+/// mapping, then waits until released.
+fn hold(sh: usize, file: &std::ffi::CStr) -> i32 {
+    let fail = |step: u32| {
+        sys::write_u32(sh + SH_FAILED_ERRNO, last_errno() as u32);
+        sys::write_u32(sh + SH_FAILED, step);
+        sys::write_u32(sh + SH_HOLDING, 1);
+        let _ = sys::futex_wake(sh + SH_HOLDING, i32::MAX);
+        1
+    };
+    // SAFETY: opens our path.
+    let fd = unsafe { libc::open(file.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        return fail(11);
+    }
+    let Ok(head) = sys::mmap(0, PAGE, libc::PROT_READ, libc::MAP_SHARED, fd) else {
+        return fail(12);
+    };
+    if sys::set_robust_list(head, 24).is_err() {
+        return fail(13);
+    }
+    sys::write_u32(sh + SH_HOLDING, 1);
+    let _ = sys::futex_wake(sh + SH_HOLDING, i32::MAX);
+    while sys::read_u32(sh + SH_RELEASE) == 0 {
+        let _ = sys::nap(sh + SH_RELEASE, 0, Duration::from_millis(200));
+    }
+    // Its exit walk would read the head there, and wait on the server as well: an empty list
+    // in anonymous memory instead.
+    let own = sys::private_anon(PAGE);
+    sys::write_usize(own, own);
+    if sys::set_robust_list(own, 24).is_err() {
+        return fail(14);
+    }
+    0
+}
+
+fn failure(sh: usize, who: &str) -> Option<String> {
+    let step = sys::read_u32(sh + SH_FAILED);
+    (step != 0).then(|| {
+        format!(
+            "{} failed at step {}: {}",
+            who,
+            step,
+            std::io::Error::from_raw_os_error(sys::read_u32(sh + SH_FAILED_ERRNO) as i32)
+        )
+    })
+}
+
+/// Waits up to [`LIMIT`] for the `u32` at `addr` to become nonzero.
+fn wait_set(addr: usize, what: &str) -> R {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while sys::read_u32(addr) == 0 {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{}: not within {:?}",
+            what,
+            LIMIT
+        );
+        let _ = sys::nap(addr, 0, Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// A holder process maps a memfd and keeps its robust list head in a page of a FUSE file whose
+/// server never answers a read; another process calls `cleanup_robust_list()` on the memfd:
+/// the call must return within [`LIMIT`] (the head unread, counted in `cleanup_missed`), and
+/// the server must have seen no read.
+pub fn head_never_served(_: &Ctx) -> R {
+    let sh = Shared::new(PAGE);
+    let dir = format!("/tmp/robust-fuse-{}", sys::getpid());
+    let cdir = std::ffi::CString::new(dir.clone()).unwrap();
+    std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {}", dir, e))?;
+    let server = sys::fork_with(|| serve(sh.base, &cdir));
+    let r = (|| -> R {
+        wait_set(sh.at(SH_MOUNTED), "the FUSE server mounting")?;
+        if let Some(e) = failure(sh.base, "the FUSE server") {
+            return Err(e);
+        }
+        let memfd = crate::cleanup::memfd(PAGE);
+        let mem = sys::mmap(
+            0,
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            memfd,
+        )
+        .map_err(|e| format!("mmap memfd: {}", e))?;
+        let file = std::ffi::CString::new(format!("{}/f", dir)).unwrap();
+        let holder = sys::fork_with(|| hold(sh.base, &file));
+        let r = (|| -> R {
+            wait_set(sh.at(SH_HOLDING), "the holder registering its head")?;
+            if let Some(e) = failure(sh.base, "the holder") {
+                return Err(e);
+            }
+            let missed = counter("cleanup_missed")?;
+            let caller = sys::fork_with(|| {
+                let r = sys::cleanup_robust_list(mem, 4, 0);
+                let (v, e) = match r {
+                    Ok(v) => (v as usize, 0),
+                    Err(e) => (usize::MAX, e.raw_os_error().unwrap_or(0) as u32),
+                };
+                sys::write_usize(sh.at(SH_RESULT), v);
+                sys::write_u32(sh.at(SH_ERRNO), e);
+                sys::write_u32(sh.at(SH_RETURNED), 1);
+                0
+            });
+            let Some(st) = sys::wait_pid_timeout(caller, LIMIT) else {
+                let state = sys::task_state(caller, caller as u32);
+                let reads = sys::read_u32(sh.at(SH_READS));
+                // Ending the server aborts the connection: the caller's read fails, it returns.
+                // SAFETY: signals our child.
+                unsafe { libc::kill(server, libc::SIGKILL) };
+                let _ = sys::wait_pid_timeout(caller, LIMIT);
+                return Err(format!(
+                    "cleanup_robust_list() on a memfd did not return within {:?}: the caller \
+                     waits on the FUSE server of a process that maps the memfd (its state, \
+                     wchan: {:?}; READ requests the server received: {})",
+                    LIMIT, state, reads
+                ));
+            };
+            ensure!(exited_ok(st), "the caller's status: {:#x}", st);
+            let result = sys::read_usize(sh.at(SH_RESULT));
+            ensure!(
+                result == 0,
+                "cleanup_robust_list() returned {} (errno {}), want 0",
+                result as isize,
+                sys::read_u32(sh.at(SH_ERRNO))
+            );
+            let reads = sys::read_u32(sh.at(SH_READS));
+            ensure!(
+                reads == 0,
+                "the FUSE server received {} READ requests",
+                reads
+            );
+            let now = counter("cleanup_missed")?;
+            ensure!(
+                now > missed,
+                "cleanup_missed {} -> {}: the unreadable head was not counted",
+                missed,
+                now
+            );
+            Ok(())
+        })();
+        sys::write_u32(sh.at(SH_RELEASE), 1);
+        let _ = sys::futex_wake(sh.at(SH_RELEASE), i32::MAX);
+        let st = sys::wait_pid_timeout(holder, LIMIT);
+        r?;
+        ensure!(st.is_some_and(exited_ok), "the holder's status: {:?}", st);
+        Ok(())
+    })();
+    // SAFETY: signals our child; detaches the mount (the connection ends with the server).
+    unsafe {
+        libc::kill(server, libc::SIGKILL);
+        libc::umount2(cdir.as_ptr(), libc::MNT_DETACH);
+    }
+    let _ = sys::wait_pid_timeout(server, LIMIT);
+    let _ = std::fs::remove_dir(&dir);
+    r
+}
