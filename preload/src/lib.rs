@@ -15,10 +15,12 @@
 //!   that goes away: the caller's threads must not keep pointers to addresses it may map anew;
 //!   other processes keep the memory at their own addresses, and are left alone. Shared mappings
 //!   are known from the library's own record of the `mmap()`/`mremap()`/`shmat()` calls that made
-//!   them; with none recorded near the range (the common case) the cost is two relaxed loads.
-//!   The record's lock is held across the call, the real function and the record's update
-//!   (another thread's mapping cannot land in between and be forgotten), with all signals
-//!   blocked (a signal handler may map and unmap), and across `fork()` and `_Fork()`.
+//!   them; with none recorded near the range (the common case) the cost is two relaxed loads,
+//!   and a range that overlaps none is seen to without the record's lock (a seqlock read), so
+//!   that private memory, such as an allocator's, never waits for it. For a range that overlaps
+//!   one, the lock is held across the call, the real function and the record's update (another
+//!   thread's mapping cannot land in between and be forgotten), with all signals blocked (a
+//!   signal handler may map and unmap); and across `fork()` and `_Fork()`.
 //!   `mremap(MREMAP_DONTUNMAP)` leaves the old range mapped: nothing is cleared there.
 //! - At load it checks the glibc version (the mutex layout), that no seccomp filter is installed
 //!   (`Seccomp: 0` in `/proc/self/status`), and probes the system call: on an unknown glibc it
@@ -47,7 +49,8 @@ compile_error!("the glibc mutex layout is only known for x86_64 Linux");
 use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_long, c_void, CStr};
 use core::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering::Relaxed,
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
 };
 use libc::{off_t, pid_t, pthread_mutex_t, sigset_t, size_t};
 use std::sync::Once;
@@ -359,30 +362,89 @@ static REAL_SHMDT: Real = Real::new(c"shmdt");
 /// glibc 2.34 and later only.
 static REAL_FORK: Real = Real::new(c"_Fork");
 
+/// One recorded range, `[s, e)`.
+struct Slot {
+    s: AtomicUsize,
+    e: AtomicUsize,
+}
+
 /// The shared mappings the program made, as sorted, disjoint `[start, end)` ranges.
+///
+/// Changed only with the record's lock held, inside [`Ranges::write`]; read with the lock held,
+/// or without it by [`Ranges::overlaps_unlocked`], which the sequence count `seq` makes see one
+/// state whole (a seqlock: odd while a change is under way). Every field is an atomic, so that
+/// such a read is no data race.
 struct Ranges {
-    len: usize,
-    r: [(usize, usize); CAP],
+    seq: AtomicU32,
+    len: AtomicUsize,
+    r: [Slot; CAP],
     /// More shared mappings than fit: every unmapping is then forwarded whole.
-    overflow: bool,
+    overflow: AtomicBool,
 }
 
 const CAP: usize = 512;
 
 impl Ranges {
+    const fn new() -> Ranges {
+        Ranges {
+            seq: AtomicU32::new(0),
+            len: AtomicUsize::new(0),
+            r: [const {
+                Slot {
+                    s: AtomicUsize::new(0),
+                    e: AtomicUsize::new(0),
+                }
+            }; CAP],
+            overflow: AtomicBool::new(false),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len.load(Relaxed).min(CAP)
+    }
+
+    fn overflowed(&self) -> bool {
+        self.overflow.load(Relaxed)
+    }
+
+    fn get(&self, i: usize) -> (usize, usize) {
+        (self.r[i].s.load(Relaxed), self.r[i].e.load(Relaxed))
+    }
+
+    fn set(&self, i: usize, (s, e): (usize, usize)) {
+        self.r[i].s.store(s, Relaxed);
+        self.r[i].e.store(e, Relaxed);
+    }
+
+    /// The ranges, in order (for tests and checks).
+    #[cfg(test)]
+    fn all(&self) -> Vec<(usize, usize)> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
+
     /// Index of the first range that ends after `addr`.
     fn first_after(&self, addr: usize) -> usize {
-        self.r[..self.len].partition_point(|&(_, e)| e <= addr)
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.get(mid).1 <= addr {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     /// Calls `f` for each run of adjacent recorded ranges overlapping `[s, e)`, clipped to it.
     fn for_overlaps(&self, s: usize, e: usize, mut f: impl FnMut(usize, usize)) {
-        if self.overflow {
+        if self.overflowed() {
             f(s, e);
             return;
         }
         let mut run: Option<(usize, usize)> = None;
-        for &(a, b) in &self.r[self.first_after(s)..self.len] {
+        for i in self.first_after(s)..self.len() {
+            let (a, b) = self.get(i);
             if a >= e {
                 break;
             }
@@ -403,83 +465,124 @@ impl Ranges {
 
     fn overlaps(&self, s: usize, e: usize) -> bool {
         let i = self.first_after(s);
-        self.overflow || (i < self.len && self.r[i].0 < e)
+        self.overflowed() || (i < self.len() && self.get(i).0 < e)
+    }
+
+    /// [`Ranges::overlaps`] without the lock: retried until no change ran across the read. A
+    /// change holds the lock and lasts a few hundred instructions (no system call), so the wait
+    /// is short, and needs no lock: a thread that holds a lock of its own (an allocator's,
+    /// which a `pthread_atfork()` handler also takes) cannot deadlock against the record's
+    /// lock, held across `fork()`, by unmapping private memory.
+    fn overlaps_unlocked(&self, s: usize, e: usize) -> bool {
+        loop {
+            let seq = self.seq.load(Acquire);
+            if seq.is_multiple_of(2) {
+                let r = self.overlaps(s, e);
+                fence(Acquire);
+                if self.seq.load(Relaxed) == seq {
+                    return r;
+                }
+            }
+            core::hint::spin_loop();
+            // SAFETY: no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+    }
+
+    /// Runs `change`, which changes the ranges, as one step for [`Ranges::overlaps_unlocked`].
+    /// The record's lock must be held.
+    fn write(&self, change: impl FnOnce(&Ranges)) {
+        let seq = self.seq.load(Relaxed);
+        self.seq.store(seq.wrapping_add(1), Relaxed);
+        fence(Release);
+        change(self);
+        self.seq.store(seq.wrapping_add(2), Release);
     }
 
     /// The recorded range that starts at `addr`.
     fn starting_at(&self, addr: usize) -> Option<(usize, usize)> {
         let i = self.first_after(addr);
-        (i < self.len && self.r[i].0 == addr).then(|| self.r[i])
+        (i < self.len() && self.get(i).0 == addr).then(|| self.get(i))
     }
 
-    /// Forgets `[s, e)`.
-    fn remove(&mut self, s: usize, e: usize) {
+    /// Forgets `[s, e)`. The record's lock must be held.
+    fn remove(&self, s: usize, e: usize) {
+        self.write(|t| t.remove_in(s, e));
+    }
+
+    fn remove_in(&self, s: usize, e: usize) {
         let mut i = self.first_after(s);
-        while i < self.len && self.r[i].0 < e {
-            let (a, b) = self.r[i];
+        while i < self.len() && self.get(i).0 < e {
+            let (a, b) = self.get(i);
             match (a < s, b > e) {
                 (true, true) => {
                     // Split in two.
-                    self.r[i].1 = s;
+                    self.set(i, (a, s));
                     // On overflow the right part is dropped: everything is forwarded then.
                     let _ = self.insert_at(i + 1, (e, b));
                     return;
                 }
                 (true, false) => {
-                    self.r[i].1 = s;
+                    self.set(i, (a, s));
                     i += 1;
                 }
                 (false, true) => {
-                    self.r[i].0 = e;
+                    self.set(i, (e, b));
                     return;
                 }
                 (false, false) => {
-                    self.r.copy_within(i + 1..self.len, i);
-                    self.len -= 1;
+                    let len = self.len();
+                    for j in i..len - 1 {
+                        self.set(j, self.get(j + 1));
+                    }
+                    self.len.store(len - 1, Relaxed);
                 }
             }
         }
     }
 
-    fn insert_at(&mut self, i: usize, range: (usize, usize)) -> bool {
-        if self.len == CAP {
-            self.overflow = true;
+    fn insert_at(&self, i: usize, range: (usize, usize)) -> bool {
+        let len = self.len();
+        if len == CAP {
+            self.overflow.store(true, Relaxed);
             return false;
         }
-        self.r.copy_within(i..self.len, i + 1);
-        self.r[i] = range;
-        self.len += 1;
+        for j in (i..len).rev() {
+            self.set(j + 1, self.get(j));
+        }
+        self.set(i, range);
+        self.len.store(len + 1, Relaxed);
         true
     }
 
-    /// Records `[s, e)` as shared (replacing what was recorded there).
-    fn insert(&mut self, s: usize, e: usize) {
-        self.remove(s, e);
-        let i = self.first_after(s);
-        self.insert_at(i, (s, e));
+    /// Records `[s, e)` as shared (replacing what was recorded there). The record's lock must
+    /// be held.
+    fn insert(&self, s: usize, e: usize) {
+        self.write(|t| {
+            t.remove_in(s, e);
+            let i = t.first_after(s);
+            t.insert_at(i, (s, e));
+        });
     }
 }
 
 /// [`Ranges`] under a pthread mutex, which is only taken with every signal blocked (so that no
 /// signal handler of the thread that holds it can wait for it), and is held across `fork()`
-/// (`pthread_atfork()` handlers) and `_Fork()`.
+/// (`pthread_atfork()` handlers) and `_Fork()`. It is only taken for calls that concern recorded
+/// shared memory, or make new shared memory ([`recorded`] decides without it).
 struct Table {
     lock: UnsafeCell<pthread_mutex_t>,
-    ranges: UnsafeCell<Ranges>,
+    ranges: Ranges,
     /// The signal mask of the thread in `fork()`, between the `pthread_atfork()` handlers.
     fork_mask: UnsafeCell<sigset_t>,
 }
 
-// SAFETY: `ranges` and `fork_mask` are only accessed with `lock` held.
+// SAFETY: `fork_mask` is only accessed with `lock` held; `ranges` is made of atomics.
 unsafe impl Sync for Table {}
 
 static TABLE: Table = Table {
     lock: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER),
-    ranges: UnsafeCell::new(Ranges {
-        len: 0,
-        r: [(0, 0); CAP],
-        overflow: false,
-    }),
+    ranges: Ranges::new(),
     // SAFETY: a `sigset_t` is plain data (an array of words); all zeroes is the empty set.
     fork_mask: UnsafeCell::new(unsafe { core::mem::zeroed() }),
 };
@@ -497,9 +600,18 @@ fn near_recorded(s: usize, e: usize) -> bool {
     s < SPAN_END.load(Relaxed) && SPAN_START.load(Relaxed) < e
 }
 
-/// [`near_recorded`] for the pages of `[addr, addr + len)`, if a valid range.
-fn range_near_recorded(addr: usize, len: usize) -> bool {
-    page_range(addr, len).is_some_and(|(s, e)| near_recorded(s, e))
+/// Whether `[s, e)` overlaps a recorded shared mapping, decided without the lock. A range the
+/// record held before the call began, and still holds, is seen; one another thread records at
+/// the same time can only be at addresses this call does not own (a call of this library
+/// records a mapping after the kernel made it, where nothing was mapped, or where that thread
+/// mapped over memory itself).
+fn recorded(s: usize, e: usize) -> bool {
+    near_recorded(s, e) && TABLE.ranges.overlaps_unlocked(s, e)
+}
+
+/// [`recorded`] for the pages of `[addr, addr + len)`, if a valid range.
+fn range_recorded(addr: usize, len: usize) -> bool {
+    page_range(addr, len).is_some_and(|(s, e)| recorded(s, e))
 }
 
 /// Blocks every signal the thread can block; returns the previous mask.
@@ -532,12 +644,11 @@ fn lock() -> sigset_t {
 /// the signal mask `lock()` returned; `errno` is left as it was.
 fn unlock(mask: &sigset_t) {
     let saved = errno();
-    // SAFETY: the lock is held: the record is not used elsewhere.
-    let t = unsafe { &*TABLE.ranges.get() };
-    let (start, end) = match t.len {
-        _ if t.overflow => (0, usize::MAX),
+    let t = &TABLE.ranges;
+    let (start, end) = match t.len() {
+        _ if t.overflowed() => (0, usize::MAX),
         0 => (usize::MAX, 0),
-        n => (t.r[0].0, t.r[n - 1].1),
+        n => (t.get(0).0, t.get(n - 1).1),
     };
     SPAN_START.store(start, Relaxed);
     SPAN_END.store(end, Relaxed);
@@ -560,9 +671,9 @@ impl Locked {
         Locked { mask: lock() }
     }
 
-    fn ranges(&mut self) -> &mut Ranges {
-        // SAFETY: the lock is held, and the borrow of `self` makes this the only reference.
-        unsafe { &mut *TABLE.ranges.get() }
+    /// The record, to change: the lock is held.
+    fn ranges(&mut self) -> &'static Ranges {
+        &TABLE.ranges
     }
 
     /// Clears the caller's pending operations on the recorded shared memory in `[s, e)`.
@@ -706,7 +817,7 @@ pub unsafe extern "C" fn mmap(
     }
     let shared = is_shared(flags) && prot & libc::PROT_WRITE != 0;
     if flags & libc::MAP_FIXED != 0 {
-        if !shared && !range_near_recorded(addr as usize, len) {
+        if !shared && !range_recorded(addr as usize, len) {
             // SAFETY: forwarded as received.
             return unsafe { real(addr, len, prot, flags, fd, off) };
         }
@@ -727,7 +838,7 @@ pub unsafe extern "C" fn mmap(
     // A new mapping, where nothing was mapped (MAP_FIXED_NOREPLACE included): no other
     // thread's call can concern it before this one returns it, so it is recorded after. Any
     // record there is stale (unmapped behind the library's back).
-    if p != libc::MAP_FAILED && (shared || range_near_recorded(p as usize, len)) {
+    if p != libc::MAP_FAILED && (shared || range_recorded(p as usize, len)) {
         Locked::new().record(p as usize, len, shared);
     }
     p
@@ -765,7 +876,7 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: size_t) -> c_int {
             REAL_MUNMAP.get(),
         )
     };
-    let range = page_range(addr as usize, len).filter(|&(s, e)| near_recorded(s, e) && active());
+    let range = page_range(addr as usize, len).filter(|&(s, e)| recorded(s, e) && active());
     let Some((s, e)) = range else {
         // SAFETY: forwarded as received.
         return unsafe { real(addr, len) };
@@ -817,7 +928,7 @@ pub unsafe extern "C" fn mremap(
     let s = old as usize;
     let e = s.saturating_add(round_up(old_size.max(1)));
     let new_end = s.saturating_add(round_up(new_size));
-    let near = near_recorded(s, e) || fixed && range_near_recorded(new_addr as usize, new_size);
+    let near = recorded(s, e) || fixed && range_recorded(new_addr as usize, new_size);
     if !near || !s.is_multiple_of(PAGE) || !active() {
         // No recorded shared memory concerned (a new shared mapping is only recorded by `mmap()`
         // and `shmat()`), or an invalid call.
@@ -914,7 +1025,7 @@ pub unsafe extern "C" fn shmat(id: c_int, addr: *const c_void, flg: c_int) -> *m
     // SAFETY: forwarded as received.
     let p = unsafe { real(id, addr, flg) };
     // A new mapping where nothing was mapped: recorded after, as by `mmap()`.
-    if p as isize != -1 && (writable || range_near_recorded(p as usize, size)) {
+    if p as isize != -1 && (writable || range_recorded(p as usize, size)) {
         Locked::new().record(p as usize, size, writable);
     }
     p
@@ -933,7 +1044,7 @@ pub unsafe extern "C" fn shmdt(addr: *const c_void) -> c_int {
             REAL_SHMDT.get(),
         )
     };
-    if !(near_recorded(addr as usize, (addr as usize).saturating_add(1)) && active()) {
+    if !(recorded(addr as usize, (addr as usize).saturating_add(1)) && active()) {
         // SAFETY: forwarded as received.
         return unsafe { real(addr) };
     }
@@ -982,11 +1093,7 @@ mod tests {
     use super::*;
 
     fn ranges(list: &[(usize, usize)]) -> Ranges {
-        let mut t = Ranges {
-            len: 0,
-            r: [(0, 0); CAP],
-            overflow: false,
-        };
+        let t = Ranges::new();
         for &(s, e) in list {
             t.insert(s, e);
         }
@@ -1003,8 +1110,8 @@ mod tests {
     fn overlaps_are_clipped_and_adjacent_ranges_joined() {
         let t = ranges(&[(0x5000, 0x6000), (0x1000, 0x3000), (0x3000, 0x4000)]);
         assert_eq!(
-            &t.r[..t.len],
-            &[(0x1000, 0x3000), (0x3000, 0x4000), (0x5000, 0x6000)]
+            t.all(),
+            [(0x1000, 0x3000), (0x3000, 0x4000), (0x5000, 0x6000)]
         );
         assert_eq!(
             runs(&t, 0x2000, 0x5800),
@@ -1019,25 +1126,25 @@ mod tests {
 
     #[test]
     fn remove_trims_splits_and_drops() {
-        let mut t = ranges(&[(0x1000, 0x5000), (0x6000, 0x7000)]);
+        let t = ranges(&[(0x1000, 0x5000), (0x6000, 0x7000)]);
         t.remove(0x2000, 0x3000);
         assert_eq!(
-            &t.r[..t.len],
-            &[(0x1000, 0x2000), (0x3000, 0x5000), (0x6000, 0x7000)]
+            t.all(),
+            [(0x1000, 0x2000), (0x3000, 0x5000), (0x6000, 0x7000)]
         );
         t.remove(0x4000, 0x8000);
-        assert_eq!(&t.r[..t.len], &[(0x1000, 0x2000), (0x3000, 0x4000)]);
+        assert_eq!(t.all(), [(0x1000, 0x2000), (0x3000, 0x4000)]);
         t.remove(0, 0x10000);
-        assert_eq!(t.len, 0);
+        assert_eq!(t.len(), 0);
     }
 
     #[test]
     fn overflow_forwards_whole_ranges() {
-        let mut t = ranges(&[]);
+        let t = ranges(&[]);
         for i in 0..=CAP {
             t.insert(0x10000 + 2 * i * PAGE, 0x10000 + (2 * i + 1) * PAGE);
         }
-        assert!(t.overflow);
+        assert!(t.overflowed());
         assert_eq!(runs(&t, 0x1000, 0x2000), vec![(0x1000, 0x2000)]);
     }
 

@@ -34,6 +34,16 @@
  *	(The library says so once if ROBUST_CLEANUP_VERBOSE is set.) A filter
  *	installed after the library loaded is not tested: it is documented
  *	as not supported.
+ *   hardening atfork
+ *	an allocator's pthread_atfork() handlers take its lock around fork();
+ *	they are registered from .preinit_array, before the library's, as an
+ *	allocator linked into the program registers them from its constructor
+ *	(which runs before a preloaded library's), so the library's prepare
+ *	handler runs first. A thread that holds the allocator's lock unmaps
+ *	private memory lying between two recorded shared mappings while the
+ *	main thread forks: the library must not wait for its own lock (held by
+ *	the forking thread, which waits for the allocator's) to unmap memory it
+ *	does not record. A watchdog thread turns a deadlock into a failure.
  *   hardening dontunmap with|without
  *	mremap(MREMAP_MAYMOVE | MREMAP_DONTUNMAP) of recorded shared memory:
  *	the old range stays mapped, so no cleanup call for it, and the library
@@ -572,6 +582,103 @@ static int signals(void)
 }
 
 /*
+ * atfork: an allocator's fork handlers, registered before the library's.
+ */
+
+static sem_t alloc_lock;	/* the allocator's lock (a semaphore: not hooked) */
+static atomic_int alloc_armed;
+static sem_t alloc_holding;
+static char *alloc_hole;	/* private, between two recorded shared pages */
+static int alloc_unmapped = -1, alloc_errno;
+
+static void alloc_prepare(void)
+{
+	if (atomic_load(&alloc_armed))
+		while (sem_wait(&alloc_lock) && errno == EINTR)
+			;
+}
+
+static void alloc_release(void)
+{
+	if (atomic_load(&alloc_armed))
+		sem_post(&alloc_lock);
+}
+
+static void alloc_register(void)
+{
+	pthread_atfork(alloc_prepare, alloc_release, alloc_release);
+}
+
+/* Runs before any shared library's constructor, the library's included. */
+__attribute__((section(".preinit_array"), used))
+static void (*const alloc_preinit)(void) = alloc_register;
+
+/* The allocator: takes its lock, gives the main thread time to enter fork(), unmaps. */
+static void *alloc_thread(void *arg)
+{
+	(void)arg;
+	while (sem_wait(&alloc_lock) && errno == EINTR)
+		;
+	sem_post(&alloc_holding);
+	sleep_ms(300);
+	alloc_unmapped = munmap(alloc_hole, PAGE);
+	alloc_errno = errno;
+	sem_post(&alloc_lock);
+	return NULL;
+}
+
+/*
+ * Ends the process with a message after @arg seconds: a deadlocked thread
+ * of the library has every signal blocked, and so may the forking thread,
+ * so an alarm could find no thread to run its handler.
+ */
+static void *watchdog_thread(void *arg)
+{
+	sleep_ms(1000L * (long)(size_t)arg);
+	fatal("atfork", "timed out: the unmapping thread waits for the library's lock, "
+	      "held by the forking thread, which waits for the allocator's lock");
+	return NULL;
+}
+
+static int atfork(void)
+{
+	char *base = map(3 * PAGE, MAP_PRIVATE);
+	pthread_t t, w;
+	int r, status;
+	pid_t pid;
+
+	if ((r = pthread_create(&w, NULL, watchdog_thread, (void *)(size_t)30)))
+		fatal("pthread_create", strerror(r));
+	/* Shared pages at both ends: recorded; the private page between them is not. */
+	map_at(base, PAGE, MAP_SHARED);
+	map_at(base + 2 * PAGE, PAGE, MAP_SHARED);
+	alloc_hole = base + PAGE;
+	if (sem_init(&alloc_lock, 0, 1) || sem_init(&alloc_holding, 0, 0))
+		fatal("sem_init", strerror(errno));
+	atomic_store(&alloc_armed, 1);
+	if ((r = pthread_create(&t, NULL, alloc_thread, NULL)))
+		fatal("pthread_create", strerror(r));
+	while (sem_wait(&alloc_holding) && errno == EINTR)
+		;
+	pid = fork();
+	if (pid < 0)
+		fatal("fork", strerror(errno));
+	if (pid == 0)
+		_exit(0);
+	status = wait_child(pid, 10);
+	checkf(status == 0, "atfork: fork() while the allocator unmaps private memory",
+	       "child status %#x", status);
+	if ((r = pthread_join(t, NULL)))
+		fatal("pthread_join", strerror(r));
+	atomic_store(&alloc_armed, 0);
+	checkf(alloc_unmapped == 0, "atfork: the allocator's munmap()", "%d (%s)",
+	       alloc_unmapped, alloc_unmapped ? strerror(alloc_errno) : "no error");
+	unmap(base, PAGE);
+	unmap(base + 2 * PAGE, PAGE);
+	return failed;
+}
+
+/*
  * fork: _Fork() and fork() while another thread holds the record's lock.
  */
 
@@ -846,7 +953,9 @@ int main(int argc, char **argv)
 		return seccomp_run();
 	if (!strcmp(cmd, "dontunmap"))
 		return dontunmap();
+	if (!strcmp(cmd, "atfork"))
+		return atfork();
 	fprintf(stderr, "usage: hardening window|dontunmap [with|without]\n"
-			"       hardening signal|fork|seccomp-exec\n");
+			"       hardening signal|fork|atfork|seccomp-exec\n");
 	return 2;
 }

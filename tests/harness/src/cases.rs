@@ -86,6 +86,7 @@ pub static ALL: &[Case] = &[
     Case::module("preload_hardening_window", crate::preload::hardening_window),
     Case::module("preload_hardening_signal", crate::preload::hardening_signal),
     Case::module("preload_hardening_fork", crate::preload::hardening_fork),
+    Case::module("preload_hardening_atfork", crate::preload::hardening_atfork),
     Case::module(
         "preload_hardening_seccomp",
         crate::preload::hardening_seccomp,
