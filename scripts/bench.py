@@ -111,6 +111,12 @@ def rst(res):
     out.append(table(("N", "list", "median", "p10", "p90", "built-in (us)"), [
         (str(s["n"]), s["kind"], f"{s['median']:.3f}", f"{s['p10']:.3f}", f"{s['p90']:.3f}",
          f"{s['builtin_ns'] / 1000:.0f}") for s in res["exit"]]))
+    if res.get("churn"):
+        out.append("\nA thread's start and exit, module / built-in walker, against the threads "
+                   "of the process:\n\n")
+        out.append(table(("threads", "median", "p10", "p90", "built-in (us)"), [
+            (str(s["n"]), f"{s['median']:.3f}", f"{s['p10']:.3f}", f"{s['p90']:.3f}",
+             f"{s['builtin_ns'] / 1000:.0f}") for s in res["churn"]]))
     if res.get("preload"):
         out.append("\nThe preload library: each call through it / glibc's own function, "
                    "in alternation in one process (TSC ticks, medians over rounds):\n\n")
@@ -198,6 +204,15 @@ def main():
         p(f"  N={f['n']:5} {f['kind']:8} {s['median']:.3f}  (p10 {s['p10']:.3f}, "
           f"p90 {s['p90']:.3f}; {s['builtin_ns'] / 1000:.1f} us built-in)")
 
+    p("thread start + exit (set_robust_list(), walk, join): module / built-in, vs threads alive")
+    res["churn"] = []
+    for f in (f for f in figs if f["figure"] == "churn"):
+        s = spread(ratios(f, "module", "builtin"))
+        s.update(n=f["n"], builtin_ns=statistics.median(f["builtin"]))
+        res["churn"].append(s)
+        p(f"  N={f['n']:5} {s['median']:.3f}  (p10 {s['p10']:.3f}, p90 {s['p90']:.3f}; "
+          f"{s['builtin_ns'] / 1000:.1f} us built-in)")
+
     p("preload library: each interposed call through it / glibc's own (1000 calls a round)")
     res["preload"] = {}
     for f in (f for f in figs if f["figure"] == "preload"):
@@ -255,6 +270,11 @@ def main():
         (f"exit walk module / built-in, worst (N={worst_exit['n']}, {worst_exit['kind']})",
          worst_exit["median"], 1.00, ""),
     ]
+    if len(res["churn"]) > 1:
+        c0 = min(res["churn"], key=lambda s: s["n"])
+        cn = max(res["churn"], key=lambda s: s["n"])
+        goals.append((f"thread start + exit, module / built-in, {cn['n']} threads vs "
+                      f"{c0['n']} (growth)", cn["median"] / c0["median"], 1.10, "x"))
     if "munmap_private" in res["preload"]:
         goals.append(("preload library: private munmap() with / without",
                       res["preload"]["munmap_private"]["median"], 1.05, "x"))

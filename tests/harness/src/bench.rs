@@ -15,6 +15,10 @@
 //! - `exit`: a thread's exit with N owned robust futexes on its list (private, process-shared
 //!   or PI), module walker and built-in walker alternating (the module is loaded and unloaded
 //!   between rounds);
+//! - `churn`: a thread's start and exit (`set_robust_list()` from glibc, the exit walk of an
+//!   empty list, `pthread_join()`) in a process of N threads, module walker vs built-in walker
+//!   alternating: the module files the thread in its index and removes it at exit, which must
+//!   not cost more with more threads in the process;
 //! - `unlock`: one robust lock/unlock pair with glibc's classic unlock and with the merged
 //!   sequence (vDSO try_unlock, `FUTEX_ROBUST_UNLOCK` when contended), uncontended and
 //!   contended (`FUTEX_WAITERS` set, no waiter), and the null system call, in ns (kernels with
@@ -456,6 +460,48 @@ fn exit_walk(module: &str) {
     set_walker(module, true);
 }
 
+/// Rounds of `churn`; in each, both walkers in turn (which one first alternates).
+const CHURN_ROUNDS: usize = 15;
+/// Threads started and joined per walker and round.
+const CHURN_CYCLES: usize = 40;
+
+/// One thread started and joined (a small stack, as the idle threads have).
+fn churn_one() {
+    std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(|| ())
+        .expect("spawn")
+        .join()
+        .expect("join");
+}
+
+fn thread_churn(module: &str) {
+    let mut idle = Idle::new();
+    for n in [1usize, 256, 2048] {
+        idle.grow(n - 1, 64 * 1024);
+        settle();
+        let mut rows = Vec::new();
+        for r in 0..CHURN_ROUNDS {
+            let mut pair = [0.0; 2];
+            for w in 0..2 {
+                let rust = (r + w) % 2 == 0;
+                set_walker(module, rust);
+                churn_one(); // warms up the walker just (re)loaded
+                pair[if rust { 0 } else { 1 }] = per_call(CHURN_CYCLES, churn_one);
+            }
+            rows.push(pair.to_vec());
+        }
+        emit(
+            "churn",
+            &format!("\"n\":{},", n),
+            &rows,
+            &["module", "builtin"],
+        );
+    }
+    idle.stop();
+    set_walker(module, true);
+}
+
 /// The preload library's cost on the calls it interposes: `/preload/overhead` under
 /// `LD_PRELOAD` times each call through the library and through glibc's own function, in
 /// alternation in one process, and prints per round the mean ticks of each.
@@ -629,6 +675,8 @@ pub fn main(module: &str) -> i32 {
     unrelated_tasks();
     println!("# bench: exit walk, module vs built-in");
     exit_walk(module);
+    println!("# bench: thread start and exit against the threads of the process");
+    thread_churn(module);
     println!("# bench: preload library, with / without");
     preload_overhead();
     println!("# bench: robust unlock, classic vs merged");
