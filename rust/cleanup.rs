@@ -37,12 +37,13 @@
 //! and with no allocation with reclaim and no user memory access under it (steps 2 and 3);
 //! heads are read with no lock held; a slot is cleared under its task's `futex.exit_mutex`,
 //! then its mm's `mmap_lock` (step 4). A read that faults may sleep as long as the fault does,
-//! and the caller alone waits. The waits for another task's exit walk and for another mm's
-//! `mmap_lock` are killable (`EINTR`). Another process's memory is faulted in only where the
-//! fault waits for nothing but the kernel (anonymous memory and shmem without a userfaultfd):
-//! a page of any other file is used only if mapped already, so that the call never waits on a
-//! file system another user serves (a FUSE server that takes the read and never answers).
-//! Heads that cannot be read, and slots that cannot be cleared, are counted in debugfs
+//! and the caller alone waits. The wait for another task's exit walk is killable (`EINTR`).
+//! Another process's memory is faulted in only where the
+//! fault waits for nothing but the kernel (anonymous memory and shmem without a userfaultfd),
+//! written only in private memory and shmem, and its `mmap_lock` only tried for a bounded
+//! time, so that the call never waits on what another user controls (a FUSE server that takes
+//! a read and never answers, a process that keeps its own `mmap_lock`): see [`remote`]. Heads
+//! that cannot be read, and slots that cannot be cleared, are counted in debugfs
 //! `cleanup_missed`: see `cleanup.rst`, "What it cannot fix".
 //!
 //! With `CLEANUP_ROBUST_LIST_MM_ONLY` (a C library unmapping the range, or mapping over it),
@@ -62,7 +63,7 @@ use crate::robust_list::{CurrentMem, Entry, Head, UserMem};
 use core::ops::ControlFlow;
 use kernel::{
     bindings,
-    error::code::EINTR,
+    error::code::{EAGAIN, EINTR},
     fs::File,
     mm::{
         virt::{RmapVma, VmaRef},
@@ -338,10 +339,7 @@ fn examine(
         } else {
             head.fetch_raw(&TaskMem(task), slot)
         };
-        let Ok(raw) = read else {
-            // Unreadable from here (unmapped, or a fault that fails for another process's
-            // reader, such as an unserved userfaultfd page): counted.
-            CLEANUP_MISSED.add(1, Relaxed);
+        let Some(raw) = readable(read)? else {
             continue;
         };
         let pending = Entry::decode(raw, head.abi);
@@ -353,8 +351,7 @@ fn examine(
         } else {
             head.futex_offset(&TaskMem(task))
         };
-        let Ok(futex_offset) = offset else {
-            CLEANUP_MISSED.add(1, Relaxed);
+        let Some(futex_offset) = readable(offset)? else {
             continue;
         };
         let word = head.futex_word(pending, futex_offset);
@@ -372,6 +369,20 @@ fn examine(
         cleared += usize::from(clear(&m)?);
     }
     Ok(cleared)
+}
+
+/// The value of a read of a head, `None` if it cannot be read from here (unmapped, not faulted
+/// in for another process, or that process's `mmap_lock` stays taken: see [`remote`]), which is
+/// counted as missed; other errors (`EINTR`, `ENOMEM`) end the call.
+fn readable<T>(read: Result<T>) -> Result<Option<T>> {
+    match read {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e == EFAULT || e == EAGAIN => {
+            CLEANUP_MISSED.add(1, Relaxed);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether `m`'s futex word is still, in its mm locked by `mm`, the memory being cleaned: for
@@ -426,10 +437,11 @@ fn clear(m: &Match<'_>) -> Result<bool> {
         still_maps(locked, m)
     }) {
         Ok(cleared) => Ok(cleared),
-        // The slot's page could not be pinned for writing: its owner unmapped it or made it
-        // read-only meanwhile, or its fault fails for another process (a userfaultfd page).
-        // It cannot be cleared from here, and its exit walk may still act on it: counted.
-        Err(e) if e == EFAULT => {
+        // The slot's page could not be pinned for writing (its owner unmapped it or made it
+        // read-only meanwhile, it is not faulted in for another process, or lies in a shared
+        // file other than shmem), or the owner's `mmap_lock` stayed taken. It cannot be
+        // cleared from here, and its exit walk may still act on it: counted.
+        Err(e) if e == EFAULT || e == EAGAIN => {
             CLEANUP_MISSED.add(1, Relaxed);
             Ok(false)
         }

@@ -250,6 +250,8 @@ impl Registration {
                 compat_exit_robust_list: ops.compat_exit_robust_list,
                 cleanup_robust_list: ops.cleanup_robust_list,
                 robust_list_set: ops.robust_list_set,
+                unmap: None,
+                unmap_done: None,
             },
             GFP_KERNEL,
         )?;

@@ -1,24 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Access to another task's memory, for `cleanup_robust_list(2)`: reading a robust list head,
-//! and clearing a `list_op_pending` slot by compare-and-exchange, through the page pinned under
-//! the mm's `mmap_lock` ([`MmapReadGuard::pin_user_page`]).
+//! Access to another task's memory, for `cleanup_robust_list(2)`: reading a robust list head
+//! through a page reference ([`MmapReadGuard::get_user_page`], which changes nothing in the
+//! target), and clearing a `list_op_pending` slot by compare-and-exchange through the page
+//! pinned for writing ([`MmapReadGuard::pin_user_page`]), each under the mm's `mmap_lock`.
 //!
-//! A page is faulted in only where the fault can wait for nothing but the kernel (private
-//! anonymous memory and shmem with no userfaultfd registered: swap-in at most, see
-//! [`fault_in`]); on any other mapping only a page mapped already is used. A fault on a file
-//! waits for its filesystem as long as that takes: the server of a FUSE file, which the owner of
-//! the memory may run itself, can take the read request and never answer, and the faulting task
-//! then waits uninterruptibly. The caller of `cleanup_robust_list()` must not be made to wait on
-//! another user's file system.
+//! The caller of `cleanup_robust_list()` must not be made to wait on anything another user
+//! controls:
+//!
+//! - a page is faulted in only where the fault waits for nothing but the kernel (private
+//!   anonymous memory and shmem with no userfaultfd registered, see [`fault_in`]); on any other
+//!   mapping only a page mapped already is used. A fault on a file waits for its file system:
+//!   the server of a FUSE file, which the owner of the memory may run itself, can take the read
+//!   request and never answer, and the faulting task then waits uninterruptibly;
+//! - a slot is written only in private memory or shmem: unpinning a dirtied page of another
+//!   shared file may wait for its page lock, which that file system's writeback may hold;
+//! - another process's `mmap_lock` is only tried, for a bounded time ([`lock_other`]): its
+//!   owner can keep it held for as long as it likes (a read of its own memory that waits on its
+//!   own FUSE server holds it, and a queued writer then blocks every new reader).
+//!
+//! What cannot be reached that way fails with `EFAULT` or `EAGAIN`, which the caller counts as
+//! missed.
 
 use kernel::{
-    error::code::{EFAULT, EINVAL},
+    bindings,
+    error::code::{EAGAIN, EFAULT, EINVAL},
     mm::{virt::VmaRef, FaultIn, MmWithUser, MmapReadGuard},
     page::PAGE_SIZE,
     prelude::*,
     sync::atomic::{Atomic, Full, Relaxed},
     task::Task,
+    time::{delay::fsleep, Delta},
 };
 
 /// Whether a page of `vma` may be faulted in on behalf of another task: only where the fault
@@ -31,6 +43,40 @@ fn fault_in(vma: &VmaRef) -> FaultIn {
     }
 }
 
+/// How many times, a millisecond apart, [`lock_other`] tries another process's `mmap_lock`.
+const LOCK_TRIES: u32 = 20;
+
+/// Takes the `mmap_lock` of `mm` for reading: killably if it is the caller's own, otherwise
+/// by trying, for about [`LOCK_TRIES`] milliseconds, then failing with `EAGAIN`; `EINTR` if the
+/// caller is killed meanwhile.
+///
+/// Context: process context, may sleep.
+fn lock_other(mm: &MmWithUser) -> Result<MmapReadGuard<'_>> {
+    let current = kernel::current!();
+    if current
+        .mm()
+        .is_some_and(|own| core::ptr::eq(own.as_raw(), mm.as_raw()))
+    {
+        return mm.mmap_read_lock_killable();
+    }
+    for _ in 0..LOCK_TRIES {
+        if let Some(locked) = mm.mmap_read_trylock() {
+            return Ok(locked);
+        }
+        crate::cleanup::killable()?;
+        fsleep(Delta::from_millis(1));
+    }
+    mm.mmap_read_trylock().ok_or(EAGAIN)
+}
+
+/// Whether a slot in `vma` may be written from here: private memory (a write pin breaks
+/// copy-on-write, into an anonymous page) or shmem.
+fn writable_from_here(vma: &VmaRef) -> bool {
+    vma.flags() & VM_SHARED == 0 || vma.is_shmem()
+}
+
+const VM_SHARED: usize = bindings::VM_SHARED;
+
 /// Atomically replaces the `size`-byte (4 or 8) naturally aligned word at `addr` in `mm` with 0
 /// if it holds `old` and `check`, called with `mm`'s `mmap_lock` held, approves. Returns whether
 /// it did.
@@ -39,10 +85,11 @@ fn fault_in(vma: &VmaRef) -> FaultIn {
 /// by its owner would), written through a kernel mapping and unpinned dirty, all under the
 /// `mmap_lock`: the mapping cannot change between `check` and the write, and no `fork()` can
 /// make the page copy-on-write shared with a child before the write lands. The page is faulted
-/// in only as [`fault_in`] allows: `EFAULT` if it cannot be.
+/// in only as [`fault_in`] allows, and written only as [`writable_from_here`] allows: `EFAULT`
+/// otherwise.
 ///
-/// Context: process context, may sleep; takes `mm`'s `mmap_lock` for reading, killably (fails
-/// with `EINTR` if the caller is killed while it waits).
+/// Context: process context, may sleep; takes `mm`'s `mmap_lock` for reading ([`lock_other`]:
+/// `EAGAIN` if another process's stays taken, `EINTR` if the caller is killed).
 pub(crate) fn compare_and_clear(
     mm: &MmWithUser,
     addr: usize,
@@ -53,12 +100,15 @@ pub(crate) fn compare_and_clear(
     if (size != 4 && size != 8) || addr % size != 0 {
         return Err(EINVAL);
     }
-    let locked = mm.mmap_read_lock_killable()?;
+    let locked = lock_other(mm)?;
     if !check(&locked) {
         return Ok(false);
     }
-    let fault = locked.vma_lookup(addr).map_or(FaultIn::Never, fault_in);
-    let mut page = locked.pin_user_page(addr, true, fault)?;
+    let vma = locked.vma_lookup(addr).ok_or(EFAULT)?;
+    if !writable_from_here(vma) {
+        return Err(EFAULT);
+    }
+    let mut page = locked.pin_user_page(addr, true, fault_in(vma))?;
     let cleared = page.with_mapped(|base| {
         // SAFETY: `addr` is `size`-aligned, so the word lies within this page, which is mapped
         // during the call. User space may store to the word concurrently: C libraries use plain
@@ -87,16 +137,16 @@ pub(crate) fn compare_and_clear(
 /// read in one access. Fails with `EFAULT` where a page is not mapped and [`fault_in`] does not
 /// allow faulting it in.
 ///
-/// Context: process context, may sleep; takes the task's `alloc_lock` and, killably (`EINTR`),
-/// its mm's `mmap_lock`.
+/// Context: process context, may sleep; takes the task's `alloc_lock` and its mm's `mmap_lock`
+/// ([`lock_other`]: `EAGAIN` if another process's stays taken, `EINTR` if the caller is killed).
 pub(crate) fn read_task_memory(task: &Task, addr: usize, buf: &mut [u8]) -> Result {
     let mm = task.get_mm().ok_or(EFAULT)?;
-    let locked = mm.mmap_read_lock_killable()?;
+    let locked = lock_other(&mm)?;
     let mut done = 0;
     while done < buf.len() {
         let at = addr.checked_add(done).ok_or(EFAULT)?;
         let vma = locked.vma_lookup(at).ok_or(EFAULT)?;
-        let page = locked.pin_user_page(at, false, fault_in(vma))?;
+        let page = locked.get_user_page(at, fault_in(vma))?;
         let offset = at & (PAGE_SIZE - 1);
         let n = (PAGE_SIZE - offset).min(buf.len() - done);
         let part = &mut buf[done..done + n];
@@ -109,12 +159,12 @@ pub(crate) fn read_task_memory(task: &Task, addr: usize, buf: &mut [u8]) -> Resu
                 let p = base.add(offset);
                 match part.len() {
                     8 if offset % 8 == 0 => part.copy_from_slice(
-                        &Atomic::<u64>::from_ptr(p.cast())
+                        &Atomic::<u64>::from_ptr(p.cast_mut().cast())
                             .load(Relaxed)
                             .to_ne_bytes(),
                     ),
                     4 if offset % 4 == 0 => part.copy_from_slice(
-                        &Atomic::<u32>::from_ptr(p.cast())
+                        &Atomic::<u32>::from_ptr(p.cast_mut().cast())
                             .load(Relaxed)
                             .to_ne_bytes(),
                     ),

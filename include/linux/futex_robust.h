@@ -2,8 +2,11 @@
 #ifndef _LINUX_FUTEX_ROBUST_H
 #define _LINUX_FUTEX_ROBUST_H
 
+#include <linux/jump_label.h>
+#include <linux/mm.h>
 #include <linux/types.h>
 
+struct file;
 struct task_struct;
 
 /**
@@ -27,6 +30,20 @@ struct task_struct;
  *				walks, which run at every exit and exec of a
  *				task that has a head, this lets the module
  *				keep track of the tasks that have one.
+ * @unmap:			called where a VM_SHARED area leaves
+ *				current->mm for good (munmap(2), mmap(2)
+ *				MAP_FIXED over it, mremap(2), shmdt(2)),
+ *				before it is freed, with the mmap lock held
+ *				(for reading or writing); not at exit_mmap().
+ *				May sleep and allocate; must not access user
+ *				memory (a fault would take the mmap lock).
+ *				Robust list entries may still point into the
+ *				area: this lets the module keep what it needs
+ *				to reach them, the file and the offsets.
+ * @unmap_done:		called once current, after one or more unmap()
+ *				calls, returns to user space (or exits, with
+ *				no mm left), with no lock held: process
+ *				context, may sleep and access user memory.
  *
  * At most one set of operations is registered at a time. Without one,
  * futex_cleanup() uses the built-in walkers of kernel/futex/core.c. Every
@@ -41,6 +58,8 @@ struct futex_robust_ops {
 	long (*cleanup_robust_list)(unsigned long addr, size_t len,
 				    unsigned int flags);
 	void (*robust_list_set)(struct task_struct *tsk);
+	void (*unmap)(struct vm_area_struct *vma);
+	void (*unmap_done)(void);
 };
 
 int futex_robust_ops_register(const struct futex_robust_ops *ops);
@@ -49,5 +68,29 @@ void futex_robust_ops_unregister(const struct futex_robust_ops *ops);
 int futex_wake_robust(u32 __user *uaddr);
 int futex_robust_cmpxchg(u32 *curval, u32 __user *uaddr, u32 uval,
 			 u32 newval);
+int futex_robust_file_read(struct file *file, loff_t pos, void *buf,
+			   size_t len);
+int futex_robust_file_cmpxchg(u32 *curval, struct file *file, loff_t pos,
+			      u32 uval, u32 newval);
+int futex_wake_robust_file(struct file *file, loff_t pos);
+
+#ifdef CONFIG_FUTEX
+DECLARE_STATIC_KEY_FALSE(futex_robust_unmap_key);
+void __futex_robust_unmap(struct vm_area_struct *vma);
+
+/*
+ * @vma leaves current->mm for good: tell the registered operations if it is
+ * shared memory. Costs a static branch while none that want it are
+ * registered.
+ */
+static inline void futex_robust_unmap(struct vm_area_struct *vma)
+{
+	if (static_branch_unlikely(&futex_robust_unmap_key) &&
+	    (vma->vm_flags & VM_SHARED))
+		__futex_robust_unmap(vma);
+}
+#else
+static inline void futex_robust_unmap(struct vm_area_struct *vma) { }
+#endif
 
 #endif /* _LINUX_FUTEX_ROBUST_H */

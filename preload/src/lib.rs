@@ -473,7 +473,11 @@ impl Ranges {
     /// is short, and needs no lock: a thread that holds a lock of its own (an allocator's,
     /// which a `pthread_atfork()` handler also takes) cannot deadlock against the record's
     /// lock, held across `fork()`, by unmapping private memory.
+    ///
+    /// After a few tries the reader sleeps between them (100 us): a reader of a higher real-time
+    /// priority on the writer's CPU must let the writer run.
     fn overlaps_unlocked(&self, s: usize, e: usize) -> bool {
+        let mut tries = 0u32;
         loop {
             let seq = self.seq.load(Acquire);
             if seq.is_multiple_of(2) {
@@ -483,9 +487,19 @@ impl Ranges {
                     return r;
                 }
             }
-            core::hint::spin_loop();
-            // SAFETY: no preconditions.
-            unsafe { libc::sched_yield() };
+            tries += 1;
+            if tries < 16 {
+                core::hint::spin_loop();
+                // SAFETY: no preconditions.
+                unsafe { libc::sched_yield() };
+            } else {
+                let nap = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 100_000,
+                };
+                // SAFETY: `nap` is a valid timespec; the remainder is not wanted.
+                unsafe { libc::nanosleep(&nap, core::ptr::null_mut()) };
+            }
         }
     }
 
@@ -553,6 +567,17 @@ impl Ranges {
         self.set(i, range);
         self.len.store(len + 1, Relaxed);
         true
+    }
+
+    /// Forgets `[s, e)` and records `[ns, ne)` as shared, as one change for lock-free readers.
+    /// The record's lock must be held.
+    fn replace(&self, s: usize, e: usize, ns: usize, ne: usize) {
+        self.write(|t| {
+            t.remove_in(s, e);
+            t.remove_in(ns, ne);
+            let i = t.first_after(ns);
+            t.insert_at(i, (ns, ne));
+        });
     }
 
     /// Records `[s, e)` as shared (replacing what was recorded there). The record's lock must
@@ -954,8 +979,7 @@ pub unsafe extern "C" fn mremap(
             // The attempt's failure is the library's, not the caller's.
             set_errno(saved);
             if p != libc::MAP_FAILED {
-                t.ranges().remove(s, e);
-                t.ranges().insert(s, new_end);
+                t.ranges().replace(s, e, s, new_end);
                 return p;
             }
         }
@@ -968,10 +992,16 @@ pub unsafe extern "C" fn mremap(
     // SAFETY: forwarded as received.
     let p = unsafe { real(old, old_size, new_size, flags, new_addr) };
     if p != libc::MAP_FAILED {
-        if !stays {
-            t.ranges().remove(s, e);
+        match page_range(p as usize, new_size) {
+            // Moved or resized: one change, so that no lock-free reader sees neither range.
+            Some((ns, ne)) if shared && !stays => t.ranges().replace(s, e, ns, ne),
+            _ => {
+                if !stays {
+                    t.ranges().remove(s, e);
+                }
+                t.record(p as usize, new_size, shared);
+            }
         }
-        t.record(p as usize, new_size, shared);
     }
     p
 }

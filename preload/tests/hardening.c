@@ -587,15 +587,18 @@ static int signals(void)
 
 static sem_t alloc_lock;	/* the allocator's lock (a semaphore: not hooked) */
 static atomic_int alloc_armed;
-static sem_t alloc_holding;
+static sem_t alloc_holding, alloc_in_prepare;
 static char *alloc_hole;	/* private, between two recorded shared pages */
 static int alloc_unmapped = -1, alloc_errno;
 
 static void alloc_prepare(void)
 {
-	if (atomic_load(&alloc_armed))
+	if (atomic_load(&alloc_armed)) {
+		/* The library's prepare handler, registered later, ran already. */
+		sem_post(&alloc_in_prepare);
 		while (sem_wait(&alloc_lock) && errno == EINTR)
 			;
+	}
 }
 
 static void alloc_release(void)
@@ -613,14 +616,18 @@ static void alloc_register(void)
 __attribute__((section(".preinit_array"), used))
 static void (*const alloc_preinit)(void) = alloc_register;
 
-/* The allocator: takes its lock, gives the main thread time to enter fork(), unmaps. */
+/*
+ * The allocator: takes its lock, waits until the main thread's fork() ran the
+ * library's prepare handler and waits in the allocator's, then unmaps.
+ */
 static void *alloc_thread(void *arg)
 {
 	(void)arg;
 	while (sem_wait(&alloc_lock) && errno == EINTR)
 		;
 	sem_post(&alloc_holding);
-	sleep_ms(300);
+	while (sem_wait(&alloc_in_prepare) && errno == EINTR)
+		;
 	alloc_unmapped = munmap(alloc_hole, PAGE);
 	alloc_errno = errno;
 	sem_post(&alloc_lock);
@@ -653,7 +660,8 @@ static int atfork(void)
 	map_at(base, PAGE, MAP_SHARED);
 	map_at(base + 2 * PAGE, PAGE, MAP_SHARED);
 	alloc_hole = base + PAGE;
-	if (sem_init(&alloc_lock, 0, 1) || sem_init(&alloc_holding, 0, 0))
+	if (sem_init(&alloc_lock, 0, 1) || sem_init(&alloc_holding, 0, 0) ||
+	    sem_init(&alloc_in_prepare, 0, 0))
 		fatal("sem_init", strerror(errno));
 	atomic_store(&alloc_armed, 1);
 	if ((r = pthread_create(&t, NULL, alloc_thread, NULL)))

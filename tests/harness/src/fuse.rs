@@ -56,6 +56,9 @@ const SH_ERRNO: usize = 32;
 /// A child's failure: step (nonzero) and errno.
 const SH_FAILED: usize = 40;
 const SH_FAILED_ERRNO: usize = 44;
+/// Set by the second holder once its head is registered and its page unmapped from its page
+/// tables.
+const SH_HOLDING2: usize = 48;
 
 fn put_u32(b: &mut Vec<u8>, v: u32) {
     b.extend_from_slice(&v.to_ne_bytes());
@@ -240,6 +243,42 @@ fn hold(sh: usize, file: &std::ffi::CStr) -> i32 {
     0
 }
 
+/// The second holder (a child process, mapping the memfd and the memfd of heads through the
+/// mappings it inherited): registers a head in the memfd of heads, pending on the memfd's word,
+/// then maps the memfd anew over that page (`MAP_FIXED`, not touched: the page stays in the
+/// memfd, not in its page tables; the test kernel has no `madvise()`), so that reading it from
+/// another process takes a fault: shmem, which the call must fault in.
+fn hold_in_shmem(sh: usize, head: usize, fd: i32, word: usize) -> i32 {
+    let fail = |step: u32| {
+        sys::write_u32(sh + SH_FAILED_ERRNO, last_errno() as u32);
+        sys::write_u32(sh + SH_FAILED, step);
+        sys::write_u32(sh + SH_HOLDING2, 1);
+        let _ = sys::futex_wake(sh + SH_HOLDING2, i32::MAX);
+        1
+    };
+    crate::hardening::write_head(head, word);
+    if sys::set_robust_list(head, 24).is_err() {
+        return fail(21);
+    }
+    let again = sys::mmap_offset(
+        head,
+        PAGE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED | libc::MAP_FIXED,
+        fd,
+        0,
+    );
+    if !matches!(again, Ok(p) if p == head) {
+        return fail(22);
+    }
+    sys::write_u32(sh + SH_HOLDING2, 1);
+    let _ = sys::futex_wake(sh + SH_HOLDING2, i32::MAX);
+    while sys::read_u32(sh + SH_RELEASE) == 0 {
+        let _ = sys::nap(sh + SH_RELEASE, 0, Duration::from_millis(200));
+    }
+    0
+}
+
 fn failure(sh: usize, who: &str) -> Option<String> {
     let step = sys::read_u32(sh + SH_FAILED);
     (step != 0).then(|| {
@@ -270,7 +309,9 @@ fn wait_set(addr: usize, what: &str) -> R {
 /// A holder process maps a memfd and keeps its robust list head in a page of a FUSE file whose
 /// server never answers a read; another process calls `cleanup_robust_list()` on the memfd:
 /// the call must return within [`LIMIT`] (the head unread, counted in `cleanup_missed`), and
-/// the server must have seen no read.
+/// the server must have seen no read. A second holder keeps its head, pending on the memfd, in
+/// a shmem page dropped from its page tables: that one the call must fault in and clear (a
+/// call that faulted nothing in would pass the first part).
 pub fn head_never_served(_: &Ctx) -> R {
     let sh = Shared::new(PAGE);
     let dir = format!("/tmp/robust-fuse-{}", sys::getpid());
@@ -291,11 +332,22 @@ pub fn head_never_served(_: &Ctx) -> R {
             memfd,
         )
         .map_err(|e| format!("mmap memfd: {}", e))?;
+        let heads_fd = crate::cleanup::memfd(PAGE);
+        let heads = sys::mmap(
+            0,
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            heads_fd,
+        )
+        .map_err(|e| format!("mmap memfd of heads: {}", e))?;
         let file = std::ffi::CString::new(format!("{}/f", dir)).unwrap();
         let holder = sys::fork_with(|| hold(sh.base, &file));
+        let holder2 = sys::fork_with(|| hold_in_shmem(sh.base, heads, heads_fd, mem));
         let r = (|| -> R {
             wait_set(sh.at(SH_HOLDING), "the holder registering its head")?;
-            if let Some(e) = failure(sh.base, "the holder") {
+            wait_set(sh.at(SH_HOLDING2), "the second holder registering its head")?;
+            if let Some(e) = failure(sh.base, "a holder") {
                 return Err(e);
             }
             let missed = counter("cleanup_missed")?;
@@ -327,10 +379,17 @@ pub fn head_never_served(_: &Ctx) -> R {
             ensure!(exited_ok(st), "the caller's status: {:#x}", st);
             let result = sys::read_usize(sh.at(SH_RESULT));
             ensure!(
-                result == 0,
-                "cleanup_robust_list() returned {} (errno {}), want 0",
+                result == 1,
+                "cleanup_robust_list() returned {} (errno {}), want 1 (the second holder's slot)",
                 result as isize,
                 sys::read_u32(sh.at(SH_ERRNO))
+            );
+            let slot = sys::read_usize(heads + 16);
+            ensure!(
+                slot == 0,
+                "the second holder's slot, in shmem dropped from its page tables, is {:#x}: \
+                 not cleared (the call must fault shmem in)",
+                slot
             );
             let reads = sys::read_u32(sh.at(SH_READS));
             ensure!(
@@ -350,8 +409,14 @@ pub fn head_never_served(_: &Ctx) -> R {
         sys::write_u32(sh.at(SH_RELEASE), 1);
         let _ = sys::futex_wake(sh.at(SH_RELEASE), i32::MAX);
         let st = sys::wait_pid_timeout(holder, LIMIT);
+        let st2 = sys::wait_pid_timeout(holder2, LIMIT);
         r?;
-        ensure!(st.is_some_and(exited_ok), "the holder's status: {:?}", st);
+        ensure!(
+            st.is_some_and(exited_ok) && st2.is_some_and(exited_ok),
+            "the holders' status: {:?}, {:?}",
+            st,
+            st2
+        );
         Ok(())
     })();
     // SAFETY: signals our child; detaches the mount (the connection ends with the server).

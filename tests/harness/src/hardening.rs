@@ -1279,7 +1279,7 @@ fn reported(sh: usize, step: usize, errno: usize, name: fn(u32) -> &'static str)
 
 /// Writes a robust list head at `head`: an empty list, `futex_offset` [`OFFSET`], and
 /// `list_op_pending` on the futex word `word` (0: none). `head` may be unaligned.
-fn write_head(head: usize, word: usize) {
+pub(crate) fn write_head(head: usize, word: usize) {
     sys::write_usize(head, head);
     sys::write_usize(head + 8, OFFSET as usize);
     sys::write_usize(head + 16, if word == 0 { 0 } else { pending_for(word) });
