@@ -14,6 +14,7 @@ use kernel::{
         code::{EFAULT, EINTR},
         to_result,
     },
+    fs::File,
     prelude::*,
     sync::{
         lock::{mutex::MutexBackend, Guard, Lock},
@@ -121,6 +122,55 @@ pub(crate) fn wake_robust(uaddr: usize) {
     unsafe { bindings::futex_wake_robust(uaddr as *mut u32) };
 }
 
+/// Reads `buf.len()` bytes at `addr` of the current task's user memory without faulting
+/// (`copy_from_user_nofault()`): fails with `EFAULT` where a page is not mapped in, whatever
+/// would bring it in (swap, a file system, a userfaultfd handler).
+///
+/// Context: process context with a user `mm`; does not sleep.
+pub(crate) fn read_user_nofault(addr: usize, buf: &mut [u8]) -> Result {
+    // SAFETY: `buf` is valid for writes of its length; the user address is checked by the
+    // function, which fails instead of faulting.
+    match unsafe {
+        bindings::copy_from_user_nofault(buf.as_mut_ptr().cast(), addr as *const _, buf.len())
+    } {
+        0 => Ok(()),
+        _ => Err(EFAULT),
+    }
+}
+
+/// Reads `buf.len()` bytes (within one page) at byte `pos` of the shmem file `file`, through
+/// its page cache (`futex_robust_file_read()`).
+///
+/// Context: process context, may sleep (swap-in).
+pub(crate) fn file_read(file: &File, pos: i64, buf: &mut [u8]) -> Result {
+    // SAFETY: `file` is valid while borrowed; `buf` is valid for writes of its length.
+    to_result(unsafe {
+        bindings::futex_robust_file_read(file.as_ptr(), pos, buf.as_mut_ptr().cast(), buf.len())
+    })
+}
+
+/// Replaces the futex word at byte `pos` of the shmem file `file` with `new` if it holds
+/// `old`, in its page cache (`futex_robust_file_cmpxchg()`); returns the value found.
+///
+/// Context: process context, may sleep.
+pub(crate) fn file_cmpxchg_u32(file: &File, pos: i64, old: u32, new: u32) -> Result<u32> {
+    let mut found = 0u32;
+    // SAFETY: `file` is valid while borrowed; `found` is a valid, writable `u32`.
+    to_result(unsafe {
+        bindings::futex_robust_file_cmpxchg(&mut found, file.as_ptr(), pos, old, new)
+    })?;
+    Ok(found)
+}
+
+/// Wakes one waiter of the futex word at byte `pos` of the shmem file `file`, by the shared key
+/// of the word (`futex_wake_robust_file()`). Failures are ignored, as by the built-in walker.
+///
+/// Context: process context, may sleep.
+pub(crate) fn wake_robust_file(file: &File, pos: i64) {
+    // SAFETY: `file` is valid while borrowed; the function checks `pos` itself.
+    unsafe { bindings::futex_wake_robust_file(file.as_ptr(), pos) };
+}
+
 /// The robust list heads of `task` (native, and compat where configured), as registered: a racy
 /// snapshot, since only the task itself changes them, at `set_robust_list()`, a robust unlock
 /// that cannot clear its `list_op_pending`, exit or exec.
@@ -222,6 +272,8 @@ pub(crate) struct RobustOps {
     pub(crate) compat_exit_robust_list: Option<unsafe extern "C" fn(*mut bindings::task_struct)>,
     pub(crate) cleanup_robust_list: Option<unsafe extern "C" fn(usize, usize, u32) -> isize>,
     pub(crate) robust_list_set: Option<unsafe extern "C" fn(*mut bindings::task_struct)>,
+    pub(crate) unmap: Option<unsafe extern "C" fn(*mut bindings::vm_area_struct)>,
+    pub(crate) unmap_done: Option<unsafe extern "C" fn()>,
 }
 
 /// A registration of [`RobustOps`] with the futex core; unregistered on drop.
@@ -250,8 +302,8 @@ impl Registration {
                 compat_exit_robust_list: ops.compat_exit_robust_list,
                 cleanup_robust_list: ops.cleanup_robust_list,
                 robust_list_set: ops.robust_list_set,
-                unmap: None,
-                unmap_done: None,
+                unmap: ops.unmap,
+                unmap_done: ops.unmap_done,
             },
             GFP_KERNEL,
         )?;

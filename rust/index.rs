@@ -52,6 +52,7 @@
 //! function here: process context, may sleep.
 
 use crate::futex::{self, ExitGuard};
+use crate::unmap::Record;
 use core::{ops::ControlFlow, pin::Pin, ptr};
 use kernel::{
     bindings,
@@ -62,7 +63,7 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Acquire, Atomic, Relaxed, Release},
-        rcu, Mutex,
+        rcu, Arc, Mutex,
     },
     task::{self, Task},
 };
@@ -88,6 +89,10 @@ struct MmTasks {
     _mm: ARef<Mm>,
     /// The tasks, by address.
     tasks: RBTree<usize, ARef<Task>>,
+    /// Shared memory a task of the mm unmapped while robust list entries may still point there
+    /// ([`crate::unmap`]), by start address. Dropped with the group, when the mm's last task
+    /// has walked its lists.
+    records: RBTree<usize, Arc<Record>>,
 }
 
 /// The groups of the mms that hash to one shard, by mm address.
@@ -237,6 +242,7 @@ impl TaskIndex {
             let tasks = MmTasks {
                 _mm: mm.into(),
                 tasks: RBTree::new(),
+                records: RBTree::new(),
             };
             shard.insert(group.into_node(mm_key, tasks));
         }
@@ -318,6 +324,89 @@ impl TaskIndex {
     pub(crate) fn len(&self) -> usize {
         self.len.load(Relaxed) as usize
     }
+
+    /// Whether `mm` has a group: a task using it has a robust list.
+    pub(crate) fn has_group(&self, mm: *const bindings::mm_struct) -> bool {
+        let mm_key = key(mm);
+        self.shard(mm_key).lock().get(&mm_key).is_some()
+    }
+
+    /// Files `record` under `mm`, in the room made for it, if `mm` has a group (a task with a
+    /// robust list); records there that overlap it are dropped: they describe memory mapped at
+    /// those addresses before, not the last. Returns whether it was filed, and the records
+    /// dropped, for the caller to drop after the shard's mutex is released.
+    pub(crate) fn add_record(
+        &self,
+        mm: *const bindings::mm_struct,
+        record: Arc<Record>,
+        room: RBTreeNodeReservation<usize, Arc<Record>>,
+        stale: &mut KVec<Arc<Record>>,
+    ) -> bool {
+        let mm_key = key(mm);
+        let mut shard = self.shard(mm_key).lock();
+        let Some(g) = shard.get_mut(&mm_key) else {
+            return false;
+        };
+        let mut at = g.records.cursor_front_mut();
+        while let Some(c) = at {
+            let (_, r) = c.current();
+            if r.overlaps(&record) && stale.len() < stale.capacity() {
+                let (next, node) = c.remove_current();
+                let _ = stale.push_within_capacity(node.to_key_value().1);
+                at = next;
+            } else {
+                at = c.move_next();
+            }
+        }
+        let start = record.start;
+        g.records.insert(room.into_node(start, record));
+        true
+    }
+
+    /// Moves references on the records filed under `mm` into `out`, within its capacity;
+    /// returns how many did not fit.
+    pub(crate) fn copy_records(
+        &self,
+        mm: *const bindings::mm_struct,
+        out: &mut KVVec<Arc<Record>>,
+    ) -> usize {
+        let mm_key = key(mm);
+        let shard = self.shard(mm_key).lock();
+        let mut more = 0;
+        if let Some(g) = shard.get(&mm_key) {
+            for r in g.records.values() {
+                if out.push_within_capacity(r.clone()).is_err() {
+                    more += 1;
+                }
+            }
+        }
+        more
+    }
+
+    /// Takes the records of `mm` that `unused` selects out of the index, into `out` (within its
+    /// capacity), for the caller to drop after the shard's mutex is released.
+    pub(crate) fn take_records(
+        &self,
+        mm: *const bindings::mm_struct,
+        unused: impl Fn(&Arc<Record>) -> bool,
+        out: &mut KVVec<Arc<Record>>,
+    ) {
+        let mm_key = key(mm);
+        let mut shard = self.shard(mm_key).lock();
+        let Some(g) = shard.get_mut(&mm_key) else {
+            return;
+        };
+        let mut at = g.records.cursor_front_mut();
+        while let Some(c) = at {
+            if unused(c.current().1) && out.len() < out.capacity() {
+                let (next, node) = c.remove_current();
+                let _ = out.push_within_capacity(node.to_key_value().1);
+                at = next;
+            } else {
+                at = c.move_next();
+            }
+        }
+    }
 }
 
 /// The module's index, reachable from the operations the futex core calls.
@@ -377,6 +466,29 @@ pub(crate) fn tasks_of(mm: *const bindings::mm_struct) -> Result<Option<KVVec<AR
             Some(0) => return Ok(Some(out)),
             // Tasks were filed since the room was made: make more, and copy again.
             Some(more) => room = out.len() + more * 2,
+        }
+    }
+}
+
+/// The module's index, if it has one (being loaded or unloaded it has none).
+pub(crate) fn get() -> Option<&'static TaskIndex> {
+    index()
+}
+
+/// References on the records of `mm`: `None` if it has none (the common case, no allocation).
+///
+/// Context: process context, may sleep.
+pub(crate) fn records_of(mm: *const bindings::mm_struct) -> Result<Option<KVVec<Arc<Record>>>> {
+    let Some(index) = index() else {
+        return Ok(None);
+    };
+    let mut room = 0;
+    loop {
+        let mut out = KVVec::with_capacity(room, GFP_KERNEL)?;
+        match index.copy_records(mm, &mut out) {
+            0 if out.is_empty() => return Ok(None),
+            0 => return Ok(Some(out)),
+            more => room = out.len() + more * 2,
         }
     }
 }

@@ -14,6 +14,7 @@
 //!   cleanup system call use;
 //! - [`futex`]: the futex core's interfaces for walkers, and the futex fields of a task;
 //! - [`remote`]: access to another task's memory (reading a head, clearing a slot);
+//! - [`unmap`]: robust futexes in shared memory their holder unmapped, reached through its file;
 //! - KUnit suites (`robust_futex_*`), run when the module is loaded.
 //!
 //! Statistics are exposed in debugfs under `robust_futex/`, so that tests can tell that the walks
@@ -35,6 +36,7 @@ mod futex;
 mod index;
 mod remote;
 mod robust_list;
+mod unmap;
 mod walker;
 
 #[cfg(CONFIG_KUNIT)]
@@ -61,7 +63,7 @@ type Counter = Atomic<u64>;
 /// The module's statistics in debugfs, so that tests can tell that the walks of this module,
 /// not the built-in ones, ran. Debugfs failures are not errors (the kernel convention): the
 /// files may be missing, and the rest of the module works all the same.
-const COUNTERS: [(&CStr, &Counter); 9] = [
+const COUNTERS: [(&CStr, &Counter); 15] = [
     (c"exit_walks", &walker::EXIT_WALKS),
     (c"compat_exit_walks", &walker::COMPAT_EXIT_WALKS),
     (c"cleanup_calls", &cleanup::CLEANUP_CALLS),
@@ -71,6 +73,12 @@ const COUNTERS: [(&CStr, &Counter); 9] = [
     (c"cleanup_missed", &cleanup::CLEANUP_MISSED),
     (c"index_tasks", &index::INDEXED),
     (c"index_incomplete", &index::INCOMPLETE),
+    (c"unmap_records", &unmap::RECORDS),
+    (c"unmap_recorded", &unmap::RECORDED),
+    (c"unmap_dropped", &unmap::DROPPED),
+    (c"unmap_words", &unmap::WORDS),
+    (c"unmap_not_covered", &unmap::NOT_COVERED),
+    (c"unmap_lost", &unmap::LOST),
 ];
 
 struct RobustFutex {
@@ -99,6 +107,8 @@ impl kernel::Module for RobustFutex {
             compat_exit_robust_list: walker::COMPAT_EXIT_ROBUST_LIST,
             cleanup_robust_list: Some(cleanup::cleanup_robust_list),
             robust_list_set: Some(index::robust_list_set),
+            unmap: Some(unmap::unmap),
+            unmap_done: Some(unmap::unmap_done),
         })?;
         // The tasks that registered a robust list before the module was loaded; until they are
         // filed, calls walk every thread. If this fails, dropping `ops` waits for every call.

@@ -192,6 +192,8 @@ impl Head {
 /// One futex word the walk hands to its visitor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Visit {
+    /// Address of the entry (its `struct robust_list`).
+    pub(crate) entry: usize,
     /// Address of the futex word.
     pub(crate) uaddr: usize,
     /// The entry was flagged as a PI futex.
@@ -237,6 +239,7 @@ pub(crate) fn walk(mem: &impl UserMem, head: &Head, mut visit: impl FnMut(Visit)
         let next = head.fetch_entry(mem, entry.addr);
         if entry.addr != pending.addr {
             let word = Visit {
+                entry: entry.addr,
                 uaddr: head.futex_word(entry, futex_offset),
                 pi: entry.pi,
                 pending: false,
@@ -258,6 +261,7 @@ pub(crate) fn walk(mem: &impl UserMem, head: &Head, mut visit: impl FnMut(Visit)
 
     if pending.addr != 0 {
         visit(Visit {
+            entry: pending.addr,
             uaddr: head.futex_word(pending, futex_offset),
             pi: pending.pi,
             pending: true,

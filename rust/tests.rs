@@ -214,16 +214,19 @@ mod walker_tests {
         });
         let expected = [
             Visit {
+                entry: e(1),
                 uaddr: e(1) - 4,
                 pi: false,
                 pending: false,
             },
             Visit {
+                entry: e(3),
                 uaddr: e(3) - 4,
                 pi: false,
                 pending: false,
             },
             Visit {
+                entry: e(2),
                 uaddr: e(2) - 4,
                 pi: true,
                 pending: true,

@@ -11,6 +11,7 @@
 use crate::futex;
 use crate::index;
 use crate::robust_list::{self, Abi, CurrentMem, Flow, Head, Visit};
+use crate::unmap::{self, FileWord, RecordedMem};
 use kernel::{
     bindings,
     error::code::{EAGAIN, EFAULT},
@@ -28,7 +29,60 @@ pub(crate) static EXIT_WALKS: Atomic<u64> = Atomic::new(0);
 /// Compat robust lists walked by this module (shown in debugfs).
 pub(crate) static COMPAT_EXIT_WALKS: Atomic<u64> = Atomic::new(0);
 
+/// A futex word as the exit walk handles it: in the current task's memory ([`UserWord`]), or
+/// through the file of shared memory the task unmapped ([`FileWord`]).
+pub(crate) trait FutexWord {
+    /// Whether the word is 4-byte aligned.
+    fn aligned(&self) -> bool;
+    /// Reads it.
+    fn get(&self) -> Result<u32>;
+    /// Replaces it with `new` if it holds `old`; returns the value found. Fails with `EFAULT`
+    /// (fault it in and retry) or `EAGAIN` (retry).
+    fn cmpxchg(&self, old: u32, new: u32) -> Result<u32>;
+    /// Makes it writable after `cmpxchg()` failed with `EFAULT`; fails if it cannot be.
+    fn fault_in(&self) -> Result;
+    /// Wakes one waiter, by the word's shared key.
+    fn wake(&self);
+}
+
+/// The futex word at a user address of the current task.
+pub(crate) struct UserWord(pub(crate) usize);
+
+impl FutexWord for UserWord {
+    #[inline(always)]
+    fn aligned(&self) -> bool {
+        self.0 % core::mem::size_of::<u32>() == 0
+    }
+
+    #[inline(always)]
+    fn get(&self) -> Result<u32> {
+        futex::get_user_u32(self.0)
+    }
+
+    #[inline(always)]
+    fn cmpxchg(&self, old: u32, new: u32) -> Result<u32> {
+        futex::cmpxchg_user_u32(self.0, old, new)
+    }
+
+    fn fault_in(&self) -> Result {
+        futex::fault_in_user_writeable(self.0)
+    }
+
+    fn wake(&self) {
+        futex::wake_robust(self.0);
+    }
+}
+
 /// Handles the futex word at `uaddr` of a dying thread whose TID is `tid`, as
+/// `handle_futex_death()` does ([`handle_word_death`]).
+///
+/// Context: process context, may sleep.
+#[inline(always)]
+pub(crate) fn handle_futex_death(uaddr: usize, tid: i32, pi: bool, pending_op: bool) -> Flow {
+    handle_word_death(&UserWord(uaddr), tid, pi, pending_op)
+}
+
+/// Handles the futex `word` of a dying thread whose TID is `tid`, as
 /// `handle_futex_death()` does:
 ///
 /// - an unaligned word, or one that cannot be read, stops the walk;
@@ -41,13 +95,19 @@ pub(crate) static COMPAT_EXIT_WALKS: Atomic<u64> = Atomic::new(0);
 ///   no wakeup is lost.
 ///
 /// Context: process context, may sleep.
-pub(crate) fn handle_futex_death(uaddr: usize, tid: i32, pi: bool, pending_op: bool) -> Flow {
-    if uaddr % core::mem::size_of::<u32>() != 0 {
+#[inline(always)]
+pub(crate) fn handle_word_death(
+    word: &impl FutexWord,
+    tid: i32,
+    pi: bool,
+    pending_op: bool,
+) -> Flow {
+    if !word.aligned() {
         return Flow::Stop;
     }
 
     loop {
-        let Ok(uval) = futex::get_user_u32(uaddr) else {
+        let Ok(uval) = word.get() else {
             return Flow::Stop;
         };
 
@@ -55,17 +115,17 @@ pub(crate) fn handle_futex_death(uaddr: usize, tid: i32, pi: bool, pending_op: b
         let owner = (uval & FUTEX_TID_MASK) as i32;
         if owner != tid {
             if pending_op && !pi && (owner == 0 || uval & FUTEX_WAITERS == 0) {
-                futex::wake_robust(uaddr);
+                word.wake();
             }
             return Flow::Continue;
         }
 
         let mval = (uval & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
-        match futex::cmpxchg_user_u32(uaddr, uval, mval) {
+        match word.cmpxchg(uval, mval) {
             Ok(nval) if nval != uval => continue,
             Ok(_) => {}
             Err(e) if e == EFAULT => {
-                if futex::fault_in_user_writeable(uaddr).is_err() {
+                if word.fault_in().is_err() {
                     return Flow::Stop;
                 }
                 continue;
@@ -85,7 +145,7 @@ pub(crate) fn handle_futex_death(uaddr: usize, tid: i32, pi: bool, pending_op: b
         }
 
         if !pi && uval & FUTEX_WAITERS != 0 {
-            futex::wake_robust(uaddr);
+            word.wake();
         }
         return Flow::Continue;
     }
@@ -95,7 +155,28 @@ pub(crate) fn handle_futex_death(uaddr: usize, tid: i32, pi: bool, pending_op: b
 /// PID namespace) is `tid`, and handles every futex on it.
 ///
 /// Context: process context, may sleep.
+///
+/// Where the current mm unmapped shared memory that its lists may point into ([`unmap`]), an
+/// entry or a futex word the task can no longer reach is reached through the memory's file;
+/// elsewhere, and with nothing recorded, the walk is `exit_robust_list()`'s.
 pub(crate) fn exit_walk(head: Head, tid: i32) {
+    if let Some(records) = unmap::records_of_current() {
+        let mem = RecordedMem::new(&records);
+        robust_list::walk(&mem, &head, |v: Visit| {
+            if v.uaddr % 4 == 0 && futex::get_user_u32(v.uaddr).is_err() {
+                if let Some(record) = mem.locate(v.uaddr, 4) {
+                    return handle_word_death(
+                        &FileWord::new(record, v.uaddr),
+                        tid,
+                        v.pi,
+                        v.pending,
+                    );
+                }
+            }
+            handle_futex_death(v.uaddr, tid, v.pi, v.pending)
+        });
+        return;
+    }
     robust_list::walk(&CurrentMem, &head, |v: Visit| {
         handle_futex_death(v.uaddr, tid, v.pi, v.pending)
     });

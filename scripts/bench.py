@@ -213,6 +213,14 @@ def main():
         p(f"  N={f['n']:5} {s['median']:.3f}  (p10 {s['p10']:.3f}, p90 {s['p90']:.3f}; "
           f"{s['builtin_ns'] / 1000:.1f} us built-in)")
 
+    u = next((f for f in figs if f["figure"] == "unmap"), None)
+    if u:
+        s = spread(ratios(u, "module", "builtin"))
+        s["builtin_ns"] = statistics.median(u["builtin"])
+        res["unmap"] = s
+        p(f"mmap + munmap of a written shared page, module / built-in: {s['median']:.3f}  "
+          f"(p10 {s['p10']:.3f}, p90 {s['p90']:.3f}; {s['builtin_ns'] / 1000:.1f} us built-in)")
+
     p("preload library: each interposed call through it / glibc's own (1000 calls a round)")
     res["preload"] = {}
     for f in (f for f in figs if f["figure"] == "preload"):
@@ -275,6 +283,9 @@ def main():
         cn = max(res["churn"], key=lambda s: s["n"])
         goals.append((f"thread start + exit, module / built-in, {cn['n']} threads vs "
                       f"{c0['n']} (growth)", cn["median"] / c0["median"], 1.10, "x"))
+    if "unmap" in res:
+        goals.append(("mmap + munmap of a shared page, no robust lock in it, module / built-in",
+                      res["unmap"]["median"], 1.02, "x"))
     if "munmap_private" in res["preload"]:
         goals.append(("preload library: private munmap() with / without",
                       res["preload"]["munmap_private"]["median"], 1.05, "x"))

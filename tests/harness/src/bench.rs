@@ -19,6 +19,9 @@
 //!   empty list, `pthread_join()`) in a process of N threads, module walker vs built-in walker
 //!   alternating: the module files the thread in its index and removes it at exit, which must
 //!   not cost more with more threads in the process;
+//! - `unmap`: `mmap()` + `munmap()` of one page of a memfd, `MAP_SHARED` and written (no robust
+//!   lock in it), module and built-in walker alternating: the module records the unmapped
+//!   memory and drops the record on the way back to user space;
 //! - `unlock`: one robust lock/unlock pair with glibc's classic unlock and with the merged
 //!   sequence (vDSO try_unlock, `FUTEX_ROBUST_UNLOCK` when contended), uncontended and
 //!   contended (`FUTEX_WAITERS` set, no waiter), and the null system call, in ns (kernels with
@@ -502,6 +505,35 @@ fn thread_churn(module: &str) {
     set_walker(module, true);
 }
 
+fn unmap_cost(module: &str) {
+    let fd = crate::cleanup::memfd(4096);
+    let cycle = || {
+        let p = sys::mmap(
+            0,
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+        )
+        .expect("mmap");
+        sys::write_u32(p, 1);
+        sys::munmap(p, 4096).expect("munmap");
+    };
+    let mut rows = Vec::new();
+    for r in 0..ROUNDS {
+        let mut pair = [0.0; 2];
+        for w in 0..2 {
+            let rust = (r + w) % 2 == 0;
+            set_walker(module, rust);
+            cycle();
+            pair[if rust { 0 } else { 1 }] = per_call(K / 4, cycle);
+        }
+        rows.push(pair.to_vec());
+    }
+    emit("unmap", "", &rows, &["module", "builtin"]);
+    set_walker(module, true);
+}
+
 /// The preload library's cost on the calls it interposes: `/preload/overhead` under
 /// `LD_PRELOAD` times each call through the library and through glibc's own function, in
 /// alternation in one process, and prints per round the mean ticks of each.
@@ -677,6 +709,8 @@ pub fn main(module: &str) -> i32 {
     exit_walk(module);
     println!("# bench: thread start and exit against the threads of the process");
     thread_churn(module);
+    println!("# bench: unmapping shared memory, module / built-in");
+    unmap_cost(module);
     println!("# bench: preload library, with / without");
     preload_overhead();
     println!("# bench: robust unlock, classic vs merged");

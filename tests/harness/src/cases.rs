@@ -154,6 +154,18 @@ pub static ALL: &[Case] = &[
         "hardening_index_leak_robust_unlock_error",
         hardening::index_leak_robust_unlock_error,
     ),
+    // Robust futexes in shared memory their holder unmapped (unmap.rs, unmap.rst).
+    Case::any("unmap_writeup_waiter", crate::unmap::writeup_waiter),
+    Case::any("unmap_middle_of_list", crate::unmap::middle_of_list),
+    Case::module("unmap_records_bounded", crate::unmap::records_bounded),
+    Case::any(
+        "unmap_deleted_file_space_freed",
+        crate::unmap::deleted_file_space_freed,
+    ),
+    Case::any("unmap_remapped_live_wins", crate::unmap::remapped_live_wins),
+    Case::any("unmap_other_thread_holds", crate::unmap::other_thread_holds),
+    Case::any("unmap_exec_marks", crate::unmap::exec_marks),
+    Case::any("unmap_join_then_reuse", crate::unmap::join_then_reuse),
     Case::module(
         "hardening_fuse_head_never_served",
         crate::fuse::head_never_served,

@@ -7,7 +7,7 @@ use std::time::Duration;
 type R = Result<(), String>;
 
 /// An initialised robust mutex in memory the caller provides.
-struct Mutex(*mut libc::pthread_mutex_t);
+pub(crate) struct Mutex(*mut libc::pthread_mutex_t);
 
 // SAFETY: pthread mutexes are made to be shared between threads.
 unsafe impl Send for Mutex {}
@@ -16,7 +16,7 @@ unsafe impl Sync for Mutex {}
 
 impl Mutex {
     /// Initialises a robust mutex at `at` (process-shared if `shared`, PI if `pi`).
-    fn init(at: usize, shared: bool, pi: bool) -> Result<Mutex, String> {
+    pub(crate) fn init(at: usize, shared: bool, pi: bool) -> Result<Mutex, String> {
         let m = at as *mut libc::pthread_mutex_t;
         // SAFETY: attribute calls on a local attribute object, then an init of `m`, which points
         // to memory the caller owns, big enough and aligned for a mutex.
@@ -39,12 +39,12 @@ impl Mutex {
         Ok(Mutex(m))
     }
 
-    fn lock(&self) -> i32 {
+    pub(crate) fn lock(&self) -> i32 {
         // SAFETY: `self.0` is an initialised mutex.
         unsafe { libc::pthread_mutex_lock(self.0) }
     }
 
-    fn timedlock(&self, d: Duration) -> i32 {
+    pub(crate) fn timedlock(&self, d: Duration) -> i32 {
         let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
         // SAFETY: `ts` is a valid out pointer.
         unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
@@ -53,12 +53,12 @@ impl Mutex {
         unsafe { libc::pthread_mutex_timedlock(self.0, &ts) }
     }
 
-    fn consistent(&self) -> i32 {
+    pub(crate) fn consistent(&self) -> i32 {
         // SAFETY: `self.0` is an initialised mutex.
         unsafe { libc::pthread_mutex_consistent(self.0) }
     }
 
-    fn unlock(&self) -> i32 {
+    pub(crate) fn unlock(&self) -> i32 {
         // SAFETY: `self.0` is an initialised mutex.
         unsafe { libc::pthread_mutex_unlock(self.0) }
     }

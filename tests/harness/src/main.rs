@@ -57,6 +57,7 @@ mod preload;
 mod stepped;
 mod stress;
 mod sys;
+mod unmap;
 
 use std::io::Write;
 use std::time::{Duration, Instant};

@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Robust futexes in shared memory that a task unmapped while robust list entries still point
+//! there (`Documentation/robust-futex/unmap.rst`).
+//!
+//! A process that holds a process-shared robust mutex, unmaps its memory and dies leaves its
+//! exit walk faulting on the entry: the built-in walk stops there, the mutex never gets
+//! `FUTEX_OWNER_DIED`, its waiters in other processes sleep forever, and every later entry and
+//! `list_op_pending` are lost. The memory itself lives on in the page cache, mapped by those
+//! other processes. So:
+//!
+//! 1. **Record.** Where a `VM_SHARED` area of shmem leaves an mm that has tasks with a robust
+//!    list ([`unmap`], under that mm's `mmap_lock`), a [`Record`] keeps what reaches the memory
+//!    without the mapping: a reference to the file, the file offset and the addresses it was
+//!    mapped at. No page is pinned, no user memory is read. Records are kept per mm in the
+//!    [`index`], newest first where they overlap.
+//! 2. **Prune.** When the task returns to user space ([`unmap_done`], no lock held), the robust
+//!    lists of every task of its mm are walked as the exit walk would walk them, through the
+//!    records where the memory is gone, and every record that no entry, futex word, head or
+//!    `list_op_pending` points into is dropped at once: a process that maps and unmaps shared
+//!    files without robust locks in them keeps nothing past its system call. These reads do not
+//!    fault: `munmap()` must not wait on a page of another thread's list (a userfaultfd page
+//!    the unmapping thread itself serves would never come); a list that cannot be read that way
+//!    keeps every record. The records that remain are those the mm's lists pointed into at the
+//!    last unmap; they are dropped with the mm's group in the index, once its last task has
+//!    walked its lists (exit, exec).
+//! 3. **Walk through.** An exit (or exec) walk that faults on an address no mapping covers now,
+//!    but a record does, reads the entry there through the file, and handles its futex word
+//!    there: the compare-and-exchange on the page cache, the wakeup by the word's shared key.
+//!    Where nothing is recorded the walk is the built-in one, to the instruction.
+//!
+//! Only shmem is covered (tmpfs, memfd, POSIX and SysV shared memory, shared anonymous
+//! memory): a store into the page cache of a disk file would skip `->page_mkwrite()` and stable
+//! page writes. Other shared files are counted (debugfs `unmap_not_covered`).
+
+use crate::futex;
+use crate::index;
+use crate::robust_list::{self, CurrentMem, Flow, UserMem};
+use core::cell::Cell;
+use kernel::{
+    bindings,
+    fs::File,
+    mm::virt::VmaRef,
+    page::{PAGE_SHIFT, PAGE_SIZE},
+    prelude::*,
+    rbtree::RBTreeNodeReservation,
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+        Arc,
+    },
+};
+
+/// Records alive (debugfs `unmap_records`).
+pub(crate) static RECORDS: Atomic<u64> = Atomic::new(0);
+/// Records made (debugfs `unmap_recorded`).
+pub(crate) static RECORDED: Atomic<u64> = Atomic::new(0);
+/// Records dropped because nothing pointed into them when their mm was checked (debugfs
+/// `unmap_dropped`).
+pub(crate) static DROPPED: Atomic<u64> = Atomic::new(0);
+/// Futex words an exit walk handled through a record (debugfs `unmap_words`).
+pub(crate) static WORDS: Atomic<u64> = Atomic::new(0);
+/// Shared areas of files other than shmem that left an mm (debugfs `unmap_not_covered`).
+pub(crate) static NOT_COVERED: Atomic<u64> = Atomic::new(0);
+/// Records that could not be made for lack of memory (debugfs `unmap_lost`).
+pub(crate) static LOST: Atomic<u64> = Atomic::new(0);
+
+/// Orders the records: of two that cover an address, the later one describes what was mapped
+/// there last.
+static SEQ: Atomic<u64> = Atomic::new(0);
+
+/// Shared memory that left an mm: the bytes `[pos, pos + (end - start))` of `file`, which were
+/// mapped at `[start, end)`.
+pub(crate) struct Record {
+    file: ARef<File>,
+    pos: i64,
+    pub(crate) start: usize,
+    end: usize,
+    seq: u64,
+}
+
+impl Record {
+    /// Whether the two records' address ranges overlap.
+    pub(crate) fn overlaps(&self, other: &Record) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+
+    /// Whether `[addr, addr + len)` lies in the record's addresses.
+    fn covers(&self, addr: usize, len: usize) -> bool {
+        self.start <= addr && addr.checked_add(len).is_some_and(|e| e <= self.end)
+    }
+
+    /// The file offset of `addr`, which the record covers.
+    fn pos_of(&self, addr: usize) -> i64 {
+        self.pos + (addr - self.start) as i64
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        RECORDS.fetch_sub(1, Relaxed);
+    }
+}
+
+/// References on the records of the current mm, for its exit walk: `None` if none (the common
+/// case: one atomic load), or if they cannot be copied.
+///
+/// Context: process context, may sleep.
+pub(crate) fn records_of_current() -> Option<KVVec<Arc<Record>>> {
+    if RECORDS.load(Relaxed) == 0 {
+        return None;
+    }
+    let current = kernel::current!();
+    let mm = current.mm()?;
+    index::records_of(mm.as_raw()).ok().flatten()
+}
+
+/// `futex_robust_ops::unmap`: the `VM_SHARED` area `vma` leaves the current mm.
+///
+/// # Safety
+///
+/// Called by the mm core with `vma` valid and detached from the current mm, whose `mmap_lock`
+/// is held (for reading or writing). Process context, may sleep; no user memory is accessed.
+pub(crate) unsafe extern "C" fn unmap(vma: *mut bindings::vm_area_struct) {
+    // SAFETY: `vma` is valid and the `mmap_lock` held for the call, per the safety requirement.
+    let vma = unsafe { VmaRef::from_raw(vma) };
+    let Some(index) = index::get() else {
+        return;
+    };
+    let Some(file) = vma.file() else {
+        return;
+    };
+    let mm = vma.mm().as_raw();
+    if !index.has_group(mm) {
+        return; // no task of the mm has a robust list
+    }
+    if !vma.is_shmem() {
+        NOT_COVERED.add(1, Relaxed);
+        return;
+    }
+    RECORDS.add(1, Relaxed);
+    let record = Arc::new(
+        Record {
+            file: file.into(),
+            pos: (vma.pgoff() << PAGE_SHIFT) as i64,
+            start: vma.start(),
+            end: vma.end(),
+            seq: SEQ.fetch_add(1, Relaxed),
+        },
+        GFP_KERNEL,
+    );
+    let (Ok(record), Ok(room)) = (record, RBTreeNodeReservation::new(GFP_KERNEL)) else {
+        LOST.add(1, Relaxed);
+        return;
+    };
+    // Room for records this one replaces, dropped here once the shard's mutex is released.
+    let mut stale = KVec::with_capacity(4, GFP_KERNEL).unwrap_or_default();
+    if index.add_record(mm, record, room, &mut stale) {
+        RECORDED.add(1, Relaxed);
+    }
+}
+
+/// `futex_robust_ops::unmap_done`: the current task, which unmapped shared memory, returns to
+/// user space (or exits). Drops the records of its mm that no robust list of the mm points into.
+///
+/// # Safety
+///
+/// Called by the futex core's task work, in process context, with no lock held.
+pub(crate) unsafe extern "C" fn unmap_done() {
+    let current = kernel::current!();
+    if let Some(mm) = current.mm() {
+        prune(mm.as_raw());
+    }
+}
+
+/// Drops the records of `mm` (the current task's) that no robust list of a task of `mm` points
+/// into. Nothing is dropped if the index is incomplete (a task may be missing).
+///
+/// Context: process context, may sleep; reads the lists of the mm's tasks, with no lock held.
+fn prune(mm: *mut bindings::mm_struct) {
+    let Some(index) = index::get() else {
+        return;
+    };
+    let Ok(Some(records)) = index::records_of(mm) else {
+        return;
+    };
+    let Ok(Some(tasks)) = index::tasks_of(mm) else {
+        return;
+    };
+    let Ok(mut used) = KVVec::from_elem(false, records.len(), GFP_KERNEL) else {
+        return;
+    };
+    let mem = RecordedMem::without_faults(&records);
+    for task in tasks.iter() {
+        for head in futex::heads(task).into_iter().flatten() {
+            let mut mark = |addr: usize, len: usize| {
+                for (r, u) in records.iter().zip(used.iter_mut()) {
+                    *u |= r.covers(addr, len);
+                }
+            };
+            mark(head.addr, 3 * head.word_size());
+            robust_list::walk(&mem, &head, |v| {
+                mark(v.entry, head.word_size());
+                mark(v.uaddr, 4);
+                Flow::Continue
+            });
+        }
+    }
+    if mem.undecided.get() {
+        return; // a list could not be read without faulting: keep everything
+    }
+    let unused = |r: &Arc<Record>| {
+        records
+            .iter()
+            .zip(used.iter())
+            .any(|(s, u)| !*u && core::ptr::eq::<Record>(&**s, &**r))
+    };
+    let Ok(mut out) = KVVec::with_capacity(records.len(), GFP_KERNEL) else {
+        return;
+    };
+    index.take_records(mm, unused, &mut out);
+    DROPPED.add(out.len() as u64, Relaxed);
+}
+
+/// The current task's memory, and where it faults, the shared memory its mm unmapped: what
+/// the exit walk reads when records exist.
+///
+/// Context: process context with a user `mm`; reads may fault and sleep.
+pub(crate) struct RecordedMem<'a> {
+    records: &'a [Arc<Record>],
+    /// Reads of mapped memory do not fault ([`futex::read_user_nofault`]).
+    nofault: bool,
+    /// A read of mapped memory failed without faulting: what it would have read is unknown.
+    undecided: Cell<bool>,
+}
+
+impl<'a> RecordedMem<'a> {
+    /// For the exit walk: mapped memory is read as the built-in walk reads it, faulting.
+    pub(crate) fn new(records: &'a [Arc<Record>]) -> Self {
+        RecordedMem {
+            records,
+            nofault: false,
+            undecided: Cell::new(false),
+        }
+    }
+
+    /// For [`prune`]: mapped memory is read without faulting; a page not mapped in leaves the
+    /// read undecided.
+    fn without_faults(records: &'a [Arc<Record>]) -> Self {
+        RecordedMem {
+            nofault: true,
+            ..Self::new(records)
+        }
+    }
+
+    /// Reads mapped memory at `addr`, as this reader does.
+    fn read_mapped(&self, addr: usize, buf: &mut [u8]) -> Result {
+        if self.nofault {
+            futex::read_user_nofault(addr, buf)
+        } else {
+            CurrentMem.read_bytes(addr, buf)
+        }
+    }
+
+    /// After a failed read of mapped memory at `addr`: through the records if `addr` is not
+    /// mapped any more; otherwise a failure, undecided if the read did not fault.
+    fn read_fallback(&self, addr: usize, buf: &mut [u8]) -> Result {
+        let r = self.read_recorded(addr, buf);
+        if r.is_err() && self.nofault && self.mapped(addr) {
+            self.undecided.set(true);
+        }
+        r
+    }
+
+    /// Whether a mapping of the current mm covers `addr`.
+    fn mapped(&self, addr: usize) -> bool {
+        let task = kernel::current!();
+        task.mm()
+            .is_some_and(|mm| mm.mmap_read_lock().vma_lookup(addr).is_some())
+    }
+
+    /// The record through which `[addr, addr + len)` is reached: the latest that covers it, if
+    /// no mapping of the current mm covers `addr` (a mapping made there since wins, as it does
+    /// for the built-in walk).
+    pub(crate) fn locate(&self, addr: usize, len: usize) -> Option<&'a Record> {
+        let record = self
+            .records
+            .iter()
+            .filter(|r| r.covers(addr, len))
+            .max_by_key(|r| r.seq)?;
+        let task = kernel::current!();
+        let mm = task.mm()?;
+        let locked = mm.mmap_read_lock();
+        locked.vma_lookup(addr).is_none().then_some(&**record)
+    }
+
+    /// Reads `buf.len()` bytes at `addr` through the records, a page at a time.
+    fn read_recorded(&self, addr: usize, buf: &mut [u8]) -> Result {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = addr.checked_add(done).ok_or(EFAULT)?;
+            let n = (PAGE_SIZE - at % PAGE_SIZE).min(buf.len() - done);
+            let record = self.locate(at, n).ok_or(EFAULT)?;
+            futex::file_read(&record.file, record.pos_of(at), &mut buf[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl UserMem for RecordedMem<'_> {
+    fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
+        self.read_mapped(addr, buf)
+            .or_else(|_| self.read_fallback(addr, buf))
+    }
+
+    // Single words as the built-in walk reads them (`get_user()`) when faulting.
+    fn read_ulong(&self, addr: usize) -> Result<usize> {
+        if !self.nofault {
+            if let Ok(v) = CurrentMem.read_ulong(addr) {
+                return Ok(v);
+            }
+        }
+        let mut b = [0u8; core::mem::size_of::<usize>()];
+        self.read_bytes(addr, &mut b)?;
+        Ok(usize::from_ne_bytes(b))
+    }
+
+    fn read_u32(&self, addr: usize) -> Result<u32> {
+        if !self.nofault {
+            if let Ok(v) = CurrentMem.read_u32(addr) {
+                return Ok(v);
+            }
+        }
+        let mut b = [0u8; 4];
+        self.read_bytes(addr, &mut b)?;
+        Ok(u32::from_ne_bytes(b))
+    }
+}
+
+/// A futex word reached through a record: byte `pos` of the record's file.
+pub(crate) struct FileWord<'a> {
+    file: &'a File,
+    pos: i64,
+}
+
+impl<'a> FileWord<'a> {
+    /// The word at `addr`, which `record` covers.
+    pub(crate) fn new(record: &'a Record, addr: usize) -> Self {
+        WORDS.add(1, Relaxed);
+        FileWord {
+            file: &record.file,
+            pos: record.pos_of(addr),
+        }
+    }
+}
+
+impl crate::walker::FutexWord for FileWord<'_> {
+    fn aligned(&self) -> bool {
+        self.pos % 4 == 0
+    }
+
+    fn get(&self) -> Result<u32> {
+        let mut b = [0u8; 4];
+        futex::file_read(self.file, self.pos, &mut b)?;
+        Ok(u32::from_ne_bytes(b))
+    }
+
+    fn cmpxchg(&self, old: u32, new: u32) -> Result<u32> {
+        futex::file_cmpxchg_u32(self.file, self.pos, old, new)
+    }
+
+    fn fault_in(&self) -> Result {
+        Err(EFAULT) // the page cache needs no fault; a failed exchange is final
+    }
+
+    fn wake(&self) {
+        futex::wake_robust_file(self.file, self.pos);
+    }
+}
