@@ -272,7 +272,7 @@ pub(crate) struct RobustOps {
     pub(crate) compat_exit_robust_list: Option<unsafe extern "C" fn(*mut bindings::task_struct)>,
     pub(crate) cleanup_robust_list: Option<unsafe extern "C" fn(usize, usize, u32) -> isize>,
     pub(crate) robust_list_set: Option<unsafe extern "C" fn(*mut bindings::task_struct)>,
-    pub(crate) unmap: Option<unsafe extern "C" fn(*mut bindings::vm_area_struct)>,
+    pub(crate) unmap: Option<unsafe extern "C" fn(*mut bindings::vm_area_struct) -> bool>,
     pub(crate) unmap_done: Option<unsafe extern "C" fn()>,
 }
 

@@ -48,8 +48,10 @@
 //! lock is taken and nothing is allocated (the room for an entry is made before it is taken), so
 //! a `set_robust_list()` or an exit never waits behind anything a user controls. [`tasks_of`]
 //! copies references out, and `cleanup_robust_list()` reads the candidates' heads after
-//! releasing it. Lock order: a task's `futex.exit_mutex`, then a shard's mutex. Context of every
-//! function here: process context, may sleep.
+//! releasing it. Lock orders: a task's `futex.exit_mutex`, then a shard's mutex; an mm's
+//! `mmap_lock`, then a shard's mutex (records are filed under the `mmap_lock` of the mm that
+//! unmapped the memory, [`crate::unmap`]). Context of every function here: process context, may
+//! sleep.
 
 use crate::futex::{self, ExitGuard};
 use crate::unmap::Record;
@@ -77,6 +79,11 @@ pub(crate) static INCOMPLETE: Atomic<u64> = Atomic::new(1);
 /// The number of shards the mms are spread over.
 pub(crate) const SHARDS: usize = 64;
 
+/// The most records an mm keeps ([`crate::unmap`]): what a process can make the module hold
+/// (file references, allocations) by unmapping shared memory its lists point into, and what
+/// a lookup scans.
+pub(crate) const MAX_RECORDS: usize = 64;
+
 /// The key of an mm, or of a task, in a tree: its address, compared, never dereferenced. The
 /// object is kept allocated while it is a key (by [`MmTasks::mm`], or the entry's reference).
 fn key<T>(p: *const T) -> usize {
@@ -90,13 +97,24 @@ struct MmTasks {
     /// The tasks, by address.
     tasks: RBTree<usize, ARef<Task>>,
     /// Shared memory a task of the mm unmapped while robust list entries may still point there
-    /// ([`crate::unmap`]), by start address. Dropped with the group, when the mm's last task
-    /// has walked its lists.
-    records: RBTree<usize, Arc<Record>>,
+    /// ([`crate::unmap`]), by the order they were made in (at most [`MAX_RECORDS`]). Dropped
+    /// with the group, when the mm's last task has walked its lists.
+    records: RBTree<u64, Arc<Record>>,
 }
 
 /// The groups of the mms that hash to one shard, by mm address.
 type Shard = RBTree<usize, MmTasks>;
+
+/// What [`TaskIndex::add_record`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AddRecord {
+    /// The record is filed.
+    Filed,
+    /// No task of the mm has a robust list: nothing to keep.
+    NoGroup,
+    /// The mm has [`MAX_RECORDS`] records already.
+    Full,
+}
 
 /// Tasks with a robust list, grouped by mm, the groups sharded by mm.
 pub(crate) struct TaskIndex {
@@ -332,35 +350,30 @@ impl TaskIndex {
     }
 
     /// Files `record` under `mm`, in the room made for it, if `mm` has a group (a task with a
-    /// robust list); records there that overlap it are dropped: they describe memory mapped at
-    /// those addresses before, not the last. Returns whether it was filed, and the records
-    /// dropped, for the caller to drop after the shard's mutex is released.
+    /// robust list) with fewer than [`MAX_RECORDS`] records. Records it overlaps stay: the
+    /// later one wins a lookup, and pruning drops what nothing points into.
     pub(crate) fn add_record(
         &self,
         mm: *const bindings::mm_struct,
         record: Arc<Record>,
-        room: RBTreeNodeReservation<usize, Arc<Record>>,
-        stale: &mut KVec<Arc<Record>>,
-    ) -> bool {
+        room: RBTreeNodeReservation<u64, Arc<Record>>,
+    ) -> AddRecord {
         let mm_key = key(mm);
         let mut shard = self.shard(mm_key).lock();
         let Some(g) = shard.get_mut(&mm_key) else {
-            return false;
+            return AddRecord::NoGroup;
         };
-        let mut at = g.records.cursor_front_mut();
-        while let Some(c) = at {
-            let (_, r) = c.current();
-            if r.overlaps(&record) && stale.len() < stale.capacity() {
-                let (next, node) = c.remove_current();
-                let _ = stale.push_within_capacity(node.to_key_value().1);
-                at = next;
-            } else {
-                at = c.move_next();
-            }
+        if g.records.iter().count() >= MAX_RECORDS {
+            return AddRecord::Full;
         }
-        let start = record.start;
-        g.records.insert(room.into_node(start, record));
-        true
+        let seq = record.seq;
+        g.records.insert(room.into_node(seq, record));
+        AddRecord::Filed
+    }
+
+    /// Whether the index is complete (every task with a robust list filed).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.complete()
     }
 
     /// Moves references on the records filed under `mm` into `out`, within its capacity;
@@ -383,12 +396,12 @@ impl TaskIndex {
         more
     }
 
-    /// Takes the records of `mm` that `unused` selects out of the index, into `out` (within its
+    /// Takes the records of `mm` whose keys are `seqs` out of the index, into `out` (within its
     /// capacity), for the caller to drop after the shard's mutex is released.
     pub(crate) fn take_records(
         &self,
         mm: *const bindings::mm_struct,
-        unused: impl Fn(&Arc<Record>) -> bool,
+        seqs: &[u64],
         out: &mut KVVec<Arc<Record>>,
     ) {
         let mm_key = key(mm);
@@ -396,14 +409,12 @@ impl TaskIndex {
         let Some(g) = shard.get_mut(&mm_key) else {
             return;
         };
-        let mut at = g.records.cursor_front_mut();
-        while let Some(c) = at {
-            if unused(c.current().1) && out.len() < out.capacity() {
-                let (next, node) = c.remove_current();
-                let _ = out.push_within_capacity(node.to_key_value().1);
-                at = next;
-            } else {
-                at = c.move_next();
+        for seq in seqs {
+            if out.len() == out.capacity() {
+                break;
+            }
+            if let Some(r) = g.records.remove(seq) {
+                let _ = out.push_within_capacity(r);
             }
         }
     }

@@ -9,11 +9,12 @@
 //! `list_op_pending` are lost. The memory itself lives on in the page cache, mapped by those
 //! other processes. So:
 //!
-//! 1. **Record.** Where a `VM_SHARED` area of shmem leaves an mm that has tasks with a robust
-//!    list ([`unmap`], under that mm's `mmap_lock`), a [`Record`] keeps what reaches the memory
-//!    without the mapping: a reference to the file, the file offset and the addresses it was
-//!    mapped at. No page is pinned, no user memory is read. Records are kept per mm in the
-//!    [`index`], newest first where they overlap.
+//! 1. **Record.** Where a writable `VM_SHARED` area of shmem leaves an mm that has tasks with
+//!    a robust list ([`unmap`], under that mm's `mmap_lock`, held for writing), a [`Record`]
+//!    keeps what reaches the memory without the mapping: a reference to the file, the file
+//!    offset and the addresses it was mapped at. No page is pinned, no user memory is read.
+//!    Records are kept per mm in the [`index`], at most [`index::MAX_RECORDS`]; where they
+//!    overlap, the later one wins.
 //! 2. **Prune.** When the task returns to user space ([`unmap_done`], no lock held), the robust
 //!    lists of every task of its mm are walked as the exit walk would walk them, through the
 //!    records where the memory is gone, and every record that no entry, futex word, head or
@@ -36,7 +37,7 @@
 use crate::futex;
 use crate::index;
 use crate::robust_list::{self, CurrentMem, Flow, UserMem};
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use kernel::{
     bindings,
     fs::File,
@@ -74,20 +75,22 @@ static SEQ: Atomic<u64> = Atomic::new(0);
 pub(crate) struct Record {
     file: ARef<File>,
     pos: i64,
-    pub(crate) start: usize,
+    start: usize,
     end: usize,
-    seq: u64,
+    /// The order records were made in: the key in the index, and of two records that cover an
+    /// address, the later one describes what was mapped there last.
+    pub(crate) seq: u64,
 }
 
 impl Record {
-    /// Whether the two records' address ranges overlap.
-    pub(crate) fn overlaps(&self, other: &Record) -> bool {
-        self.start < other.end && other.start < self.end
-    }
-
     /// Whether `[addr, addr + len)` lies in the record's addresses.
     fn covers(&self, addr: usize, len: usize) -> bool {
         self.start <= addr && addr.checked_add(len).is_some_and(|e| e <= self.end)
+    }
+
+    /// Whether `[addr, addr + len)` overlaps the record's addresses.
+    fn touches(&self, addr: usize, len: usize) -> bool {
+        addr < self.end && addr.saturating_add(len) > self.start
     }
 
     /// The file offset of `addr`, which the record covers.
@@ -102,11 +105,11 @@ impl Drop for Record {
     }
 }
 
-/// References on the records of the current mm, for its exit walk: `None` if none (the common
-/// case: one atomic load), or if they cannot be copied.
+/// References on the records of the current mm: `None` if none (the common case: one atomic
+/// load), or if they cannot be copied.
 ///
 /// Context: process context, may sleep.
-pub(crate) fn records_of_current() -> Option<KVVec<Arc<Record>>> {
+fn records_of_current() -> Option<KVVec<Arc<Record>>> {
     if RECORDS.load(Relaxed) == 0 {
         return None;
     }
@@ -115,48 +118,69 @@ pub(crate) fn records_of_current() -> Option<KVVec<Arc<Record>>> {
     index::records_of(mm.as_raw()).ok().flatten()
 }
 
-/// `futex_robust_ops::unmap`: the `VM_SHARED` area `vma` leaves the current mm.
+const VM_WRITE: usize = bindings::VM_WRITE;
+
+/// `futex_robust_ops::unmap`: the `VM_SHARED` area `vma` leaves the current mm. Returns
+/// whether it made a record, for [`unmap_done`] to be called.
+///
+/// Only a writable area is recorded: a futex word the task could not write through its mapping
+/// is none the walk could mark (the write through the file checks the file's mode and seals
+/// again, `futex_robust_file_cmpxchg()`).
 ///
 /// # Safety
 ///
 /// Called by the mm core with `vma` valid and detached from the current mm, whose `mmap_lock`
-/// is held (for reading or writing). Process context, may sleep; no user memory is accessed.
-pub(crate) unsafe extern "C" fn unmap(vma: *mut bindings::vm_area_struct) {
+/// is held for writing. Process context, may sleep; no user memory is accessed.
+pub(crate) unsafe extern "C" fn unmap(vma: *mut bindings::vm_area_struct) -> bool {
     // SAFETY: `vma` is valid and the `mmap_lock` held for the call, per the safety requirement.
     let vma = unsafe { VmaRef::from_raw(vma) };
     let Some(index) = index::get() else {
-        return;
+        return false;
     };
     let Some(file) = vma.file() else {
-        return;
+        return false;
     };
+    if vma.flags() & VM_WRITE == 0 {
+        return false;
+    }
     let mm = vma.mm().as_raw();
     if !index.has_group(mm) {
-        return; // no task of the mm has a robust list
+        return false; // no task of the mm has a robust list
     }
     if !vma.is_shmem() {
         NOT_COVERED.add(1, Relaxed);
-        return;
+        return false;
+    }
+    if !index.is_complete() {
+        // Records could not be pruned (some task may be missing): make none.
+        LOST.add(1, Relaxed);
+        return false;
     }
     RECORDS.add(1, Relaxed);
     let record = Arc::new(
         Record {
             file: file.into(),
-            pos: (vma.pgoff() << PAGE_SHIFT) as i64,
+            pos: (vma.pgoff() as i64) << PAGE_SHIFT,
             start: vma.start(),
             end: vma.end(),
             seq: SEQ.fetch_add(1, Relaxed),
         },
-        GFP_KERNEL,
+        GFP_KERNEL_ACCOUNT,
     );
-    let (Ok(record), Ok(room)) = (record, RBTreeNodeReservation::new(GFP_KERNEL)) else {
+    let (Ok(record), Ok(room)) = (record, RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)) else {
         LOST.add(1, Relaxed);
-        return;
+        return false;
     };
-    // Room for records this one replaces, dropped here once the shard's mutex is released.
-    let mut stale = KVec::with_capacity(4, GFP_KERNEL).unwrap_or_default();
-    if index.add_record(mm, record, room, &mut stale) {
-        RECORDED.add(1, Relaxed);
+    match index.add_record(mm, record, room) {
+        index::AddRecord::Filed => {
+            RECORDED.add(1, Relaxed);
+            true
+        }
+        index::AddRecord::Full => {
+            LOST.add(1, Relaxed);
+            true // pruning may make room for the next one
+        }
+        index::AddRecord::NoGroup => false,
     }
 }
 
@@ -195,7 +219,7 @@ fn prune(mm: *mut bindings::mm_struct) {
         for head in futex::heads(task).into_iter().flatten() {
             let mut mark = |addr: usize, len: usize| {
                 for (r, u) in records.iter().zip(used.iter_mut()) {
-                    *u |= r.covers(addr, len);
+                    *u |= r.touches(addr, len);
                 }
             };
             mark(head.addr, 3 * head.word_size());
@@ -209,48 +233,105 @@ fn prune(mm: *mut bindings::mm_struct) {
     if mem.undecided.get() {
         return; // a list could not be read without faulting: keep everything
     }
-    let unused = |r: &Arc<Record>| {
-        records
-            .iter()
-            .zip(used.iter())
-            .any(|(s, u)| !*u && core::ptr::eq::<Record>(&**s, &**r))
-    };
-    let Ok(mut out) = KVVec::with_capacity(records.len(), GFP_KERNEL) else {
+    let mut unused = KVVec::with_capacity(records.len(), GFP_KERNEL).unwrap_or_default();
+    for (r, u) in records.iter().zip(used.iter()) {
+        if !*u {
+            let _ = unused.push_within_capacity(r.seq);
+        }
+    }
+    let Ok(mut out) = KVVec::with_capacity(unused.len(), GFP_KERNEL) else {
         return;
     };
-    index.take_records(mm, unused, &mut out);
+    index.take_records(mm, &unused, &mut out);
     DROPPED.add(out.len() as u64, Relaxed);
 }
 
 /// The current task's memory, and where it faults, the shared memory its mm unmapped: what
-/// the exit walk reads when records exist.
+/// the exit walk, and [`prune`], read.
 ///
 /// Context: process context with a user `mm`; reads may fault and sleep.
-pub(crate) struct RecordedMem<'a> {
-    records: &'a [Arc<Record>],
+pub(crate) struct RecordedMem {
+    records: RefCell<KVVec<Arc<Record>>>,
+    /// The records may be fetched (again): for the exit walk, once when it starts (if any
+    /// exist) and once more at a miss, since a sibling thread may have recorded memory it
+    /// unmapped meanwhile.
+    fetches: Cell<u8>,
     /// Reads of mapped memory do not fault ([`futex::read_user_nofault`]).
     nofault: bool,
     /// A read of mapped memory failed without faulting: what it would have read is unknown.
     undecided: Cell<bool>,
 }
 
-impl<'a> RecordedMem<'a> {
-    /// For the exit walk: mapped memory is read as the built-in walk reads it, faulting.
-    pub(crate) fn new(records: &'a [Arc<Record>]) -> Self {
-        RecordedMem {
-            records,
+impl RecordedMem {
+    /// For the exit walk of the current task: mapped memory is read as the built-in walk reads
+    /// it, faulting; the records of its mm, if any, are fetched.
+    pub(crate) fn for_exit() -> Self {
+        let mem = RecordedMem {
+            records: RefCell::new(KVVec::new()),
+            fetches: Cell::new(0),
             nofault: false,
+            undecided: Cell::new(false),
+        };
+        mem.fetch();
+        mem
+    }
+
+    /// For [`prune`]: the records given, mapped memory read without faulting; a page not
+    /// mapped in leaves the read undecided.
+    fn without_faults(records: &[Arc<Record>]) -> Self {
+        let mut copy = KVVec::with_capacity(records.len(), GFP_KERNEL).unwrap_or_default();
+        for r in records {
+            let _ = copy.push_within_capacity(r.clone());
+        }
+        RecordedMem {
+            records: RefCell::new(copy),
+            fetches: Cell::new(2),
+            nofault: true,
             undecided: Cell::new(false),
         }
     }
 
-    /// For [`prune`]: mapped memory is read without faulting; a page not mapped in leaves the
-    /// read undecided.
-    fn without_faults(records: &'a [Arc<Record>]) -> Self {
-        RecordedMem {
-            nofault: true,
-            ..Self::new(records)
+    /// Fetches the records of the current mm, if it may still.
+    fn fetch(&self) -> bool {
+        if self.fetches.get() >= 2 {
+            return false;
         }
+        self.fetches.set(self.fetches.get() + 1);
+        match records_of_current() {
+            Some(records) => {
+                *self.records.borrow_mut() = records;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The latest record that covers `[addr, addr + len)`, fetched again once if none does.
+    fn covering(&self, addr: usize, len: usize) -> Option<Arc<Record>> {
+        let find = || {
+            self.records
+                .borrow()
+                .iter()
+                .filter(|r| r.covers(addr, len))
+                .max_by_key(|r| r.seq)
+                .cloned()
+        };
+        find().or_else(|| if self.fetch() { find() } else { None })
+    }
+
+    /// The record through which `[addr, addr + len)` is reached: the latest that covers it, if
+    /// no mapping of the current mm covers `addr` (a mapping made there since wins, as it does
+    /// for the built-in walk).
+    pub(crate) fn locate(&self, addr: usize, len: usize) -> Option<Arc<Record>> {
+        let record = self.covering(addr, len)?;
+        (!self.mapped(addr)).then_some(record)
+    }
+
+    /// Whether a mapping of the current mm covers `addr`.
+    fn mapped(&self, addr: usize) -> bool {
+        let task = kernel::current!();
+        task.mm()
+            .is_some_and(|mm| mm.mmap_read_lock().vma_lookup(addr).is_some())
     }
 
     /// Reads mapped memory at `addr`, as this reader does.
@@ -272,28 +353,6 @@ impl<'a> RecordedMem<'a> {
         r
     }
 
-    /// Whether a mapping of the current mm covers `addr`.
-    fn mapped(&self, addr: usize) -> bool {
-        let task = kernel::current!();
-        task.mm()
-            .is_some_and(|mm| mm.mmap_read_lock().vma_lookup(addr).is_some())
-    }
-
-    /// The record through which `[addr, addr + len)` is reached: the latest that covers it, if
-    /// no mapping of the current mm covers `addr` (a mapping made there since wins, as it does
-    /// for the built-in walk).
-    pub(crate) fn locate(&self, addr: usize, len: usize) -> Option<&'a Record> {
-        let record = self
-            .records
-            .iter()
-            .filter(|r| r.covers(addr, len))
-            .max_by_key(|r| r.seq)?;
-        let task = kernel::current!();
-        let mm = task.mm()?;
-        let locked = mm.mmap_read_lock();
-        locked.vma_lookup(addr).is_none().then_some(&**record)
-    }
-
     /// Reads `buf.len()` bytes at `addr` through the records, a page at a time.
     fn read_recorded(&self, addr: usize, buf: &mut [u8]) -> Result {
         let mut done = 0;
@@ -308,66 +367,70 @@ impl<'a> RecordedMem<'a> {
     }
 }
 
-impl UserMem for RecordedMem<'_> {
+impl UserMem for RecordedMem {
     fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
         self.read_mapped(addr, buf)
             .or_else(|_| self.read_fallback(addr, buf))
     }
 
-    // Single words as the built-in walk reads them (`get_user()`) when faulting.
+    // Single words as the built-in walk reads them (`get_user()`), once, when faulting.
     fn read_ulong(&self, addr: usize) -> Result<usize> {
-        if !self.nofault {
-            if let Ok(v) = CurrentMem.read_ulong(addr) {
-                return Ok(v);
+        let mut b = [0u8; core::mem::size_of::<usize>()];
+        if self.nofault {
+            self.read_bytes(addr, &mut b)?;
+        } else {
+            match CurrentMem.read_ulong(addr) {
+                Ok(v) => return Ok(v),
+                Err(_) => self.read_fallback(addr, &mut b)?,
             }
         }
-        let mut b = [0u8; core::mem::size_of::<usize>()];
-        self.read_bytes(addr, &mut b)?;
         Ok(usize::from_ne_bytes(b))
     }
 
     fn read_u32(&self, addr: usize) -> Result<u32> {
-        if !self.nofault {
-            if let Ok(v) = CurrentMem.read_u32(addr) {
-                return Ok(v);
+        let mut b = [0u8; 4];
+        if self.nofault {
+            self.read_bytes(addr, &mut b)?;
+        } else {
+            match CurrentMem.read_u32(addr) {
+                Ok(v) => return Ok(v),
+                Err(_) => self.read_fallback(addr, &mut b)?,
             }
         }
-        let mut b = [0u8; 4];
-        self.read_bytes(addr, &mut b)?;
         Ok(u32::from_ne_bytes(b))
     }
 }
 
 /// A futex word reached through a record: byte `pos` of the record's file.
-pub(crate) struct FileWord<'a> {
-    file: &'a File,
+pub(crate) struct FileWord {
+    record: Arc<Record>,
     pos: i64,
 }
 
-impl<'a> FileWord<'a> {
+impl FileWord {
     /// The word at `addr`, which `record` covers.
-    pub(crate) fn new(record: &'a Record, addr: usize) -> Self {
+    pub(crate) fn new(record: Arc<Record>, addr: usize) -> Self {
         WORDS.add(1, Relaxed);
-        FileWord {
-            file: &record.file,
-            pos: record.pos_of(addr),
-        }
+        let pos = record.pos_of(addr);
+        FileWord { record, pos }
     }
 }
 
-impl crate::walker::FutexWord for FileWord<'_> {
+impl crate::walker::FutexWord for FileWord {
     fn aligned(&self) -> bool {
         self.pos % 4 == 0
     }
 
     fn get(&self) -> Result<u32> {
         let mut b = [0u8; 4];
-        futex::file_read(self.file, self.pos, &mut b)?;
+        futex::file_read(&self.record.file, self.pos, &mut b)?;
         Ok(u32::from_ne_bytes(b))
     }
 
+    // Any failure (the file may not be written, `ENOMEM`, `EIO`) stops the walk, as a word
+    // that cannot be made writable does: `EFAULT`, then a failing `fault_in()`.
     fn cmpxchg(&self, old: u32, new: u32) -> Result<u32> {
-        futex::file_cmpxchg_u32(self.file, self.pos, old, new)
+        futex::file_cmpxchg_u32(&self.record.file, self.pos, old, new).map_err(|_| EFAULT)
     }
 
     fn fault_in(&self) -> Result {
@@ -375,6 +438,6 @@ impl crate::walker::FutexWord for FileWord<'_> {
     }
 
     fn wake(&self) {
-        futex::wake_robust_file(self.file, self.pos);
+        futex::wake_robust_file(&self.record.file, self.pos);
     }
 }

@@ -10,8 +10,8 @@
 
 use crate::futex;
 use crate::index;
-use crate::robust_list::{self, Abi, CurrentMem, Flow, Head, Visit};
-use crate::unmap::{self, FileWord, RecordedMem};
+use crate::robust_list::{self, Abi, Flow, Head, Visit};
+use crate::unmap::{FileWord, RecordedMem};
 use kernel::{
     bindings,
     error::code::{EAGAIN, EFAULT},
@@ -156,28 +156,18 @@ pub(crate) fn handle_word_death(
 ///
 /// Context: process context, may sleep.
 ///
-/// Where the current mm unmapped shared memory that its lists may point into ([`unmap`]), an
+/// Where the current mm unmapped shared memory that its lists may point into
+/// ([`crate::unmap`]), an
 /// entry or a futex word the task can no longer reach is reached through the memory's file;
 /// elsewhere, and with nothing recorded, the walk is `exit_robust_list()`'s.
 pub(crate) fn exit_walk(head: Head, tid: i32) {
-    if let Some(records) = unmap::records_of_current() {
-        let mem = RecordedMem::new(&records);
-        robust_list::walk(&mem, &head, |v: Visit| {
-            if v.uaddr % 4 == 0 && futex::get_user_u32(v.uaddr).is_err() {
-                if let Some(record) = mem.locate(v.uaddr, 4) {
-                    return handle_word_death(
-                        &FileWord::new(record, v.uaddr),
-                        tid,
-                        v.pi,
-                        v.pending,
-                    );
-                }
+    let mem = RecordedMem::for_exit();
+    robust_list::walk(&mem, &head, |v: Visit| {
+        if v.uaddr % 4 == 0 && futex::get_user_u32(v.uaddr).is_err() {
+            if let Some(record) = mem.locate(v.uaddr, 4) {
+                return handle_word_death(&FileWord::new(record, v.uaddr), tid, v.pi, v.pending);
             }
-            handle_futex_death(v.uaddr, tid, v.pi, v.pending)
-        });
-        return;
-    }
-    robust_list::walk(&CurrentMem, &head, |v: Visit| {
+        }
         handle_futex_death(v.uaddr, tid, v.pi, v.pending)
     });
 }

@@ -40,8 +40,9 @@ struct task_struct;
  *				Robust list entries may still point into the
  *				area: this lets the module keep what it needs
  *				to reach them, the file and the offsets.
+ *				Returns true to have unmap_done() called.
  * @unmap_done:		called once current, after one or more unmap()
- *				calls, returns to user space (or exits, with
+ *				calls that returned true, returns to user space (or exits, with
  *				no mm left), with no lock held: process
  *				context, may sleep and access user memory.
  *
@@ -58,7 +59,7 @@ struct futex_robust_ops {
 	long (*cleanup_robust_list)(unsigned long addr, size_t len,
 				    unsigned int flags);
 	void (*robust_list_set)(struct task_struct *tsk);
-	void (*unmap)(struct vm_area_struct *vma);
+	bool (*unmap)(struct vm_area_struct *vma);
 	void (*unmap_done)(void);
 };
 
@@ -78,18 +79,27 @@ int futex_wake_robust_file(struct file *file, loff_t pos);
 DECLARE_STATIC_KEY_FALSE(futex_robust_unmap_key);
 void __futex_robust_unmap(struct vm_area_struct *vma);
 
+/* Whether registered operations want to hear of unmaps: a static branch. */
+static inline bool futex_robust_unmap_wanted(void)
+{
+	return static_branch_unlikely(&futex_robust_unmap_key);
+}
+
 /*
  * @vma leaves current->mm for good: tell the registered operations if it is
- * shared memory. Costs a static branch while none that want it are
- * registered.
+ * shared memory. Call it only if futex_robust_unmap_wanted().
  */
 static inline void futex_robust_unmap(struct vm_area_struct *vma)
 {
-	if (static_branch_unlikely(&futex_robust_unmap_key) &&
-	    (vma->vm_flags & VM_SHARED))
+	if (vma->vm_flags & VM_SHARED)
 		__futex_robust_unmap(vma);
 }
 #else
+static inline bool futex_robust_unmap_wanted(void)
+{
+	return false;
+}
+
 static inline void futex_robust_unmap(struct vm_area_struct *vma) { }
 #endif
 

@@ -14,6 +14,9 @@
  *                    threads register the generated lists and die
  *   compat32 glibc    32-bit glibc robust mutexes (threads, processes, shared
  *                    memory, PI, waiters): every owner's death is seen
+ *   compat32 unmap c|rust  a 32-bit child owns three locks, the second in a
+ *                    memfd it unmaps before it dies: the built-in walk (c)
+ *                    marks the first only, the module's (rust) all three
  *
  * Prints one line per failed check; exits 0 if all passed.
  */
@@ -550,6 +553,61 @@ static int fuzz_server(int fd)
 	}
 }
 
+/*
+ * The compat walk through shared memory its task unmapped: entries e0 and e2
+ * and the head in shared anonymous memory, e1 in a memfd the child unmaps
+ * while it owns all three. With the module every word is marked; with the
+ * built-in walker the walk stops at e1.
+ */
+static int test_unmap(int module)
+{
+	char *mem = mmap(NULL, 8192, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int fd = syscall(SYS_memfd_create, "compat32-unmap", 0);
+	uint32_t e[3], want1;
+	int32_t off = -16;
+	char *shm;
+	int status;
+	pid_t pid;
+
+	CHECK(mem != MAP_FAILED && fd >= 0 && !ftruncate(fd, 4096),
+	      "mmap, memfd: %s", strerror(errno));
+	if (mem == MAP_FAILED || fd < 0)
+		return 1;
+	shm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(shm != MAP_FAILED, "mmap memfd: %s", strerror(errno));
+	if (shm == MAP_FAILED)
+		return 1;
+	e[0] = (uint32_t)(uintptr_t)mem + 0x100;
+	e[1] = (uint32_t)(uintptr_t)shm + 0x40;
+	e[2] = (uint32_t)(uintptr_t)mem + 0x200;
+	link32(mem, e, 3, off, 0);
+
+	pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		uint32_t tid = syscall(SYS_gettid);
+		int i;
+
+		if (syscall(SYS_set_robust_list, mem, sizeof(struct head32)))
+			_exit(2);
+		for (i = 0; i < 3; i++)
+			*word(e[i], off) = tid;
+		if (munmap(shm, 4096))
+			_exit(3);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
+	CHECK(WIFEXITED(status) && !WEXITSTATUS(status), "child status %#x", status);
+	want1 = module ? FUTEX_OWNER_DIED : (uint32_t)pid;
+	CHECK(*word(e[0], off) == FUTEX_OWNER_DIED, "e0 %#x", *word(e[0], off));
+	CHECK(*word(e[1], off) == want1, "e1 (unmapped) %#x, want %#x",
+	      *word(e[1], off), want1);
+	CHECK(*word(e[2], off) == (module ? FUTEX_OWNER_DIED : (uint32_t)pid),
+	      "e2 (after the unmapped one) %#x", *word(e[2], off));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 2 && !strcmp(argv[1], "list"))
@@ -560,9 +618,11 @@ int main(int argc, char **argv)
 		test_cleanup();
 	else if (argc == 2 && !strcmp(argv[1], "glibc"))
 		test_glibc();
+	else if (argc == 3 && !strcmp(argv[1], "unmap"))
+		test_unmap(!strcmp(argv[2], "rust"));
 	else if (argc == 3 && !strcmp(argv[1], "fuzz-server"))
 		return fuzz_server(atoi(argv[2]));
 	else
-		CHECK(0, "usage: compat32 list|syscall c|rust|cleanup|glibc");
+		CHECK(0, "usage: compat32 list|syscall c|rust|cleanup|glibc|unmap c|rust");
 	return failures ? 1 : 0;
 }

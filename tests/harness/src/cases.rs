@@ -166,6 +166,16 @@ pub static ALL: &[Case] = &[
     Case::any("unmap_other_thread_holds", crate::unmap::other_thread_holds),
     Case::any("unmap_exec_marks", crate::unmap::exec_marks),
     Case::any("unmap_join_then_reuse", crate::unmap::join_then_reuse),
+    Case::any("unmap_compat32", crate::unmap::compat32),
+    Case::module("unmap_fork_not_inherited", crate::unmap::fork_not_inherited),
+    Case::module(
+        "unmap_unlock_other_mapping",
+        crate::unmap::unlock_other_mapping,
+    ),
+    Case::any("unmap_pi", crate::unmap::pi),
+    Case::any("unmap_kinds_waiter", crate::unmap::kinds_waiter),
+    Case::module("unmap_sealed_not_written", crate::unmap::sealed_not_written),
+    Case::module("unmap_records_capped", crate::unmap::records_capped),
     Case::module(
         "hardening_fuse_head_never_served",
         crate::fuse::head_never_served,

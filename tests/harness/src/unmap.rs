@@ -465,3 +465,536 @@ pub fn join_then_reuse(_: &Ctx) -> R {
     }
     Ok(())
 }
+
+/// The compat walk: a 32-bit child owns three locks, the second in a memfd it unmaps before it
+/// dies (`compat32 unmap`): the module's walk marks all three, the built-in one the first.
+pub fn compat32(ctx: &Ctx) -> R {
+    crate::cases::run_compat32(ctx, &["unmap", if rust(ctx) { "rust" } else { "c" }])
+}
+
+/// A holder whose list points into memory it unmapped (a record in its mm) forks; the child
+/// registers its copy of the list and exits: its walk faults there and stops, as the built-in
+/// one (records are not inherited: `unmap_words` does not move). The holder's own exit then
+/// marks the word through its record.
+pub fn fork_not_inherited(_: &Ctx) -> R {
+    let (_fd, mem) = map_memfd(PAGE)?;
+    let head = sys::private_anon(PAGE);
+    let entry = mem + 0x40;
+    let word = mem + 0x20;
+    let sync = Shared::new(PAGE);
+    let (tid_at, child_done, go) = (sync.at(0), sync.at(4), sync.at(8));
+    let holder = sys::fork_with(|| {
+        let tid = sys::gettid();
+        sys::write_usize(head, entry);
+        sys::write_usize(head + 8, OFFSET as usize);
+        sys::write_usize(head + 16, 0);
+        sys::write_usize(entry, head);
+        if sys::set_robust_list(head, HEAD_LEN).is_err() {
+            return 1;
+        }
+        sys::write_u32(word, tid);
+        if sys::munmap(mem, PAGE).is_err() {
+            return 2;
+        }
+        sys::write_u32(tid_at, tid);
+        while sys::read_u32(go) < 1 {
+            let _ = sys::futex_wait(go, 0, Duration::from_millis(100));
+        }
+        let child = sys::fork_with(|| {
+            // The kernel gives a child no robust list: register the copy.
+            if sys::set_robust_list(head, HEAD_LEN).is_err() {
+                return 1;
+            }
+            0
+        });
+        if !exited_ok(sys::wait_pid(child)) {
+            return 3;
+        }
+        sys::write_u32(child_done, 1);
+        while sys::read_u32(go) < 2 {
+            let _ = sys::futex_wait(go, 1, Duration::from_millis(100));
+        }
+        0
+    });
+    let r = (|| -> R {
+        let deadline = std::time::Instant::now() + LIMIT;
+        while sys::read_u32(tid_at) == 0 {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the holder never unmapped"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // The holder forks the child only once the count is read.
+        let before = counter("unmap_words")?;
+        sys::write_u32(go, 1);
+        let _ = sys::futex_wake(go, 1);
+        while sys::read_u32(child_done) == 0 {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the child never ended"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        ensure!(
+            counter("unmap_words")? == before,
+            "the forked child's exit walk reached a word through a record: records were \
+             inherited"
+        );
+        ensure_eq!(sys::read_u32(word), sys::read_u32(tid_at));
+        Ok(())
+    })();
+    sys::write_u32(go, 2);
+    let _ = sys::futex_wake(go, 1);
+    let st = sys::wait_pid(holder);
+    r?;
+    ensure!(exited_ok(st), "holder status {:#x}", st);
+    ensure!(
+        sys::read_u32(word) == OWNER_DIED,
+        "the holder's word after its exit: {:#x}, want OWNER_DIED",
+        sys::read_u32(word)
+    );
+    Ok(())
+}
+
+/// A holder unmaps the memory of a lock it holds, then unlocks it through another mapping of
+/// the same memfd (it takes the entry off its list and releases the word), and unmaps other
+/// shared memory: nothing points into the first any more, so its record goes
+/// (`unmap_records` back where it was while the holder lives). Its exit leaves the word alone.
+pub fn unlock_other_mapping(_: &Ctx) -> R {
+    let (fd, mem) = map_memfd(PAGE)?;
+    let alias = sys::mmap(0, PAGE, RW, libc::MAP_SHARED, fd).map_err(|e| e.to_string())?;
+    let (_fd2, other) = map_memfd(PAGE)?;
+    let head = sys::private_anon(PAGE);
+    let sync = Shared::new(PAGE);
+    let (step, go) = (sync.at(0), sync.at(4));
+    let base = counter("unmap_records")?;
+    let holder = sys::fork_with(|| {
+        let tid = sys::gettid();
+        let entry = mem + 0x40;
+        sys::write_usize(head, entry);
+        sys::write_usize(head + 8, OFFSET as usize);
+        sys::write_usize(head + 16, 0);
+        sys::write_usize(entry, head);
+        if sys::set_robust_list(head, HEAD_LEN).is_err() {
+            return 1;
+        }
+        sys::write_u32(mem + 0x20, tid);
+        if sys::munmap(mem, PAGE).is_err() {
+            return 2;
+        }
+        sys::write_u32(step, 1);
+        while sys::read_u32(go) < 1 {
+            let _ = sys::futex_wait(go, 0, Duration::from_millis(100));
+        }
+        // Unlock through the alias: off the list, word released.
+        sys::write_usize(head, head);
+        sys::write_u32(alias + 0x20, 0);
+        if sys::munmap(other, PAGE).is_err() {
+            return 3;
+        }
+        sys::write_u32(step, 2);
+        while sys::read_u32(go) < 2 {
+            let _ = sys::futex_wait(go, 1, Duration::from_millis(100));
+        }
+        0
+    });
+    let wait_step = |n: u32| -> R {
+        let deadline = std::time::Instant::now() + LIMIT;
+        while sys::read_u32(step) < n {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the holder stopped at step {}",
+                n
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    };
+    let r = (|| -> R {
+        wait_step(1)?;
+        let held = counter("unmap_records")?;
+        ensure!(
+            held > base,
+            "unmap_records {} with the lock held in the unmapped memfd (was {}): no record kept",
+            held,
+            base
+        );
+        sys::write_u32(go, 1);
+        let _ = sys::futex_wake(go, 1);
+        wait_step(2)?;
+        let after = counter("unmap_records")?;
+        ensure!(
+            after == base,
+            "unmap_records {} after the unlock and another unmap (was {}): the record outlived \
+             what pointed into it",
+            after,
+            base
+        );
+        Ok(())
+    })();
+    sys::write_u32(go, 2);
+    let _ = sys::futex_wake(go, 1);
+    let st = sys::wait_pid(holder);
+    r?;
+    ensure!(exited_ok(st), "holder status {:#x}", st);
+    ensure_eq!(sys::read_u32(alias + 0x20), 0);
+    Ok(())
+}
+
+/// A PI robust mutex (glibc) in a memfd: its holder unmaps the memfd and exits while holding
+/// it. With a waiter blocked in `FUTEX_LOCK_PI`, the PI state hands the lock over and marks the
+/// owner's death itself (`exit_pi_state_list()`, then the new owner's fixup): `EOWNERDEAD`
+/// with either walker. Without one, only the walk can mark the word: the module's does,
+/// through the memfd, and the next locker gets `EOWNERDEAD`; the built-in walk leaves the dead
+/// owner's TID.
+pub fn pi(ctx: &Ctx) -> R {
+    for waiter in [true, false] {
+        let (_fd, mem) = map_memfd(PAGE)?;
+        let m = Mutex::init(mem, true, true)?;
+        let sync = Shared::new(PAGE);
+        let (locked, go) = (sync.at(0), sync.at(4));
+        let holder = sys::fork_with(|| {
+            if m.lock() != 0 {
+                return 1;
+            }
+            sys::write_u32(locked, sys::gettid());
+            while sys::read_u32(go) == 0 {
+                let _ = sys::futex_wait(go, 0, Duration::from_millis(100));
+            }
+            if sys::munmap(mem, PAGE).is_err() {
+                return 2;
+            }
+            0
+        });
+        while sys::read_u32(locked) == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let tid = sys::read_u32(locked);
+        let lock_recover = || match m.timedlock(LIMIT) {
+            r if r == libc::EOWNERDEAD => (r, m.consistent(), m.unlock()),
+            r => (r, 0, m.unlock()),
+        };
+        let got = if waiter {
+            std::thread::scope(|s| {
+                let w = s.spawn(lock_recover);
+                std::thread::sleep(Duration::from_millis(200));
+                sys::write_u32(go, 1);
+                let _ = sys::futex_wake(go, 1);
+                let st = sys::wait_pid(holder);
+                (w.join().unwrap(), st)
+            })
+        } else {
+            sys::write_u32(go, 1);
+            let _ = sys::futex_wake(go, 1);
+            let st = sys::wait_pid(holder);
+            let word = sys::read_u32(mem);
+            let want = if rust(ctx) { OWNER_DIED } else { tid };
+            ensure!(
+                word == want,
+                "PI, no waiter: the word after the holder's death is {:#x}, want {:#x}",
+                word,
+                want
+            );
+            if !rust(ctx) {
+                // The built-in walk's failure: the next locker is not told. Not waited for.
+                ensure!(exited_ok(st), "holder status {:#x}", st);
+                continue;
+            }
+            (lock_recover(), st)
+        };
+        let ((r, consistent, unlock), st) = got;
+        ensure!(exited_ok(st), "holder status {:#x}", st);
+        ensure!(
+            r == libc::EOWNERDEAD && (consistent, unlock) == (0, 0),
+            "PI, waiter {}: the locker got {} ({}), consistent {}, unlock {}; want EOWNERDEAD",
+            waiter,
+            r,
+            std::io::Error::from_raw_os_error(r),
+            consistent,
+            unlock
+        );
+    }
+    Ok(())
+}
+
+/// Where the lock memory comes from, for [`kinds_waiter`].
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// Pages 1 to 3 of a four-page memfd, the lock on the third of them.
+    MemfdOffset,
+    /// A SysV shared memory segment, detached with `shmdt()`.
+    SysV,
+    /// `MAP_SHARED | MAP_ANONYMOUS`, inherited by the holder.
+    SharedAnon,
+}
+
+/// The holder's mapping of the lock memory and the test's, with the lock's entry in the first
+/// and its word in the second, for `kind`; and how the holder unmaps its mapping.
+struct Lockmem {
+    /// The holder's mapping (inherited), what it unmaps.
+    start: usize,
+    len: usize,
+    /// The entry, in the holder's mapping.
+    entry: usize,
+    /// The word, in the test's own mapping (the same memory).
+    seen: usize,
+    shm: Option<i32>,
+}
+
+fn lockmem(kind: Kind) -> Result<Lockmem, String> {
+    let w = |entry: usize| (entry as isize + OFFSET) as usize;
+    match kind {
+        Kind::MemfdOffset => {
+            let fd = crate::cleanup::memfd(4 * PAGE);
+            let all =
+                sys::mmap(0, 4 * PAGE, RW, libc::MAP_SHARED, fd).map_err(|e| e.to_string())?;
+            let part = sys::mmap_offset(0, 3 * PAGE, RW, libc::MAP_SHARED, fd, PAGE)
+                .map_err(|e| e.to_string())?;
+            let entry = part + 2 * PAGE + 0x40;
+            Ok(Lockmem {
+                start: part,
+                len: 3 * PAGE,
+                entry,
+                seen: w(all + 3 * PAGE + 0x40),
+                shm: None,
+            })
+        }
+        Kind::SysV => {
+            // SAFETY: plain System V IPC calls.
+            let (id, p) = unsafe {
+                let id = libc::shmget(libc::IPC_PRIVATE, 2 * PAGE, libc::IPC_CREAT | 0o600);
+                ensure!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+                let p = libc::shmat(id, std::ptr::null(), 0);
+                libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+                (id, p)
+            };
+            ensure!(
+                p as isize != -1,
+                "shmat: {}",
+                std::io::Error::last_os_error()
+            );
+            let p = p as usize;
+            let entry = p + PAGE + 0x40;
+            Ok(Lockmem {
+                start: p,
+                len: 2 * PAGE,
+                entry,
+                seen: w(entry),
+                shm: Some(id),
+            })
+        }
+        Kind::SharedAnon => {
+            let p = sys::mmap(0, 2 * PAGE, RW, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1)
+                .map_err(|e| e.to_string())?;
+            let entry = p + PAGE + 0x40;
+            Ok(Lockmem {
+                start: p,
+                len: 2 * PAGE,
+                entry,
+                seen: w(entry),
+                shm: None,
+            })
+        }
+    }
+}
+
+/// Every form of shmem, at a file offset and page other than the first: the holder owns a
+/// lock (`FUTEX_WAITERS` set) whose waiter, in this process, sleeps on its own mapping; the
+/// holder unmaps its mapping (`munmap()`, `shmdt()`) and exits. With the module the word is
+/// marked and the waiter woken, by the word's shared key computed from the file; with the
+/// built-in walker neither.
+pub fn kinds_waiter(ctx: &Ctx) -> R {
+    for kind in [Kind::MemfdOffset, Kind::SysV, Kind::SharedAnon] {
+        let m = lockmem(kind)?;
+        let head = sys::private_anon(PAGE);
+        let sync = Shared::new(PAGE);
+        let holder = sys::fork_with(|| {
+            let tid = sys::gettid();
+            sys::write_usize(head, m.entry);
+            sys::write_usize(head + 8, OFFSET as usize);
+            sys::write_usize(head + 16, 0);
+            sys::write_usize(m.entry, head);
+            if sys::set_robust_list(head, HEAD_LEN).is_err() {
+                return 1;
+            }
+            sys::write_u32((m.entry as isize + OFFSET) as usize, tid | WAITERS);
+            sys::write_u32(sync.at(0), tid);
+            while sys::read_u32(sync.at(4)) == 0 {
+                let _ = sys::futex_wait(sync.at(4), 0, Duration::from_millis(100));
+            }
+            // SAFETY: detaches or unmaps this process's own mapping of the lock memory.
+            let r = unsafe {
+                match m.shm {
+                    Some(_) => libc::shmdt(m.start as *const _),
+                    None => libc::munmap(m.start as *mut _, m.len),
+                }
+            };
+            if r != 0 {
+                return 2;
+            }
+            0
+        });
+        let deadline = std::time::Instant::now() + LIMIT;
+        while sys::read_u32(sync.at(0)) == 0 {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "{:?}: holder not ready",
+                kind
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let tid = sys::read_u32(sync.at(0));
+        let waiters = crate::list::Waiters::start(m.seen, tid | WAITERS, 1)?;
+        sys::write_u32(sync.at(4), 1);
+        let _ = sys::futex_wake(sync.at(4), 1);
+        let st = sys::wait_pid(holder);
+        ensure!(exited_ok(st), "{:?}: holder status {:#x}", kind, st);
+        // The walk is done when the holder is reaped; give a wakeup time to land.
+        std::thread::sleep(Duration::from_millis(100));
+        let word = sys::read_u32(m.seen);
+        let woken = waiters.woken_before()?;
+        let want = if rust(ctx) {
+            (OWNER_DIED | WAITERS, 1)
+        } else {
+            (tid | WAITERS, 0)
+        };
+        ensure!(
+            (word, woken) == want,
+            "{:?}: word {:#x}, {} waiter(s) woken; want {:#x}, {}",
+            kind,
+            word,
+            woken,
+            want.0,
+            want.1
+        );
+    }
+    Ok(())
+}
+
+/// A memfd the holder unmapped, then sealed against writes (`F_SEAL_WRITE`, allowed once no
+/// writable mapping is left), before dying with a lock in it: the module's walk must not write
+/// the sealed memory (the holder could not have, through any mapping).
+pub fn sealed_not_written(_: &Ctx) -> R {
+    // SAFETY: plain system calls.
+    let fd = unsafe { libc::memfd_create(c"robust-sealed".as_ptr(), libc::MFD_ALLOW_SEALING) };
+    ensure!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    // SAFETY: as above.
+    ensure!(
+        unsafe { libc::ftruncate(fd, PAGE as i64) } == 0,
+        "ftruncate"
+    );
+    let sync = Shared::new(PAGE);
+    let head = sys::private_anon(PAGE);
+    let holder = sys::fork_with(|| {
+        let tid = sys::gettid();
+        let Ok(mem) = sys::mmap(0, PAGE, RW, libc::MAP_SHARED, fd) else {
+            return 1;
+        };
+        let entry = mem + 0x40;
+        sys::write_usize(head, entry);
+        sys::write_usize(head + 8, OFFSET as usize);
+        sys::write_usize(head + 16, 0);
+        sys::write_usize(entry, head);
+        if sys::set_robust_list(head, HEAD_LEN).is_err() {
+            return 2;
+        }
+        sys::write_u32(mem + 0x20, tid);
+        sys::write_u32(sync.at(0), tid);
+        if sys::munmap(mem, PAGE).is_err() {
+            return 3;
+        }
+        // SAFETY: seals our memfd.
+        if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_WRITE) } != 0 {
+            return 4;
+        }
+        0
+    });
+    let st = sys::wait_pid(holder);
+    ensure!(exited_ok(st), "holder status {:#x}", st);
+    let seen =
+        sys::mmap(0, PAGE, libc::PROT_READ, libc::MAP_SHARED, fd).map_err(|e| e.to_string())?;
+    let tid = sys::read_u32(sync.at(0));
+    ensure!(
+        sys::read_u32(seen + 0x20) == tid,
+        "the sealed memfd's word is {:#x}, want {:#x}: the walk wrote sealed memory",
+        sys::read_u32(seen + 0x20),
+        tid
+    );
+    Ok(())
+}
+
+/// A process whose list points into more unmapped memfds than an mm may keep records of
+/// ([`MAX_RECORDS`](crate) 64), one of its entries into a `PROT_NONE` page (which makes every
+/// prune undecided: everything is kept): the records stay capped, the excess is counted in
+/// `unmap_lost`, and they go with the process.
+pub fn records_capped(_: &Ctx) -> R {
+    const MEMFDS: usize = 80;
+    const CAP: u64 = 64;
+    let head = sys::private_anon(PAGE);
+    let hostile = sys::mmap(
+        0,
+        PAGE,
+        libc::PROT_NONE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+    )
+    .map_err(|e| e.to_string())?;
+    let sync = Shared::new(PAGE);
+    let base = (counter("unmap_records")?, counter("unmap_lost")?);
+    let holder = sys::fork_with(|| {
+        // The list: head -> the PROT_NONE page's entry (the walk stops there, undecided).
+        sys::write_usize(head, hostile + 0x40);
+        sys::write_usize(head + 8, OFFSET as usize);
+        sys::write_usize(head + 16, 0);
+        if sys::set_robust_list(head, HEAD_LEN).is_err() {
+            return 1;
+        }
+        for _ in 0..MEMFDS {
+            let fd = crate::cleanup::memfd(PAGE);
+            let Ok(p) = sys::mmap(0, PAGE, RW, libc::MAP_SHARED, fd) else {
+                return 2;
+            };
+            // SAFETY: our own descriptor.
+            unsafe { libc::close(fd) };
+            sys::write_u32(p, 1);
+            if sys::munmap(p, PAGE).is_err() {
+                return 3;
+            }
+        }
+        sys::write_u32(sync.at(0), 1);
+        while sys::read_u32(sync.at(4)) == 0 {
+            let _ = sys::futex_wait(sync.at(4), 0, Duration::from_millis(100));
+        }
+        0
+    });
+    let r = (|| -> R {
+        let deadline = std::time::Instant::now() + LIMIT;
+        while sys::read_u32(sync.at(0)) == 0 {
+            ensure!(std::time::Instant::now() < deadline, "holder not done");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let now = (counter("unmap_records")?, counter("unmap_lost")?);
+        ensure!(
+            now.0 > base.0 && now.0 <= base.0 + CAP,
+            "unmap_records {} (was {}): want more, but at most {} more",
+            now.0,
+            base.0,
+            CAP
+        );
+        ensure!(
+            now.1 >= base.1 + (MEMFDS as u64 - CAP),
+            "unmap_lost {} (was {}): the records past the cap were not counted",
+            now.1,
+            base.1
+        );
+        Ok(())
+    })();
+    sys::write_u32(sync.at(4), 1);
+    let _ = sys::futex_wake(sync.at(4), 1);
+    let st = sys::wait_pid(holder);
+    r?;
+    ensure!(exited_ok(st), "holder status {:#x}", st);
+    ensure_eq!(counter("unmap_records")?, base.0);
+    Ok(())
+}
