@@ -472,7 +472,8 @@ static int test_glibc(void)
  * case the harness requests, the server maps the list memory at 0x50000000
  * (which also undoes the last case's page modes) and starts a thread that
  * stores its TID in the owned words, sets the page modes, registers the head,
- * and waits for the go; that thread's exit is the walk under test. The server
+ * and waits for the go, then unmaps the pages of mode 4; that thread's exit
+ * is the walk under test. The server
  * reports when the thread has been joined (the walk precedes the clearing of
  * the thread's TID that pthread_join() waits for).
  */
@@ -519,6 +520,10 @@ static void *fuzz_death(void *arg)
 		if (syscall(SYS_futex, &c[1], FUTEX_WAIT, 0, NULL, NULL, 0) &&
 		    errno != EAGAIN && errno != EINTR)
 			return (void *)5;
+	/* Mode 4: unmapped with the list registered, just before the death. */
+	for (i = 0; i < FUZZ_PAGES; i++)
+		if (c[(16 + 4 * i) / 4] == 4 && munmap(list + 4096 * i, 4096))
+			return (void *)6;
 	return NULL;
 }
 

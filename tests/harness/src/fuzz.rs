@@ -13,7 +13,10 @@
 //!
 //! Every seed runs under the built-in walker, then under the module's, native and compat; a
 //! seed whose outcomes differ is a mismatch: its seed and both outcomes are printed, and the run
-//! fails. With SELF, the built-in walker runs a second time and must agree with itself (the
+//! fails. Then, under the module's walker again, every seed with about half of its writable
+//! pages unmapped by the dying thread once its list is registered (`unmap.rst`): the model of
+//! that walk is the built-in walk of the case with nothing unmapped, whose outcome it must
+//! equal (tests `fuzz_*_unmapped`). With SELF, the built-in walker runs a second time and must agree with itself (the
 //! outcomes are deterministic). Prints a KTAP document, one test per ABI.
 
 use crate::bench::set_walker;
@@ -361,6 +364,12 @@ fn native_death(c: usize) -> i32 {
             Err(_) => return 5,
         }
     }
+    // Mode 4: unmapped with the list registered, just before the death.
+    for p in 0..PAGES {
+        if sys::read_u32(c + C_MODES + 4 * p) == 4 && sys::munmap(FIX64 + p * PAGE, PAGE).is_err() {
+            return 6;
+        }
+    }
     0
 }
 
@@ -607,13 +616,30 @@ fn hash(out: &[u32]) -> u64 {
     })
 }
 
-/// One pass: the outcome hash of every seed under the walker in place.
-fn pass(abi: Abi, compat32: &str, seeds: u64) -> Result<Vec<u64>, String> {
+/// `case` with about half of its mapped, writable pages (mode 0) unmapped by the dying thread
+/// once its list is registered (mode 4), chosen by `seed`: where the module's walk goes on
+/// through the memfd, its outcome must be the built-in walk's on the case as generated.
+fn unmapped(mut case: Case, seed: u64) -> Case {
+    let mut rng = Rng::new(seed ^ 0x0075_6e6d_6170);
+    for p in 0..PAGES {
+        let at = LEN + C_MODES + 4 * p;
+        let mode = u32::from_ne_bytes(case.mem[at..at + 4].try_into().unwrap());
+        if mode == 0 && rng.pct(50) {
+            put32(&mut case.mem, at, 4);
+        }
+    }
+    case
+}
+
+/// One pass: the outcome hash of every seed under the walker in place (with pages unmapped
+/// before the deaths if `unmap`, [`unmapped`]).
+fn pass(abi: Abi, compat32: &str, seeds: u64, unmap: bool) -> Result<Vec<u64>, String> {
     let mut server = Server::start(abi, compat32);
     (0..seeds)
         .map(|s| {
-            let out =
-                run(&generate(s, abi), &mut server).map_err(|e| format!("seed {}: {}", s, e))?;
+            let case = generate(s, abi);
+            let case = if unmap { unmapped(case, s) } else { case };
+            let out = run(&case, &mut server).map_err(|e| format!("seed {}: {}", s, e))?;
             Ok(hash(&out))
         })
         .collect()
@@ -662,11 +688,11 @@ const ABIS: [(Abi, &str); 2] = [(Abi::Native, "fuzz_native"), (Abi::Compat, "fuz
 
 /// One pass of every ABI under the walker in place, side by side (a thread each: the guest has
 /// two vCPUs; each ABI has its own server and memfd, so the outcomes do not interact).
-fn passes(compat32: &str, seeds: u64) -> Vec<Result<Vec<u64>, String>> {
+fn passes(compat32: &str, seeds: u64, unmap: bool) -> Vec<Result<Vec<u64>, String>> {
     std::thread::scope(|s| {
         let threads: Vec<_> = ABIS
             .iter()
-            .map(|&(abi, _)| s.spawn(move || pass(abi, compat32, seeds)))
+            .map(|&(abi, _)| s.spawn(move || pass(abi, compat32, seeds, unmap)))
             .collect();
         threads
             .into_iter()
@@ -723,17 +749,21 @@ fn verdict(
 
 pub fn main(module: &str, compat32: &str, seeds: u64, against_self: bool) -> i32 {
     println!("KTAP version 1");
-    println!("1..2");
+    println!("1..4");
     let t = std::time::Instant::now();
     set_walker(module, false);
-    let c = passes(compat32, seeds);
-    let c_again = against_self.then(|| passes(compat32, seeds));
+    let c = passes(compat32, seeds, false);
+    let c_again = against_self.then(|| passes(compat32, seeds, false));
     set_walker(module, true);
-    let rust = passes(compat32, seeds);
+    let rust = passes(compat32, seeds, false);
+    let words = || crate::cases::counter("unmap_words").unwrap_or(0);
+    let before = words();
+    let rust_unmapped = passes(compat32, seeds, true);
+    let through = words() - before;
     set_walker(module, false);
     println!(
         "# fuzz: {} passes of {} seeds, both ABIs side by side, in {:.0} s",
-        if against_self { 3 } else { 2 },
+        if against_self { 4 } else { 3 },
         seeds,
         t.elapsed().as_secs_f64()
     );
@@ -748,6 +778,45 @@ pub fn main(module: &str, compat32: &str, seeds: u64, against_self: bool) -> i32
             Err(e) => {
                 println!("# {}: {}", name, e);
                 println!("not ok {} {}", i + 1, name);
+                failed = 1;
+            }
+        }
+    }
+    // The model of the module's walk through unmapped shared memory: the built-in walk of the
+    // same case with nothing unmapped.
+    for (i, &(abi, name)) in ABIS.iter().enumerate() {
+        let n = ABIS.len() + i + 1;
+        let name = format!("{}_unmapped", name);
+        let verdict = match (&c[i], &rust_unmapped[i]) {
+            (Ok(c), Ok(u)) => {
+                let m = differ(c, u);
+                if m.is_empty() {
+                    Ok(format!(
+                        "{} seeds, writable pages unmapped before each death: the module's \
+                         walk equals the built-in walk of the case with nothing unmapped \
+                         ({} futex words reached through records, both ABIs)",
+                        seeds, through
+                    ))
+                } else {
+                    Err(format!(
+                        "{} mismatches ({:?}), seeds {:?}",
+                        m.len(),
+                        abi,
+                        &m[..m.len().min(20)]
+                    ))
+                }
+            }
+            (Err(e), _) => Err(format!("built-in walker: {}", e)),
+            (_, Err(e)) => Err(format!("module's walker, pages unmapped: {}", e)),
+        };
+        match verdict {
+            Ok(note) => {
+                println!("# {}: {}", name, note);
+                println!("ok {} {}", n, name);
+            }
+            Err(e) => {
+                println!("# {}: {}", name, e);
+                println!("not ok {} {}", n, name);
                 failed = 1;
             }
         }

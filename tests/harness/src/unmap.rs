@@ -27,6 +27,54 @@ fn map_memfd(len: usize) -> Result<(i32, usize), String> {
     Ok((fd, p))
 }
 
+/// One lock on a robust list: its entry at 0x40 of a page of a memfd (its word at 0x20), the
+/// head in anonymous shared memory.
+struct OneLock {
+    mem: usize,
+    head: usize,
+    word: usize,
+    _list: Shared,
+}
+
+impl OneLock {
+    fn new() -> Result<OneLock, String> {
+        let (_fd, mem) = map_memfd(PAGE)?;
+        let list = Shared::new(PAGE);
+        let head = list.at(0);
+        link_one(head, mem + 0x40);
+        Ok(OneLock {
+            mem,
+            head,
+            word: mem + 0x20,
+            _list: list,
+        })
+    }
+}
+
+/// Waits up to [`LIMIT`] for the `u32` at `addr` (set by another process) to reach `n`.
+fn wait_reaches(addr: usize, n: u32, what: &str) -> R {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while sys::read_u32(addr) < n {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{}: not within {:?}",
+            what,
+            LIMIT
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+/// Makes `head` a robust list head (`futex_offset` [`OFFSET`], nothing pending) whose list
+/// holds the one entry at `entry`.
+fn link_one(head: usize, entry: usize) {
+    sys::write_usize(head, entry);
+    sys::write_usize(head + 8, OFFSET as usize);
+    sys::write_usize(head + 16, 0);
+    sys::write_usize(entry, head);
+}
+
 fn rust(ctx: &Ctx) -> bool {
     matches!(ctx.walker, Walker::Rust)
 }
@@ -257,10 +305,7 @@ pub fn remapped_live_wins(ctx: &Ctx) -> R {
     let head = list.at(0);
     let entry = mem + 0x40;
     let word = mem + 0x20;
-    sys::write_usize(head, entry);
-    sys::write_usize(head + 8, OFFSET as usize);
-    sys::write_usize(head + 16, 0);
-    sys::write_usize(entry, head);
+    link_one(head, entry);
     // The other memfd has the same entry at the same offset, its word 0 (not owned).
     sys::write_usize(other + 0x40, head);
     let sync = Shared::new(PAGE);
@@ -312,15 +357,8 @@ pub fn remapped_live_wins(ctx: &Ctx) -> R {
 /// Another thread of the process holds the lock; the main thread unmaps the memory; the process
 /// is killed. The holder thread's walk marks the word (records are per mm).
 pub fn other_thread_holds(ctx: &Ctx) -> R {
-    let (_fd, mem) = map_memfd(PAGE)?;
-    let list = Shared::new(PAGE);
-    let head = list.at(0);
-    let entry = mem + 0x40;
-    let word = mem + 0x20;
-    sys::write_usize(head, entry);
-    sys::write_usize(head + 8, OFFSET as usize);
-    sys::write_usize(head + 16, 0);
-    sys::write_usize(entry, head);
+    let lock = OneLock::new()?;
+    let (mem, head, word) = (lock.mem, lock.head, lock.word);
     let sync = Shared::new(PAGE);
     let (tid_at, unmapped) = (sync.at(0), sync.at(4));
     let pid = sys::fork_with(|| {
@@ -347,14 +385,7 @@ pub fn other_thread_holds(ctx: &Ctx) -> R {
             }
         })
     });
-    let deadline = std::time::Instant::now() + LIMIT;
-    while sys::read_u32(unmapped) == 0 {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "the holder never unmapped"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_reaches(unmapped, 1, "the holder never unmapped")?;
     // SAFETY: kills our child.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let _ = sys::wait_pid(pid);
@@ -372,15 +403,8 @@ pub fn other_thread_holds(ctx: &Ctx) -> R {
 /// exec walks the old list in the old mm: a holder that unmapped its lock's memory and execs
 /// marks it (records are the old mm's, dropped with it).
 pub fn exec_marks(ctx: &Ctx) -> R {
-    let (_fd, mem) = map_memfd(PAGE)?;
-    let list = Shared::new(PAGE);
-    let head = list.at(0);
-    let entry = mem + 0x40;
-    let word = mem + 0x20;
-    sys::write_usize(head, entry);
-    sys::write_usize(head + 8, OFFSET as usize);
-    sys::write_usize(head + 16, 0);
-    sys::write_usize(entry, head);
+    let lock = OneLock::new()?;
+    let (mem, head, word) = (lock.mem, lock.head, lock.word);
     let sync = Shared::new(PAGE);
     let pid = sys::fork_with(|| {
         let tid = sys::gettid();
@@ -485,10 +509,7 @@ pub fn fork_not_inherited(_: &Ctx) -> R {
     let (tid_at, child_done, go) = (sync.at(0), sync.at(4), sync.at(8));
     let holder = sys::fork_with(|| {
         let tid = sys::gettid();
-        sys::write_usize(head, entry);
-        sys::write_usize(head + 8, OFFSET as usize);
-        sys::write_usize(head + 16, 0);
-        sys::write_usize(entry, head);
+        link_one(head, entry);
         if sys::set_robust_list(head, HEAD_LEN).is_err() {
             return 1;
         }
@@ -517,25 +538,12 @@ pub fn fork_not_inherited(_: &Ctx) -> R {
         0
     });
     let r = (|| -> R {
-        let deadline = std::time::Instant::now() + LIMIT;
-        while sys::read_u32(tid_at) == 0 {
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "the holder never unmapped"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_reaches(tid_at, 1, "the holder never unmapped")?;
         // The holder forks the child only once the count is read.
         let before = counter("unmap_words")?;
         sys::write_u32(go, 1);
         let _ = sys::futex_wake(go, 1);
-        while sys::read_u32(child_done) == 0 {
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "the child never ended"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_reaches(child_done, 1, "the child never ended")?;
         ensure!(
             counter("unmap_words")? == before,
             "the forked child's exit walk reached a word through a record: records were \
@@ -572,10 +580,7 @@ pub fn unlock_other_mapping(_: &Ctx) -> R {
     let holder = sys::fork_with(|| {
         let tid = sys::gettid();
         let entry = mem + 0x40;
-        sys::write_usize(head, entry);
-        sys::write_usize(head + 8, OFFSET as usize);
-        sys::write_usize(head + 16, 0);
-        sys::write_usize(entry, head);
+        link_one(head, entry);
         if sys::set_robust_list(head, HEAD_LEN).is_err() {
             return 1;
         }
@@ -600,15 +605,7 @@ pub fn unlock_other_mapping(_: &Ctx) -> R {
         0
     });
     let wait_step = |n: u32| -> R {
-        let deadline = std::time::Instant::now() + LIMIT;
-        while sys::read_u32(step) < n {
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "the holder stopped at step {}",
-                n
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_reaches(step, n, &format!("the holder stopped at step {}", n))?;
         Ok(())
     };
     let r = (|| -> R {
@@ -811,10 +808,7 @@ pub fn kinds_waiter(ctx: &Ctx) -> R {
         let sync = Shared::new(PAGE);
         let holder = sys::fork_with(|| {
             let tid = sys::gettid();
-            sys::write_usize(head, m.entry);
-            sys::write_usize(head + 8, OFFSET as usize);
-            sys::write_usize(head + 16, 0);
-            sys::write_usize(m.entry, head);
+            link_one(head, m.entry);
             if sys::set_robust_list(head, HEAD_LEN).is_err() {
                 return 1;
             }
@@ -835,15 +829,7 @@ pub fn kinds_waiter(ctx: &Ctx) -> R {
             }
             0
         });
-        let deadline = std::time::Instant::now() + LIMIT;
-        while sys::read_u32(sync.at(0)) == 0 {
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "{:?}: holder not ready",
-                kind
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_reaches(sync.at(0), 1, &format!("{:?}: holder not ready", kind))?;
         let tid = sys::read_u32(sync.at(0));
         let waiters = crate::list::Waiters::start(m.seen, tid | WAITERS, 1)?;
         sys::write_u32(sync.at(4), 1);
@@ -892,10 +878,7 @@ pub fn sealed_not_written(_: &Ctx) -> R {
             return 1;
         };
         let entry = mem + 0x40;
-        sys::write_usize(head, entry);
-        sys::write_usize(head + 8, OFFSET as usize);
-        sys::write_usize(head + 16, 0);
-        sys::write_usize(entry, head);
+        link_one(head, entry);
         if sys::set_robust_list(head, HEAD_LEN).is_err() {
             return 2;
         }
@@ -969,11 +952,7 @@ pub fn records_capped(_: &Ctx) -> R {
         0
     });
     let r = (|| -> R {
-        let deadline = std::time::Instant::now() + LIMIT;
-        while sys::read_u32(sync.at(0)) == 0 {
-            ensure!(std::time::Instant::now() < deadline, "holder not done");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_reaches(sync.at(0), 1, "holder not done")?;
         let now = (counter("unmap_records")?, counter("unmap_lost")?);
         ensure!(
             now.0 > base.0 && now.0 <= base.0 + CAP,
