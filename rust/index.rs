@@ -350,19 +350,32 @@ impl TaskIndex {
     }
 
     /// Files `record` under `mm`, in the room made for it, if `mm` has a group (a task with a
-    /// robust list) with fewer than [`MAX_RECORDS`] records. Records it overlaps stay: the
-    /// later one wins a lookup, and pruning drops what nothing points into.
+    /// robust list) with fewer than [`MAX_RECORDS`] records once those `record` overlaps are
+    /// taken out into `stale` (within its capacity), for the caller to drop after the shard's
+    /// mutex is released: they describe what was mapped there before.
     pub(crate) fn add_record(
         &self,
         mm: *const bindings::mm_struct,
         record: Arc<Record>,
         room: RBTreeNodeReservation<u64, Arc<Record>>,
+        stale: &mut KVVec<Arc<Record>>,
     ) -> AddRecord {
         let mm_key = key(mm);
         let mut shard = self.shard(mm_key).lock();
         let Some(g) = shard.get_mut(&mm_key) else {
             return AddRecord::NoGroup;
         };
+        // Records it overlaps describe what was mapped there before: they go first.
+        let mut at = g.records.cursor_front_mut();
+        while let Some(c) = at {
+            if c.current().1.overlaps(&record) && stale.len() < stale.capacity() {
+                let (next, node) = c.remove_current();
+                let _ = stale.push_within_capacity(node.to_key_value().1);
+                at = next;
+            } else {
+                at = c.move_next();
+            }
+        }
         if g.records.iter().count() >= MAX_RECORDS {
             return AddRecord::Full;
         }
@@ -394,6 +407,33 @@ impl TaskIndex {
             }
         }
         more
+    }
+
+    /// Takes the records of `mm` that overlap `[start, end)` out of the index, into `out`
+    /// (within its capacity): memory unmapped there that is not recorded (not writable, not
+    /// shmem, no room) was mapped over them.
+    pub(crate) fn take_overlapping(
+        &self,
+        mm: *const bindings::mm_struct,
+        start: usize,
+        end: usize,
+        out: &mut KVVec<Arc<Record>>,
+    ) {
+        let mm_key = key(mm);
+        let mut shard = self.shard(mm_key).lock();
+        let Some(g) = shard.get_mut(&mm_key) else {
+            return;
+        };
+        let mut at = g.records.cursor_front_mut();
+        while let Some(c) = at {
+            if c.current().1.touches(start, end - start) && out.len() < out.capacity() {
+                let (next, node) = c.remove_current();
+                let _ = out.push_within_capacity(node.to_key_value().1);
+                at = next;
+            } else {
+                at = c.move_next();
+            }
+        }
     }
 
     /// Takes the records of `mm` whose keys are `seqs` out of the index, into `out` (within its

@@ -88,8 +88,13 @@ impl Record {
         self.start <= addr && addr.checked_add(len).is_some_and(|e| e <= self.end)
     }
 
+    /// Whether the two records' address ranges overlap.
+    pub(crate) fn overlaps(&self, other: &Record) -> bool {
+        self.touches(other.start, other.end - other.start)
+    }
+
     /// Whether `[addr, addr + len)` overlaps the record's addresses.
-    fn touches(&self, addr: usize, len: usize) -> bool {
+    pub(crate) fn touches(&self, addr: usize, len: usize) -> bool {
         addr < self.end && addr.saturating_add(len) > self.start
     }
 
@@ -140,20 +145,23 @@ pub(crate) unsafe extern "C" fn unmap(vma: *mut bindings::vm_area_struct) -> boo
     let Some(file) = vma.file() else {
         return false;
     };
-    if vma.flags() & VM_WRITE == 0 {
-        return false;
-    }
     let mm = vma.mm().as_raw();
     if !index.has_group(mm) {
         return false; // no task of the mm has a robust list
     }
-    if !vma.is_shmem() {
-        NOT_COVERED.add(1, Relaxed);
-        return false;
-    }
-    if !index.is_complete() {
-        // Records could not be pruned (some task may be missing): make none.
-        LOST.add(1, Relaxed);
+    // Room for the records this unmap makes stale (mapped over), dropped after the shard's
+    // mutex is released.
+    let mut stale =
+        KVVec::with_capacity(index::MAX_RECORDS, GFP_KERNEL_ACCOUNT).unwrap_or_default();
+    let writable_shmem = vma.flags() & VM_WRITE != 0 && vma.is_shmem();
+    if !writable_shmem || !index.is_complete() {
+        if vma.flags() & VM_WRITE != 0 && !vma.is_shmem() {
+            NOT_COVERED.add(1, Relaxed);
+        } else if writable_shmem {
+            // Records could not be pruned (some task may be missing): make none.
+            LOST.add(1, Relaxed);
+        }
+        index.take_overlapping(mm, vma.start(), vma.end(), &mut stale);
         return false;
     }
     RECORDS.add(1, Relaxed);
@@ -163,15 +171,16 @@ pub(crate) unsafe extern "C" fn unmap(vma: *mut bindings::vm_area_struct) -> boo
             pos: (vma.pgoff() as i64) << PAGE_SHIFT,
             start: vma.start(),
             end: vma.end(),
-            seq: SEQ.fetch_add(1, Relaxed),
+            seq: SEQ.fetch_add(1, Relaxed) + 1,
         },
         GFP_KERNEL_ACCOUNT,
     );
     let (Ok(record), Ok(room)) = (record, RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)) else {
         LOST.add(1, Relaxed);
+        index.take_overlapping(mm, vma.start(), vma.end(), &mut stale);
         return false;
     };
-    match index.add_record(mm, record, room) {
+    match index.add_record(mm, record, room, &mut stale) {
         index::AddRecord::Filed => {
             RECORDED.add(1, Relaxed);
             true
@@ -214,7 +223,9 @@ fn prune(mm: *mut bindings::mm_struct) {
     let Ok(mut used) = KVVec::from_elem(false, records.len(), GFP_KERNEL) else {
         return;
     };
-    let mem = RecordedMem::without_faults(&records);
+    let Ok(mem) = RecordedMem::without_faults(&records) else {
+        return; // keep everything
+    };
     for task in tasks.iter() {
         for head in futex::heads(task).into_iter().flatten() {
             let mut mark = |addr: usize, len: usize| {
@@ -252,10 +263,10 @@ fn prune(mm: *mut bindings::mm_struct) {
 /// Context: process context with a user `mm`; reads may fault and sleep.
 pub(crate) struct RecordedMem {
     records: RefCell<KVVec<Arc<Record>>>,
-    /// The records may be fetched (again): for the exit walk, once when it starts (if any
-    /// exist) and once more at a miss, since a sibling thread may have recorded memory it
-    /// unmapped meanwhile.
-    fetches: Cell<u8>,
+    /// For the exit walk, the record order ([`SEQ`]) when the records were last fetched: at a
+    /// miss they are fetched again if any record was made since (a sibling thread may have
+    /// recorded memory it unmapped meanwhile). `None` for [`prune`]'s fixed snapshot.
+    fetched: Cell<Option<u64>>,
     /// Reads of mapped memory do not fault ([`futex::read_user_nofault`]).
     nofault: bool,
     /// A read of mapped memory failed without faulting: what it would have read is unknown.
@@ -268,7 +279,7 @@ impl RecordedMem {
     pub(crate) fn for_exit() -> Self {
         let mem = RecordedMem {
             records: RefCell::new(KVVec::new()),
-            fetches: Cell::new(0),
+            fetched: Cell::new(Some(u64::MAX)),
             nofault: false,
             undecided: Cell::new(false),
         };
@@ -278,25 +289,30 @@ impl RecordedMem {
 
     /// For [`prune`]: the records given, mapped memory read without faulting; a page not
     /// mapped in leaves the read undecided.
-    fn without_faults(records: &[Arc<Record>]) -> Self {
-        let mut copy = KVVec::with_capacity(records.len(), GFP_KERNEL).unwrap_or_default();
+    fn without_faults(records: &[Arc<Record>]) -> Result<Self> {
+        let mut copy = KVVec::with_capacity(records.len(), GFP_KERNEL)?;
         for r in records {
             let _ = copy.push_within_capacity(r.clone());
         }
-        RecordedMem {
+        Ok(RecordedMem {
             records: RefCell::new(copy),
-            fetches: Cell::new(2),
+            fetched: Cell::new(None),
             nofault: true,
             undecided: Cell::new(false),
-        }
+        })
     }
 
-    /// Fetches the records of the current mm, if it may still.
+    /// Fetches the records of the current mm again if any record was made since the last
+    /// fetch (never for [`prune`]'s snapshot). Returns whether it did.
     fn fetch(&self) -> bool {
-        if self.fetches.get() >= 2 {
+        let Some(last) = self.fetched.get() else {
+            return false;
+        };
+        let now = SEQ.load(Relaxed);
+        if now == last {
             return false;
         }
-        self.fetches.set(self.fetches.get() + 1);
+        self.fetched.set(Some(now));
         match records_of_current() {
             Some(records) => {
                 *self.records.borrow_mut() = records;
@@ -344,11 +360,15 @@ impl RecordedMem {
     }
 
     /// After a failed read of mapped memory at `addr`: through the records if `addr` is not
-    /// mapped any more; otherwise a failure, undecided if the read did not fault.
+    /// mapped any more; otherwise a failure. Without faults, any failure but "unmapped, and no
+    /// record covers it" (where the exit walk stops as well) leaves the read undecided: a page
+    /// not mapped in, or a read of the file that failed (`ENOMEM`, `EIO`).
     fn read_fallback(&self, addr: usize, buf: &mut [u8]) -> Result {
         let r = self.read_recorded(addr, buf);
-        if r.is_err() && self.nofault && self.mapped(addr) {
-            self.undecided.set(true);
+        if let Err(e) = r {
+            if self.nofault && (e != EFAULT || self.mapped(addr)) {
+                self.undecided.set(true);
+            }
         }
         r
     }
@@ -360,7 +380,9 @@ impl RecordedMem {
             let at = addr.checked_add(done).ok_or(EFAULT)?;
             let n = (PAGE_SIZE - at % PAGE_SIZE).min(buf.len() - done);
             let record = self.locate(at, n).ok_or(EFAULT)?;
-            futex::file_read(&record.file, record.pos_of(at), &mut buf[done..done + n])?;
+            // Any failure of the file's read is told apart from "no record" (`EFAULT`).
+            futex::file_read(&record.file, record.pos_of(at), &mut buf[done..done + n])
+                .map_err(|e| if e == EFAULT { EIO } else { e })?;
             done += n;
         }
         Ok(())

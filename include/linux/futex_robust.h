@@ -34,7 +34,7 @@ struct task_struct;
  *				current->mm for good (munmap(2), mmap(2)
  *				MAP_FIXED over it, mremap(2), shmdt(2)),
  *				before it is freed, with the mmap lock held
- *				(for reading or writing); not at exit_mmap().
+ *				for writing; not at exit_mmap().
  *				May sleep and allocate; must not access user
  *				memory (a fault would take the mmap lock).
  *				Robust list entries may still point into the

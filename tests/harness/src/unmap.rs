@@ -860,7 +860,9 @@ pub fn kinds_waiter(ctx: &Ctx) -> R {
 
 /// A memfd the holder unmapped, then sealed against writes (`F_SEAL_WRITE`, allowed once no
 /// writable mapping is left), before dying with a lock in it: the module's walk must not write
-/// the sealed memory (the holder could not have, through any mapping).
+/// the sealed memory (the holder could not have, through any mapping). A lock in another,
+/// unsealed memfd it unmapped too comes first on its list: that one is marked (the records
+/// are in use).
 pub fn sealed_not_written(_: &Ctx) -> R {
     // SAFETY: plain system calls.
     let fd = unsafe { libc::memfd_create(c"robust-sealed".as_ptr(), libc::MFD_ALLOW_SEALING) };
@@ -870,6 +872,7 @@ pub fn sealed_not_written(_: &Ctx) -> R {
         unsafe { libc::ftruncate(fd, PAGE as i64) } == 0,
         "ftruncate"
     );
+    let (_open_fd, open) = map_memfd(PAGE)?;
     let sync = Shared::new(PAGE);
     let head = sys::private_anon(PAGE);
     let holder = sys::fork_with(|| {
@@ -877,14 +880,17 @@ pub fn sealed_not_written(_: &Ctx) -> R {
         let Ok(mem) = sys::mmap(0, PAGE, RW, libc::MAP_SHARED, fd) else {
             return 1;
         };
-        let entry = mem + 0x40;
-        link_one(head, entry);
+        // head -> the unsealed memfd's entry -> the sealed one's -> head
+        link_one(head, open + 0x40);
+        sys::write_usize(open + 0x40, mem + 0x40);
+        sys::write_usize(mem + 0x40, head);
         if sys::set_robust_list(head, HEAD_LEN).is_err() {
             return 2;
         }
+        sys::write_u32(open + 0x20, tid);
         sys::write_u32(mem + 0x20, tid);
         sys::write_u32(sync.at(0), tid);
-        if sys::munmap(mem, PAGE).is_err() {
+        if sys::munmap(mem, PAGE).is_err() || sys::munmap(open, PAGE).is_err() {
             return 3;
         }
         // SAFETY: seals our memfd.
@@ -898,6 +904,11 @@ pub fn sealed_not_written(_: &Ctx) -> R {
     let seen =
         sys::mmap(0, PAGE, libc::PROT_READ, libc::MAP_SHARED, fd).map_err(|e| e.to_string())?;
     let tid = sys::read_u32(sync.at(0));
+    ensure!(
+        sys::read_u32(open + 0x20) == OWNER_DIED,
+        "the unsealed memfd's word is {:#x}, want OWNER_DIED: the records were not used",
+        sys::read_u32(open + 0x20)
+    );
     ensure!(
         sys::read_u32(seen + 0x20) == tid,
         "the sealed memfd's word is {:#x}, want {:#x}: the walk wrote sealed memory",
@@ -933,9 +944,21 @@ pub fn records_capped(_: &Ctx) -> R {
         if sys::set_robust_list(head, HEAD_LEN).is_err() {
             return 1;
         }
-        for _ in 0..MEMFDS {
+        // Each memfd at its own address (records that overlap replace each other).
+        let Ok(area) = sys::mmap(
+            0,
+            MEMFDS * PAGE,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+        ) else {
+            return 2;
+        };
+        for i in 0..MEMFDS {
             let fd = crate::cleanup::memfd(PAGE);
-            let Ok(p) = sys::mmap(0, PAGE, RW, libc::MAP_SHARED, fd) else {
+            let at = area + i * PAGE;
+            let Ok(p) = sys::mmap_offset(at, PAGE, RW, libc::MAP_SHARED | libc::MAP_FIXED, fd, 0)
+            else {
                 return 2;
             };
             // SAFETY: our own descriptor.
