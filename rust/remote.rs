@@ -15,9 +15,10 @@
 //!   request and never answer, and the faulting task then waits uninterruptibly;
 //! - a slot is written only in private memory or shmem: unpinning a dirtied page of another
 //!   shared file may wait for its page lock, which that file system's writeback may hold;
-//! - another process's `mmap_lock` is only tried, for a bounded time ([`lock_other`]): its
+//! - another process's `mmap_lock` is only tried, for about a second ([`lock_other`]): its
 //!   owner can keep it held for as long as it likes (a read of its own memory that waits on its
-//!   own FUSE server holds it, and a queued writer then blocks every new reader).
+//!   own FUSE server holds it, and a queued writer then blocks every new reader), so such a
+//!   process delays a call by a second at most, killably.
 //!
 //! What cannot be reached that way fails with `EFAULT` or `EAGAIN`, which the caller counts as
 //! missed.
@@ -43,8 +44,10 @@ fn fault_in(vma: &VmaRef) -> FaultIn {
     }
 }
 
-/// How many times, a millisecond apart, [`lock_other`] tries another process's `mmap_lock`.
-const LOCK_TRIES: u32 = 20;
+/// How many times, a millisecond apart, [`lock_other`] tries another process's `mmap_lock`:
+/// about a second. A process that forks in a loop holds its `mmap_lock` for writing most of
+/// the time, on a slow kernel (KASAN) for milliseconds at a stretch: 20 tries missed it.
+const LOCK_TRIES: u32 = 1000;
 
 /// Takes the `mmap_lock` of `mm` for reading: killably if it is the caller's own, otherwise
 /// by trying, for about [`LOCK_TRIES`] milliseconds, then failing with `EAGAIN`; `EINTR` if the
