@@ -6,6 +6,7 @@
  * mapped MAP_SHARED by every process that opens the environment.
  *
  *   lmdb DIR ROUNDS
+ *   lmdb DIR unmapped SECONDS
  *
  * Each round opens the environment, writes, has a child writer killed inside
  * its write transaction (holding the writer mutex) and a child reader killed
@@ -15,6 +16,14 @@
  * lock file; the next round maps it again. Output depends only on what LMDB
  * did, so a run under LD_PRELOAD must print exactly what a run without it
  * prints.
+ *
+ * The second form is the holder that unmaps its lock memory (unmap.rst): a
+ * child enters a write transaction and closes the environment inside it,
+ * which unmaps the lock file with the writer mutex held, and is killed. The
+ * parent, which keeps the environment open (so LMDB does not reset the lock
+ * file), then writes: with the module's exit walk the mutex was marked and
+ * LMDB recovers; with the built-in walk nothing marked it and the write waits
+ * until the alarm after SECONDS says so (exit 3).
  */
 /* libs: -llmdb */
 #define _GNU_SOURCE
@@ -94,7 +103,8 @@ static void show(MDB_env *env, const char *k)
  * mutex held) or a read transaction (reader slot taken), says so, and waits
  * to be killed.
  */
-static void killed_inside(const char *dir, int writer, const char *key)
+static void killed_inside(const char *dir, int writer, int unmap,
+			  const char *key)
 {
 	int p[2];
 	pid_t pid;
@@ -120,6 +130,9 @@ static void killed_inside(const char *dir, int writer, const char *key)
 		if (writer && (mdb_dbi_open(txn, NULL, 0, &dbi) ||
 			      mdb_put(txn, dbi, &kv, &vv, 0)))
 			_exit(4);
+		/* The bug: the lock file goes away with the mutex held. */
+		if (unmap)
+			mdb_env_close(env);
 		if (write(p[1], "x", 1) != 1)
 			_exit(5);
 		for (;;)
@@ -137,21 +150,56 @@ static void killed_inside(const char *dir, int writer, const char *key)
 	}
 }
 
+static void stuck(int sig)
+{
+	static const char msg[] =
+		"  the writer mutex is still held: its dead owner was never marked\n";
+
+	(void)sig;
+	if (write(1, msg, sizeof(msg) - 1) < 0)
+		_exit(4);
+	_exit(3);
+}
+
+static int unmapped(const char *dir, int seconds)
+{
+	MDB_env *env = open_env(dir);
+
+	put(env, "before-unmapped", "parent");
+	killed_inside(dir, 1, 1, "unmapped-writer");
+	printf("holder unmapped the lock file inside a write transaction, killed\n");
+	if (signal(SIGALRM, stuck) == SIG_ERR) {
+		printf("signal: %s\n", strerror(errno));
+		return 1;
+	}
+	alarm(seconds);
+	put(env, "after-unmapped", "parent");
+	alarm(0);
+	printf("  the next writer recovered\n");
+	show(env, "before-unmapped");
+	show(env, "unmapped-writer");
+	show(env, "after-unmapped");
+	mdb_env_close(env);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char k[32];
 	int rounds, r, dead;
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: lmdb DIR ROUNDS\n");
+	if (argc != 3 && !(argc == 4 && !strcmp(argv[2], "unmapped"))) {
+		fprintf(stderr, "usage: lmdb DIR ROUNDS | lmdb DIR unmapped SECONDS\n");
 		return 2;
 	}
-	rounds = atoi(argv[2]);
 	if (mkdir(argv[1], 0755) && errno != EEXIST) {
 		printf("mkdir: %s\n", strerror(errno));
 		return 1;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 4)
+		return unmapped(argv[1], atoi(argv[3]));
+	rounds = atoi(argv[2]);
 	for (r = 0; r < rounds; r++) {
 		MDB_env *env = open_env(argv[1]);
 
@@ -159,11 +207,11 @@ int main(int argc, char **argv)
 		snprintf(k, sizeof(k), "before-%d", r);
 		put(env, k, "parent");
 		snprintf(k, sizeof(k), "killed-writer-%d", r);
-		killed_inside(argv[1], 1, k);
+		killed_inside(argv[1], 1, 0, k);
 		/* The writer mutex's owner died: LMDB recovers in mdb_txn_begin(). */
 		snprintf(k, sizeof(k), "after-%d", r);
 		put(env, k, "parent");
-		killed_inside(argv[1], 0, "reader");
+		killed_inside(argv[1], 0, 0, "reader");
 		E(mdb_reader_check(env, &dead));
 		printf("  dead readers freed: %d\n", dead);
 		snprintf(k, sizeof(k), "before-%d", r);

@@ -176,6 +176,7 @@ pub static ALL: &[Case] = &[
     Case::any("unmap_kinds_waiter", crate::unmap::kinds_waiter),
     Case::module("unmap_sealed_not_written", crate::unmap::sealed_not_written),
     Case::module("unmap_records_capped", crate::unmap::records_capped),
+    Case::any("unmap_lmdb", crate::unmap::lmdb),
     Case::module(
         "hardening_fuse_head_never_served",
         crate::fuse::head_never_served,

@@ -12,15 +12,20 @@ const DIR: &str = "/preload";
 const LIBRARY: &str = "/preload/librobust_cleanup.so";
 
 /// What a program printed, and whether it exited with 0.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Runs `/preload/PROGRAM ARGS` with `LD_PRELOAD` set to the library if `preload`, and the
 /// extra environment `env`.
-fn run(program: &str, args: &[&str], preload: bool, env: &[(&str, &str)]) -> Result<Run, String> {
+pub fn run(
+    program: &str,
+    args: &[&str],
+    preload: bool,
+    env: &[(&str, &str)],
+) -> Result<Run, String> {
     let mut cmd = Command::new(format!("{}/{}", DIR, program));
     cmd.args(args).env_remove("LD_PRELOAD");
     if preload {

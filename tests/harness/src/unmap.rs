@@ -1000,3 +1000,44 @@ pub fn records_capped(_: &Ctx) -> R {
     ensure_eq!(counter("unmap_records")?, base.0);
     Ok(())
 }
+
+/// A real program: LMDB (Debian's liblmdb0), whose lock file on tmpfs holds its robust writer
+/// mutex. A writer closes the environment inside its write transaction, which unmaps the lock
+/// file with the mutex held, and is killed (`preload/tests/lmdb.c`, `unmapped`). With the
+/// module the next writer, in another process, recovers through LMDB's own API, and the dead
+/// writer's uncommitted data is not there; with the built-in walker it waits until the
+/// program's alarm.
+pub fn lmdb(ctx: &Ctx) -> R {
+    let (dir, seconds) = if rust(ctx) {
+        ("/tmp/lmdb-unmapped-rust", LIMIT.as_secs())
+    } else {
+        ("/tmp/lmdb-unmapped-c", 3)
+    };
+    let r = crate::preload::run("lmdb", &[dir, "unmapped", &seconds.to_string()], false, &[])?;
+    ensure!(
+        r.stdout.contains("holder unmapped the lock file"),
+        "lmdb did not get to the unmapped holder"
+    );
+    if rust(ctx) {
+        ensure!(r.ok, "lmdb failed");
+        for want in [
+            "  the next writer recovered",
+            "  before-unmapped = parent",
+            "  unmapped-writer: not found",
+            "  after-unmapped = parent",
+        ] {
+            ensure!(
+                r.stdout.lines().any(|l| l == want),
+                "lmdb did not print {:?}",
+                want
+            );
+        }
+    } else {
+        ensure!(
+            !r.ok && r.stdout.contains("the writer mutex is still held"),
+            "built-in walker: the next writer should wait (the walk stops at the unmapped \
+             entry)"
+        );
+    }
+    Ok(())
+}
