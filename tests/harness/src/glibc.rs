@@ -88,7 +88,7 @@ fn expect_ownerdead(what: &str, r: i32) -> R {
     Ok(())
 }
 
-fn errname(r: i32) -> String {
+pub fn errname(r: i32) -> String {
     std::io::Error::from_raw_os_error(r).to_string()
 }
 

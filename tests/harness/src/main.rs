@@ -240,6 +240,15 @@ fn main() {
         }
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("unmap-demo") {
+        let label = std::env::args().nth(2).unwrap_or_default();
+        let module = std::env::args().nth(3).as_deref() == Some("with-module");
+        if let Err(e) = unmap::demo(&label, module) {
+            println!("[unmap/{}] FAILED: {}", label, e);
+            std::process::exit(1);
+        }
+        return;
+    }
     if std::env::args().nth(1).as_deref() == Some("stepped") {
         let label = std::env::args().nth(2).unwrap_or_default();
         let module = std::env::args().nth(3).as_deref() == Some("with-module");

@@ -1041,3 +1041,105 @@ pub fn lmdb(ctx: &Ctx) -> R {
     }
     Ok(())
 }
+
+/// `robust-harness unmap-demo LABEL [with-module]`: tells the write-up's story (a process locks
+/// a robust mutex in shared memory, unmaps that memory, dies) with a waiter in another
+/// process, then LMDB's version of it. With the built-in walker the waiter is still waiting
+/// when the demo gives up on it (expected: nothing marked the mutex); with the module it gets
+/// `EOWNERDEAD`. Fails if the walker does not behave as it should.
+pub fn demo(label: &str, module: bool) -> R {
+    let say = |s: String| println!("[unmap/{}] {}", label, s);
+    let (_fd, mem) = map_memfd(PAGE)?;
+    let m = Mutex::init(mem, true, false)?;
+    let sync = Shared::new(PAGE);
+    let (locked, go) = (sync.at(0), sync.at(4));
+    let holder = sys::fork_with(|| {
+        if m.lock() != 0 {
+            return 1;
+        }
+        sys::write_u32(locked, 1);
+        let _ = sys::futex_wake(locked, 1);
+        while sys::read_u32(go) == 0 {
+            let _ = sys::futex_wait(go, 0, Duration::from_secs(1));
+        }
+        if sys::munmap(mem, PAGE).is_err() {
+            return 2;
+        }
+        0
+    });
+    wait_reaches(locked, 1, "the holder's lock")?;
+    say(format!(
+        "process {} locked a robust mutex in a memfd (futex word {:#010x})",
+        holder,
+        sys::read_u32(mem)
+    ));
+    let wait = if module {
+        LIMIT
+    } else {
+        Duration::from_secs(5)
+    };
+    // When the holder was told to go: the wait is measured from there.
+    let start = std::sync::OnceLock::new();
+    let (r, waited) = std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let r = m.timedlock(wait);
+            let waited = start
+                .get()
+                .map(std::time::Instant::elapsed)
+                .unwrap_or_default();
+            if r == libc::EOWNERDEAD {
+                let _ = (m.consistent(), m.unlock());
+            }
+            (r, waited)
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        say(format!(
+            "process {} waits for it; process {} unmaps the memfd, still holding it, and exits",
+            sys::getpid(),
+            holder
+        ));
+        let _ = start.set(std::time::Instant::now());
+        sys::write_u32(go, 1);
+        let _ = sys::futex_wake(go, 1);
+        waiter.join().unwrap()
+    });
+    let st = sys::wait_pid(holder);
+    ensure!(exited_ok(st), "holder status {:#x}", st);
+    if r == libc::EOWNERDEAD {
+        say(format!(
+            "the exit walk reached the lock through the memfd: pthread_mutex_lock() = \
+             EOWNERDEAD after {} ms",
+            waited.as_millis()
+        ));
+    } else {
+        say(format!(
+            "pthread_mutex_lock() = {} after {} ms: the exit walk faulted on the unmapped \
+             entry and stopped; nobody will ever mark this mutex",
+            if r == libc::ETIMEDOUT {
+                "ETIMEDOUT (given up)".to_string()
+            } else {
+                crate::glibc::errname(r)
+            },
+            waited.as_millis()
+        ));
+    }
+    let want = if module {
+        libc::EOWNERDEAD
+    } else {
+        libc::ETIMEDOUT
+    };
+    ensure!(r == want, "the waiter got {}", crate::glibc::errname(r));
+    say(
+        "the same with LMDB: a writer closes its environment inside a write transaction \
+         (unmapping lock.mdb, writer mutex held) and is killed; another process writes next"
+            .to_string(),
+    );
+    let dir = format!("/tmp/lmdb-demo-{}", label);
+    let secs = wait.as_secs().to_string();
+    let run = crate::preload::run("lmdb", &[&dir, "unmapped", &secs], false, &[])?;
+    for line in run.stdout.lines().skip(1) {
+        say(format!("lmdb: {}", line.trim()));
+    }
+    ensure_eq!(run.ok, module);
+    Ok(())
+}
