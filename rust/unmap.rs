@@ -150,9 +150,13 @@ pub(crate) unsafe extern "C" fn unmap(vma: *mut bindings::vm_area_struct) -> boo
         return false; // no task of the mm has a robust list
     }
     // Room for the records this unmap makes stale (mapped over), dropped after the shard's
-    // mutex is released.
-    let mut stale =
-        KVVec::with_capacity(index::MAX_RECORDS, GFP_KERNEL_ACCOUNT).unwrap_or_default();
+    // mutex is released. None if no mm has a record: records of this mm are made only under
+    // its `mmap_lock` held for writing, as now, so none can appear meanwhile.
+    let mut stale = if RECORDS.load(Relaxed) == 0 {
+        KVVec::new()
+    } else {
+        KVVec::with_capacity(index::MAX_RECORDS, GFP_KERNEL_ACCOUNT).unwrap_or_default()
+    };
     let writable_shmem = vma.flags() & VM_WRITE != 0 && vma.is_shmem();
     if !writable_shmem || !index.is_complete() {
         if vma.flags() & VM_WRITE != 0 && !vma.is_shmem() {
