@@ -158,6 +158,8 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--out", required=True,
                     help="path prefix of the .json, .txt, .rst and .svg it writes")
+    ap.add_argument("--partial", action="store_true",
+                    help="some figures only (RF_BENCH): print theirs, no goals or files")
     a = ap.parse_args()
     figs = []
     with open(a.log, errors="replace") as f:
@@ -171,11 +173,14 @@ def main():
     lines = []
     p = lines.append
 
-    c = next(f for f in figs if f["figure"] == "cleanup")
-    p("cleanup_robust_list() on one word, one thread (ratio to the null system call getppid);")
-    p("floors: mincore() of one page (mmap_lock + VMA lookup), process_vm_readv() of 16 bytes")
-    p(f"  null system call: {statistics.median(c['null']):.0f} ns (median)")
-    for k in ("private", "shared_anon", "memfd", "mincore", "remote_read"):
+    c = next((f for f in figs if f["figure"] == "cleanup"), None)
+    if c is None and not a.partial:
+        sys.exit("no cleanup figure in " + a.log)
+    if c:
+        p("cleanup_robust_list() on one word, one thread (ratio to the null system call getppid);")
+        p("floors: mincore() of one page (mmap_lock + VMA lookup), process_vm_readv() of 16 bytes")
+        p(f"  null system call: {statistics.median(c['null']):.0f} ns (median)")
+    for k in ("private", "shared_anon", "memfd", "mincore", "remote_read") if c else ():
         s = spread(ratios(c, k, "null"))
         s["ns"] = statistics.median(c[k])
         res["cleanup"][k] = s
@@ -243,9 +248,14 @@ def main():
             p(f"  {a_:17} {res['unlock'][a_]['ns']:7.0f} ns vs {b_} "
               f"{res['unlock'][b_]['ns']:7.0f} ns: {s['median']:.3f}  (p10 {s['p10']:.3f}, "
               f"p90 {s['p90']:.3f})")
-        p(f"  null system call {res['unlock']['null']['ns']:7.0f} ns; one cleanup_robust_list() "
-          f"per destroy (private): {res['cleanup']['private']['ns']:.0f} ns")
+        if "private" in res["cleanup"]:
+            p(f"  null system call {res['unlock']['null']['ns']:7.0f} ns; one "
+              f"cleanup_robust_list() per destroy (private): "
+              f"{res['cleanup']['private']['ns']:.0f} ns")
 
+    if a.partial:
+        print("\n".join(lines))
+        return
     per_thread = slope([(s["tasks"], s["median"]) for s in res["threads"]])
     per_proc = slope([(s["tasks"], s["median"]) for s in res["processes"]])
     # The slowdown against the mean of the two runs with none (before and after).

@@ -108,6 +108,8 @@ def main():
     add("guest/kunit_suites_ran", kunit, "no KUnit suite results in the log")
     add("guest/kernel_crate_doctests_ran", "kunit-rust_doctests_kernel" in kunit,
         "no rust_doctests_kernel results (CONFIG_RUST_KERNEL_DOCTESTS)")
+    add("guest/series_kunit_suite_ran", "kunit-robust_futex_file_key" in kunit,
+        "no robust_futex_file_key results (CONFIG_FUTEX_ROBUST_KUNIT_TEST, patch 0012)")
     selftests = sorted(s for s in found if s.startswith("selftest-"))
     # The kernel's futex selftests ran, robust_list among them, with and without the module.
     for want in ("selftest-robust_list", "selftest-robust_list-module"):

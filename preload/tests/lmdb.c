@@ -23,7 +23,8 @@
  * parent, which keeps the environment open (so LMDB does not reset the lock
  * file), then writes: with the module's exit walk the mutex was marked and
  * LMDB recovers; with the built-in walk nothing marked it and the write waits
- * until the alarm after SECONDS says so (exit 3).
+ * until the alarm after SECONDS says so (exit 3; any other failure exits
+ * with another code).
  */
 /* libs: -llmdb */
 #define _GNU_SOURCE
@@ -150,28 +151,49 @@ static void killed_inside(const char *dir, int writer, int unmap,
 	}
 }
 
+/* How far the program got: what the alarm says (exit 3 only for the lock). */
+static volatile sig_atomic_t waiting_for_lock;
+
 static void stuck(int sig)
 {
-	static const char msg[] =
+	static const char early[] =
+		"  timed out before the holder was inside its transaction\n";
+	static const char held[] =
 		"  the writer mutex is still held: its dead owner was never marked\n";
+	int ok;
 
 	(void)sig;
-	if (write(1, msg, sizeof(msg) - 1) < 0)
-		_exit(4);
-	_exit(3);
+	if (waiting_for_lock)
+		ok = write(1, held, sizeof(held) - 1) >= 0;
+	else
+		ok = write(1, early, sizeof(early) - 1) >= 0;
+	_exit(!ok ? 5 : waiting_for_lock ? 3 : 4);
 }
 
 static int unmapped(const char *dir, int seconds)
 {
-	MDB_env *env = open_env(dir);
+	MDB_env *env;
 
-	put(env, "before-unmapped", "parent");
-	killed_inside(dir, 1, 1, "unmapped-writer");
-	printf("holder unmapped the lock file inside a write transaction, killed\n");
+	if (seconds <= 0) {
+		fprintf(stderr, "lmdb: SECONDS must be positive\n");
+		return 2;
+	}
+	/* Nothing below may wait longer than that, whatever goes wrong. */
 	if (signal(SIGALRM, stuck) == SIG_ERR) {
 		printf("signal: %s\n", strerror(errno));
 		return 1;
 	}
+	alarm(seconds);
+	/*
+	 * The parent keeps the environment open throughout: alone, the next
+	 * opener would get LMDB's exclusive lock and initialise the lock file
+	 * again (and the child's mdb_env_close() would destroy the mutex).
+	 */
+	env = open_env(dir);
+	put(env, "before-unmapped", "parent");
+	killed_inside(dir, 1, 1, "unmapped-writer");
+	printf("holder unmapped the lock file inside a write transaction, killed\n");
+	waiting_for_lock = 1;
 	alarm(seconds);
 	put(env, "after-unmapped", "parent");
 	alarm(0);

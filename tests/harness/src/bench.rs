@@ -688,7 +688,25 @@ fn unlock_rounds(
     );
 }
 
-pub fn main(module: &str) -> i32 {
+/// The figures, in the order they run, by the names `rf.bench=` selects them with.
+const FIGURES: [(&str, &str); 9] = [
+    ("cleanup", "cleanup vs null syscall"),
+    ("threads", "threads of the caller"),
+    ("processes", "processes on a memfd"),
+    ("unrelated", "unrelated tasks"),
+    ("exit", "exit walk, module vs built-in"),
+    (
+        "churn",
+        "thread start and exit against the threads of the process",
+    ),
+    ("unmap", "unmapping shared memory, module / built-in"),
+    ("preload", "preload library, with / without"),
+    ("unlock", "robust unlock, classic vs merged"),
+];
+
+/// Runs every figure, or those named in `only` (comma-separated: a quicker run while working
+/// on one; `make bench` runs them all).
+pub fn main(module: &str, only: Option<&str>) -> i32 {
     println!(
         "# bench: timing with the TSC, {:.3} ticks/ns; the kernel's clocksource is {}",
         ticks_per_ns(),
@@ -697,24 +715,23 @@ pub fn main(module: &str) -> i32 {
             .trim()
     );
     set_walker(module, true);
-    println!("# bench: cleanup vs null syscall");
-    cleanup_vs_null();
-    println!("# bench: threads of the caller");
-    threads_scaling();
-    println!("# bench: processes on a memfd");
-    processes_scaling();
-    println!("# bench: unrelated tasks");
-    unrelated_tasks();
-    println!("# bench: exit walk, module vs built-in");
-    exit_walk(module);
-    println!("# bench: thread start and exit against the threads of the process");
-    thread_churn(module);
-    println!("# bench: unmapping shared memory, module / built-in");
-    unmap_cost(module);
-    println!("# bench: preload library, with / without");
-    preload_overhead();
-    println!("# bench: robust unlock, classic vs merged");
-    unlock_costs();
+    for (name, what) in FIGURES {
+        if only.is_some_and(|o| !o.split(',').any(|n| n == name)) {
+            continue;
+        }
+        println!("# bench: {}", what);
+        match name {
+            "cleanup" => cleanup_vs_null(),
+            "threads" => threads_scaling(),
+            "processes" => processes_scaling(),
+            "unrelated" => unrelated_tasks(),
+            "exit" => exit_walk(module),
+            "churn" => thread_churn(module),
+            "unmap" => unmap_cost(module),
+            "preload" => preload_overhead(),
+            _ => unlock_costs(),
+        }
+    }
     println!("# bench: done");
     0
 }

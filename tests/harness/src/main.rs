@@ -263,7 +263,8 @@ fn main() {
     }
     if std::env::args().nth(1).as_deref() == Some("bench") {
         let module = std::env::args().nth(2).unwrap_or_else(|| usage());
-        std::process::exit(bench::main(&module));
+        let only = std::env::args().nth(3);
+        std::process::exit(bench::main(&module, only.as_deref()));
     }
     if std::env::args().nth(1).as_deref() == Some("index-at-load") {
         let module = std::env::args().nth(2).unwrap_or_else(|| usage());

@@ -14,6 +14,8 @@ const LIBRARY: &str = "/preload/librobust_cleanup.so";
 /// What a program printed, and whether it exited with 0.
 pub struct Run {
     pub ok: bool,
+    /// The exit code, if it exited.
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -39,6 +41,7 @@ pub fn run(
         .map_err(|e| format!("{} {:?}: {}", program, args, e))?;
     let run = Run {
         ok: out.status.success(),
+        code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
