@@ -44,9 +44,12 @@
 //!
 //! # Locking
 //!
-//! A shard's mutex guards nothing but its trees: under it no user memory is accessed, no other
-//! lock is taken and nothing is allocated (the room for an entry is made before it is taken), so
-//! a `set_robust_list()` or an exit never waits behind anything a user controls. [`tasks_of`]
+//! A shard's mutex guards nothing but its trees and the groups' records: under it no user memory
+//! is accessed, nothing is allocated (the room for an entry or a record is made before it is
+//! taken) and no other lock is taken, but for a file reference dropped with a record taken out
+//! of the index when more were taken at once than the caller had slots for (`fput()` defers the
+//! release, at most queueing work), so a `set_robust_list()` or an exit never waits behind
+//! anything a user controls. [`tasks_of`]
 //! copies references out, and `cleanup_robust_list()` reads the candidates' heads after
 //! releasing it. Lock orders: a task's `futex.exit_mutex`, then a shard's mutex; an mm's
 //! `mmap_lock`, then a shard's mutex (records are filed under the `mmap_lock` of the mm that
@@ -54,7 +57,8 @@
 //! sleep.
 
 use crate::futex::{self, ExitGuard};
-use crate::unmap::Record;
+use crate::robust_list::Head;
+use crate::unmap::{Record, Span};
 use core::{ops::ControlFlow, pin::Pin, ptr};
 use kernel::{
     bindings,
@@ -65,7 +69,7 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Acquire, Atomic, Relaxed, Release},
-        rcu, Arc, Mutex,
+        rcu, Mutex,
     },
     task::{self, Task},
 };
@@ -97,9 +101,10 @@ struct MmTasks {
     /// The tasks, by address.
     tasks: RBTree<usize, ARef<Task>>,
     /// Shared memory a task of the mm unmapped while robust list entries may still point there
-    /// ([`crate::unmap`]), by the order they were made in (at most [`MAX_RECORDS`]). Dropped
-    /// with the group, when the mm's last task has walked its lists.
-    records: RBTree<u64, Arc<Record>>,
+    /// ([`crate::unmap`]), at most [`MAX_RECORDS`]. The room is kept once made, so that
+    /// filing a record does not allocate. Dropped with the group, when the mm's last task has
+    /// walked its lists.
+    records: KVVec<Record>,
 }
 
 /// The groups of the mms that hash to one shard, by mm address.
@@ -114,6 +119,99 @@ pub(crate) enum AddRecord {
     NoGroup,
     /// The mm has [`MAX_RECORDS`] records already.
     Full,
+    /// The mm's room for records is full: make room for this many and call again.
+    NeedRoom(usize),
+}
+
+/// What [`TaskIndex::snapshot`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Snapshot {
+    /// The mm has no group, or the index is incomplete (some of its tasks may be missing).
+    Nothing,
+    /// The spans of the mm's records and the heads of its tasks are copied.
+    Copied,
+    /// They did not fit: make room for this many spans and heads, and call again.
+    NeedRoom { spans: usize, heads: usize },
+}
+
+/// Room for values copied out of the index under a shard's mutex: `N` of them in place (on
+/// the caller's stack), more in an allocation made, outside the mutex, when they do not fit.
+pub(crate) struct Stash<T: Copy, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    heap: KVVec<T>,
+}
+
+impl<T: Copy, const N: usize> Stash<T, N> {
+    /// Empty room for `N` values; `fill` fills what is not used.
+    pub(crate) fn new(fill: T) -> Self {
+        Stash {
+            inline: [fill; N],
+            len: 0,
+            heap: KVVec::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.heap.clear();
+    }
+
+    /// Stores `v`; returns false, storing nothing, if there is no room.
+    fn push(&mut self, v: T) -> bool {
+        if self.heap.capacity() > 0 {
+            return self.heap.push_within_capacity(v).is_ok();
+        }
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = v;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The values stored.
+    pub(crate) fn as_slice(&self) -> &[T] {
+        if self.heap.capacity() > 0 {
+            &self.heap
+        } else {
+            &self.inline[..self.len]
+        }
+    }
+
+    /// Makes room for `n` values: an allocation if more than `N`.
+    pub(crate) fn reserve(&mut self, n: usize) -> Result {
+        if n > N && self.heap.capacity() < n {
+            self.heap = KVVec::with_capacity(n, GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+}
+
+/// Takes the records `take` selects out of `records`, into the free slots of `stale` for the
+/// caller to drop after the shard's mutex is released; one that finds no free slot is dropped
+/// here (`fput()` defers the file's release: that does not sleep or wait under the mutex).
+fn take_out(
+    records: &mut KVVec<Record>,
+    mut take: impl FnMut(&Record) -> bool,
+    stale: &mut [Option<Record>],
+) -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < records.len() {
+        if !take(&records[i]) {
+            i += 1;
+            continue;
+        }
+        if let Ok(r) = records.remove(i) {
+            n += 1;
+            if let Some(slot) = stale.iter_mut().find(|s| s.is_none()) {
+                *slot = Some(r);
+            }
+        }
+    }
+    n
 }
 
 /// Tasks with a robust list, grouped by mm, the groups sharded by mm.
@@ -260,7 +358,7 @@ impl TaskIndex {
             let tasks = MmTasks {
                 _mm: mm.into(),
                 tasks: RBTree::new(),
-                records: RBTree::new(),
+                records: KVVec::new(),
             };
             shard.insert(group.into_node(mm_key, tasks));
         }
@@ -343,44 +441,43 @@ impl TaskIndex {
         self.len.load(Relaxed) as usize
     }
 
-    /// Whether `mm` has a group: a task using it has a robust list.
-    pub(crate) fn has_group(&self, mm: *const bindings::mm_struct) -> bool {
-        let mm_key = key(mm);
-        self.shard(mm_key).lock().get(&mm_key).is_some()
-    }
-
-    /// Files `record` under `mm`, in the room made for it, if `mm` has a group (a task with a
-    /// robust list) with fewer than [`MAX_RECORDS`] records once those `record` overlaps are
-    /// taken out into `stale` (within its capacity), for the caller to drop after the shard's
-    /// mutex is released: they describe what was mapped there before.
+    /// Files `*record` (taking it) under `mm`, if `mm` has a group (a task with a robust list)
+    /// with fewer than [`MAX_RECORDS`] records once those it overlaps are taken out into
+    /// `stale` (see [`take_out`]): they describe what was mapped there before. If the group's
+    /// room is full, moves its records into `spare` if that is larger (the old room is left in
+    /// `spare`, to be freed after the mutex is released), or asks for a larger one.
     pub(crate) fn add_record(
         &self,
         mm: *const bindings::mm_struct,
-        record: Arc<Record>,
-        room: RBTreeNodeReservation<u64, Arc<Record>>,
-        stale: &mut KVVec<Arc<Record>>,
+        record: &mut Option<Record>,
+        spare: &mut KVVec<Record>,
+        stale: &mut [Option<Record>],
     ) -> AddRecord {
         let mm_key = key(mm);
         let mut shard = self.shard(mm_key).lock();
         let Some(g) = shard.get_mut(&mm_key) else {
             return AddRecord::NoGroup;
         };
-        // Records it overlaps describe what was mapped there before: they go first.
-        let mut at = g.records.cursor_front_mut();
-        while let Some(c) = at {
-            if c.current().1.overlaps(&record) && stale.len() < stale.capacity() {
-                let (next, node) = c.remove_current();
-                let _ = stale.push_within_capacity(node.to_key_value().1);
-                at = next;
-            } else {
-                at = c.move_next();
-            }
-        }
-        if g.records.iter().count() >= MAX_RECORDS {
+        let Some(new) = record.as_ref() else {
+            return AddRecord::Filed;
+        };
+        take_out(&mut g.records, |r| r.overlaps(new), stale);
+        let len = g.records.len();
+        if len >= MAX_RECORDS {
             return AddRecord::Full;
         }
-        let seq = record.seq;
-        g.records.insert(room.into_node(seq, record));
+        if len == g.records.capacity() {
+            if spare.capacity() <= len {
+                return AddRecord::NeedRoom((2 * len).clamp(4, MAX_RECORDS));
+            }
+            core::mem::swap(&mut g.records, spare);
+            for r in spare.drain_all() {
+                let _ = g.records.push_within_capacity(r);
+            }
+        }
+        if let Some(r) = record.take() {
+            let _ = g.records.push_within_capacity(r);
+        }
         AddRecord::Filed
     }
 
@@ -389,18 +486,18 @@ impl TaskIndex {
         self.complete()
     }
 
-    /// Moves references on the records filed under `mm` into `out`, within its capacity;
-    /// returns how many did not fit.
+    /// Copies the records filed under `mm` into `out` (new file references), within its
+    /// capacity; returns how many did not fit.
     pub(crate) fn copy_records(
         &self,
         mm: *const bindings::mm_struct,
-        out: &mut KVVec<Arc<Record>>,
+        out: &mut KVVec<Record>,
     ) -> usize {
         let mm_key = key(mm);
         let shard = self.shard(mm_key).lock();
         let mut more = 0;
         if let Some(g) = shard.get(&mm_key) {
-            for r in g.records.values() {
+            for r in g.records.iter() {
                 if out.push_within_capacity(r.clone()).is_err() {
                     more += 1;
                 }
@@ -409,54 +506,79 @@ impl TaskIndex {
         more
     }
 
-    /// Takes the records of `mm` that overlap `[start, end)` out of the index, into `out`
-    /// (within its capacity): memory unmapped there that is not recorded (not writable, not
-    /// shmem, no room) was mapped over them.
+    /// Takes the records of `mm` that overlap `[start, end)` out of the index, into `stale`
+    /// (see [`take_out`]): memory unmapped there that is not recorded (not writable, not shmem,
+    /// no room) was mapped over them. Returns whether `mm` has a group.
     pub(crate) fn take_overlapping(
         &self,
         mm: *const bindings::mm_struct,
         start: usize,
         end: usize,
-        out: &mut KVVec<Arc<Record>>,
-    ) {
+        stale: &mut [Option<Record>],
+    ) -> bool {
         let mm_key = key(mm);
         let mut shard = self.shard(mm_key).lock();
         let Some(g) = shard.get_mut(&mm_key) else {
-            return;
+            return false;
         };
-        let mut at = g.records.cursor_front_mut();
-        while let Some(c) = at {
-            if c.current().1.touches(start, end - start) && out.len() < out.capacity() {
-                let (next, node) = c.remove_current();
-                let _ = out.push_within_capacity(node.to_key_value().1);
-                at = next;
-            } else {
-                at = c.move_next();
+        take_out(&mut g.records, |r| r.touches(start, end - start), stale);
+        true
+    }
+
+    /// Copies the spans of the records of `mm` into `spans`, and the robust list heads of its
+    /// tasks into `heads`, in one hold of the shard's mutex (no reference is taken: a head is
+    /// an address, read with faults disabled afterwards).
+    pub(crate) fn snapshot<const S: usize, const H: usize>(
+        &self,
+        mm: *const bindings::mm_struct,
+        spans: &mut Stash<Span, S>,
+        heads: &mut Stash<Head, H>,
+    ) -> Snapshot {
+        if !self.complete() {
+            return Snapshot::Nothing;
+        }
+        let mm_key = key(mm);
+        let shard = self.shard(mm_key).lock();
+        let Some(g) = shard.get(&mm_key) else {
+            return Snapshot::Nothing;
+        };
+        spans.clear();
+        heads.clear();
+        let mut fits = true;
+        for r in g.records.iter() {
+            fits &= spans.push(r.span());
+        }
+        let mut n_heads = 0;
+        for t in g.tasks.values() {
+            for h in futex::heads(t).into_iter().flatten() {
+                n_heads += 1;
+                fits &= heads.push(h);
+            }
+        }
+        if fits {
+            Snapshot::Copied
+        } else {
+            Snapshot::NeedRoom {
+                spans: g.records.len(),
+                heads: n_heads,
             }
         }
     }
 
-    /// Takes the records of `mm` whose keys are `seqs` out of the index, into `out` (within its
-    /// capacity), for the caller to drop after the shard's mutex is released.
+    /// Takes the records of `mm` that `keep` does not keep (by their order) out of the index,
+    /// into `stale` (see [`take_out`]). Returns how many.
     pub(crate) fn take_records(
         &self,
         mm: *const bindings::mm_struct,
-        seqs: &[u64],
-        out: &mut KVVec<Arc<Record>>,
-    ) {
+        keep: impl Fn(u64) -> bool,
+        stale: &mut [Option<Record>],
+    ) -> usize {
         let mm_key = key(mm);
         let mut shard = self.shard(mm_key).lock();
         let Some(g) = shard.get_mut(&mm_key) else {
-            return;
+            return 0;
         };
-        for seq in seqs {
-            if out.len() == out.capacity() {
-                break;
-            }
-            if let Some(r) = g.records.remove(seq) {
-                let _ = out.push_within_capacity(r);
-            }
-        }
+        take_out(&mut g.records, |r| !keep(r.seq), stale)
     }
 }
 
@@ -529,7 +651,7 @@ pub(crate) fn get() -> Option<&'static TaskIndex> {
 /// References on the records of `mm`: `None` if it has none (the common case, no allocation).
 ///
 /// Context: process context, may sleep.
-pub(crate) fn records_of(mm: *const bindings::mm_struct) -> Result<Option<KVVec<Arc<Record>>>> {
+pub(crate) fn records_of(mm: *const bindings::mm_struct) -> Result<Option<KVVec<Record>>> {
     let Some(index) = index() else {
         return Ok(None);
     };

@@ -16,13 +16,15 @@
 //!    Records are kept per mm in the [`index`], at most [`index::MAX_RECORDS`]; where they
 //!    overlap, the later one wins.
 //! 2. **Prune.** When the task returns to user space ([`unmap_done`], no lock held), the robust
-//!    lists of every task of its mm are walked as the exit walk would walk them, through the
-//!    records where the memory is gone, and every record that no entry, futex word, head or
-//!    `list_op_pending` points into is dropped at once: a process that maps and unmaps shared
-//!    files without robust locks in them keeps nothing past its system call. These reads do not
-//!    fault: `munmap()` must not wait on a page of another thread's list (a userfaultfd page
-//!    the unmapping thread itself serves would never come); a list that cannot be read that way
-//!    keeps every record. The records that remain are those the mm's lists pointed into at the
+//!    lists of every task of its mm are walked as the exit walk would walk them, and every
+//!    record that no entry, futex word, head or `list_op_pending` points into is dropped at
+//!    once: a process that maps and unmaps shared files without robust locks in them keeps
+//!    nothing past its system call. These reads do not fault: `munmap()` must not wait on a
+//!    page of another thread's list (a userfaultfd page the unmapping thread itself serves
+//!    would never come); a list that cannot be read that way, or that goes on in recorded
+//!    memory, keeps every record. Neither filing a record nor pruning allocates in the common
+//!    case (the mm's room for records is kept; a few records' spans and a few threads' heads
+//!    are copied onto the stack): the unmap of a shared mapping stays cheap. The records that remain are those the mm's lists pointed into at the
 //!    last unmap; they are dropped with the mm's group in the index, once its last task has
 //!    walked its lists (exit, exec).
 //! 3. **Walk through.** An exit (or exec) walk that faults on an address no mapping covers now,
@@ -36,7 +38,7 @@
 
 use crate::futex;
 use crate::index;
-use crate::robust_list::{self, CurrentMem, Flow, UserMem};
+use crate::robust_list::{self, Abi, CurrentMem, Flow, Head, UserMem};
 use core::cell::{Cell, RefCell};
 use kernel::{
     bindings,
@@ -44,15 +46,14 @@ use kernel::{
     mm::virt::VmaRef,
     page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
-    rbtree::RBTreeNodeReservation,
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
-        Arc,
     },
 };
 
-/// Records alive (debugfs `unmap_records`).
+/// Records alive, the index's and the copies a walk holds while it runs (debugfs
+/// `unmap_records`).
 pub(crate) static RECORDS: Atomic<u64> = Atomic::new(0);
 /// Records made (debugfs `unmap_recorded`).
 pub(crate) static RECORDED: Atomic<u64> = Atomic::new(0);
@@ -104,17 +105,74 @@ impl Record {
     }
 }
 
+impl Record {
+    /// What was unmapped at `[start, end)`: the bytes from `pos` on of `file`; the latest
+    /// record made.
+    fn new(file: ARef<File>, pos: i64, start: usize, end: usize) -> Self {
+        RECORDS.add(1, Relaxed);
+        Record {
+            file,
+            pos,
+            start,
+            end,
+            seq: SEQ.fetch_add(1, Relaxed) + 1,
+        }
+    }
+
+    /// Its addresses and order, for [`prune`].
+    pub(crate) fn span(&self) -> Span {
+        Span {
+            start: self.start,
+            end: self.end,
+            seq: self.seq,
+        }
+    }
+}
+
+/// A copy holds its own reference on the file.
+impl Clone for Record {
+    fn clone(&self) -> Self {
+        RECORDS.add(1, Relaxed);
+        Record {
+            file: self.file.clone(),
+            pos: self.pos,
+            start: self.start,
+            end: self.end,
+            seq: self.seq,
+        }
+    }
+}
+
 impl Drop for Record {
     fn drop(&mut self) {
         RECORDS.fetch_sub(1, Relaxed);
     }
 }
 
+/// A record's addresses and order, without its file: what [`prune`] copies out of the index.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Span {
+    start: usize,
+    end: usize,
+    seq: u64,
+}
+
+impl Span {
+    /// Whether `[addr, addr + len)` overlaps the span.
+    fn touches(&self, addr: usize, len: usize) -> bool {
+        addr < self.end && addr.saturating_add(len) > self.start
+    }
+}
+
+/// Records taken out of the index in one hold of a shard's mutex that are dropped after it is
+/// released; more are dropped under it (see `index::take_out`).
+const STALE: usize = 4;
+
 /// References on the records of the current mm: `None` if none (the common case: one atomic
 /// load), or if they cannot be copied.
 ///
 /// Context: process context, may sleep.
-fn records_of_current() -> Option<KVVec<Arc<Record>>> {
+fn records_of_current() -> Option<KVVec<Record>> {
     if RECORDS.load(Relaxed) == 0 {
         return None;
     }
@@ -146,54 +204,46 @@ pub(crate) unsafe extern "C" fn unmap(vma: *mut bindings::vm_area_struct) -> boo
         return false;
     };
     let mm = vma.mm().as_raw();
-    if !index.has_group(mm) {
-        return false; // no task of the mm has a robust list
-    }
-    // Room for the records this unmap makes stale (mapped over), dropped after the shard's
-    // mutex is released. None if no mm has a record: records of this mm are made only under
-    // its `mmap_lock` held for writing, as now, so none can appear meanwhile.
-    let mut stale = if RECORDS.load(Relaxed) == 0 {
-        KVVec::new()
-    } else {
-        KVVec::with_capacity(index::MAX_RECORDS, GFP_KERNEL_ACCOUNT).unwrap_or_default()
-    };
-    let writable_shmem = vma.flags() & VM_WRITE != 0 && vma.is_shmem();
-    if !writable_shmem || !index.is_complete() {
-        if vma.flags() & VM_WRITE != 0 && !vma.is_shmem() {
+    // Records this unmap makes stale (mapped over), dropped after the shard's mutex is
+    // released.
+    let mut stale: [Option<Record>; STALE] = Default::default();
+    let writable = vma.flags() & VM_WRITE != 0;
+    if !writable || !vma.is_shmem() || !index.is_complete() {
+        // No record: any this area was mapped over are stale. A group tells an mm with a
+        // robust list, whose unmaps are counted.
+        let robust = index.take_overlapping(mm, vma.start(), vma.end(), &mut stale);
+        if robust && writable && !vma.is_shmem() {
             NOT_COVERED.add(1, Relaxed);
-        } else if writable_shmem {
+        } else if robust && writable {
             // Records could not be pruned (some task may be missing): make none.
             LOST.add(1, Relaxed);
         }
-        index.take_overlapping(mm, vma.start(), vma.end(), &mut stale);
         return false;
     }
-    RECORDS.add(1, Relaxed);
-    let record = Arc::new(
-        Record {
-            file: file.into(),
-            pos: (vma.pgoff() as i64) << PAGE_SHIFT,
-            start: vma.start(),
-            end: vma.end(),
-            seq: SEQ.fetch_add(1, Relaxed) + 1,
-        },
-        GFP_KERNEL_ACCOUNT,
-    );
-    let (Ok(record), Ok(room)) = (record, RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)) else {
-        LOST.add(1, Relaxed);
-        index.take_overlapping(mm, vma.start(), vma.end(), &mut stale);
-        return false;
-    };
-    match index.add_record(mm, record, room, &mut stale) {
-        index::AddRecord::Filed => {
-            RECORDED.add(1, Relaxed);
-            true
+    let pos = (vma.pgoff() as i64) << PAGE_SHIFT;
+    let mut record = Some(Record::new(file.into(), pos, vma.start(), vma.end()));
+    // Larger room for the mm's records, if they need it (allocated without the mutex), or the
+    // smaller room they left.
+    let mut spare = KVVec::new();
+    loop {
+        match index.add_record(mm, &mut record, &mut spare, &mut stale) {
+            index::AddRecord::Filed => {
+                RECORDED.add(1, Relaxed);
+                return true;
+            }
+            index::AddRecord::Full => {
+                LOST.add(1, Relaxed);
+                return true; // pruning may make room for the next one
+            }
+            index::AddRecord::NoGroup => return false, // no task of the mm has a robust list
+            index::AddRecord::NeedRoom(n) => match KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT) {
+                Ok(room) => spare = room,
+                Err(_) => {
+                    LOST.add(1, Relaxed);
+                    return true; // the overlapped records are gone: prune the rest
+                }
+            },
         }
-        index::AddRecord::Full => {
-            LOST.add(1, Relaxed);
-            true // pruning may make room for the next one
-        }
-        index::AddRecord::NoGroup => false,
     }
 }
 
@@ -218,63 +268,116 @@ fn prune(mm: *mut bindings::mm_struct) {
     let Some(index) = index::get() else {
         return;
     };
-    let Ok(Some(records)) = index::records_of(mm) else {
-        return;
-    };
-    let Ok(Some(tasks)) = index::tasks_of(mm) else {
-        return;
-    };
-    let Ok(mut used) = KVVec::from_elem(false, records.len(), GFP_KERNEL) else {
-        return;
-    };
-    let Ok(mem) = RecordedMem::without_faults(&records) else {
-        return; // keep everything
-    };
-    for task in tasks.iter() {
-        for head in futex::heads(task).into_iter().flatten() {
-            let mut mark = |addr: usize, len: usize| {
-                for (r, u) in records.iter().zip(used.iter_mut()) {
-                    *u |= r.touches(addr, len);
+    // The common case (a few records, a few threads) copies onto the stack: no allocation.
+    let mut spans = index::Stash::<Span, 8>::new(Span::default());
+    let mut heads = index::Stash::<Head, 16>::new(Head {
+        addr: 0,
+        abi: Abi::Native,
+    });
+    loop {
+        match index.snapshot(mm, &mut spans, &mut heads) {
+            index::Snapshot::Nothing => return,
+            index::Snapshot::Copied => break,
+            index::Snapshot::NeedRoom { spans: s, heads: h } => {
+                if spans.reserve(s).is_err() || heads.reserve(h).is_err() {
+                    return; // keep everything
                 }
-            };
-            mark(head.addr, 3 * head.word_size());
-            robust_list::walk(&mem, &head, |v| {
-                mark(v.entry, head.word_size());
-                mark(v.uaddr, 4);
-                Flow::Continue
-            });
+            }
         }
     }
-    if mem.undecided.get() {
-        return; // a list could not be read without faulting: keep everything
-    }
-    let mut unused = KVVec::with_capacity(records.len(), GFP_KERNEL).unwrap_or_default();
-    for (r, u) in records.iter().zip(used.iter()) {
-        if !*u {
-            let _ = unused.push_within_capacity(r.seq);
-        }
-    }
-    let Ok(mut out) = KVVec::with_capacity(unused.len(), GFP_KERNEL) else {
+    let spans = spans.as_slice();
+    if spans.is_empty() {
         return;
+    }
+    let mem = NoFaultMem {
+        spans,
+        used: Cell::new(0),
+        undecided: Cell::new(false),
     };
-    index.take_records(mm, &unused, &mut out);
-    DROPPED.add(out.len() as u64, Relaxed);
+    for head in heads.as_slice() {
+        mem.mark(head.addr, 3 * head.word_size());
+        robust_list::walk(&mem, head, |v| {
+            mem.mark(v.entry, head.word_size());
+            mem.mark(v.uaddr, 4);
+            Flow::Continue
+        });
+        if mem.undecided.get() {
+            return; // a list could not be read without faulting: keep everything
+        }
+    }
+    let used = mem.used.get();
+    // A record made since the snapshot is kept: it is not in `spans`.
+    let keep = |seq: u64| match spans.iter().position(|s| s.seq == seq) {
+        Some(i) => used & (1 << i) != 0,
+        None => true,
+    };
+    let mut stale: [Option<Record>; STALE] = Default::default();
+    let n = index.take_records(mm, keep, &mut stale);
+    DROPPED.add(n as u64, Relaxed);
+}
+
+/// The current task's memory as [`prune`] reads it, without faulting, with the spans of the
+/// records of its mm it found pointed into.
+///
+/// A read that fails is undecided (the list goes on where it cannot be read now: every record
+/// is kept), unless the address is not mapped and no record covers it: the exit walk stops
+/// there too. Entries in recorded memory are not read through the file: the span is marked
+/// used, and what follows it is undecided.
+struct NoFaultMem<'a> {
+    spans: &'a [Span],
+    /// Bit `i` set: `spans[i]` is pointed into ([`index::MAX_RECORDS`] fit in 64 bits).
+    used: Cell<u64>,
+    undecided: Cell<bool>,
+}
+
+impl NoFaultMem<'_> {
+    /// Marks the spans `[addr, addr + len)` touches as used.
+    fn mark(&self, addr: usize, len: usize) {
+        let mut used = self.used.get();
+        for (i, s) in self.spans.iter().enumerate().take(u64::BITS as usize) {
+            if s.touches(addr, len) {
+                used |= 1 << i;
+            }
+        }
+        self.used.set(used);
+    }
+}
+
+impl UserMem for NoFaultMem<'_> {
+    fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
+        let r = futex::read_user_nofault(addr, buf);
+        if r.is_err() {
+            let recorded = self.spans.iter().any(|s| s.touches(addr, buf.len()));
+            if recorded {
+                self.mark(addr, buf.len());
+            }
+            if recorded || mapped(addr) {
+                self.undecided.set(true);
+            }
+        }
+        r
+    }
+}
+
+/// Whether a mapping of the current mm covers `addr`.
+///
+/// Context: process context, may sleep (takes the `mmap_lock` for reading).
+fn mapped(addr: usize) -> bool {
+    let task = kernel::current!();
+    task.mm()
+        .is_some_and(|mm| mm.mmap_read_lock().vma_lookup(addr).is_some())
 }
 
 /// The current task's memory, and where it faults, the shared memory its mm unmapped: what
-/// the exit walk, and [`prune`], read.
+/// the exit walk reads.
 ///
 /// Context: process context with a user `mm`; reads may fault and sleep.
 pub(crate) struct RecordedMem {
-    records: RefCell<KVVec<Arc<Record>>>,
-    /// For the exit walk, the record order ([`SEQ`]) when the records were last fetched: at a
-    /// miss they are fetched again if any record was made since (a sibling thread may have
-    /// recorded memory it unmapped meanwhile). `None` for [`prune`]'s fixed snapshot.
-    fetched: Cell<Option<u64>>,
-    /// Reads of mapped memory do not fault ([`futex::read_user_nofault`]).
-    nofault: bool,
-    /// A read of mapped memory failed without faulting: what it would have read is unknown.
-    undecided: Cell<bool>,
+    records: RefCell<KVVec<Record>>,
+    /// The record order ([`SEQ`]) when the records were last fetched: at a miss they are
+    /// fetched again if any record was made since (a sibling thread may have recorded memory
+    /// it unmapped meanwhile).
+    fetched: Cell<u64>,
 }
 
 impl RecordedMem {
@@ -283,40 +386,20 @@ impl RecordedMem {
     pub(crate) fn for_exit() -> Self {
         let mem = RecordedMem {
             records: RefCell::new(KVVec::new()),
-            fetched: Cell::new(Some(u64::MAX)),
-            nofault: false,
-            undecided: Cell::new(false),
+            fetched: Cell::new(u64::MAX),
         };
         mem.fetch();
         mem
     }
 
-    /// For [`prune`]: the records given, mapped memory read without faulting; a page not
-    /// mapped in leaves the read undecided.
-    fn without_faults(records: &[Arc<Record>]) -> Result<Self> {
-        let mut copy = KVVec::with_capacity(records.len(), GFP_KERNEL)?;
-        for r in records {
-            let _ = copy.push_within_capacity(r.clone());
-        }
-        Ok(RecordedMem {
-            records: RefCell::new(copy),
-            fetched: Cell::new(None),
-            nofault: true,
-            undecided: Cell::new(false),
-        })
-    }
-
     /// Fetches the records of the current mm again if any record was made since the last
-    /// fetch (never for [`prune`]'s snapshot). Returns whether it did.
+    /// fetch. Returns whether it did.
     fn fetch(&self) -> bool {
-        let Some(last) = self.fetched.get() else {
-            return false;
-        };
         let now = SEQ.load(Relaxed);
-        if now == last {
+        if now == self.fetched.get() {
             return false;
         }
-        self.fetched.set(Some(now));
+        self.fetched.set(now);
         match records_of_current() {
             Some(records) => {
                 *self.records.borrow_mut() = records;
@@ -327,7 +410,7 @@ impl RecordedMem {
     }
 
     /// The latest record that covers `[addr, addr + len)`, fetched again once if none does.
-    fn covering(&self, addr: usize, len: usize) -> Option<Arc<Record>> {
+    fn covering(&self, addr: usize, len: usize) -> Option<Record> {
         let find = || {
             self.records
                 .borrow()
@@ -342,39 +425,9 @@ impl RecordedMem {
     /// The record through which `[addr, addr + len)` is reached: the latest that covers it, if
     /// no mapping of the current mm covers `addr` (a mapping made there since wins, as it does
     /// for the built-in walk).
-    pub(crate) fn locate(&self, addr: usize, len: usize) -> Option<Arc<Record>> {
+    pub(crate) fn locate(&self, addr: usize, len: usize) -> Option<Record> {
         let record = self.covering(addr, len)?;
-        (!self.mapped(addr)).then_some(record)
-    }
-
-    /// Whether a mapping of the current mm covers `addr`.
-    fn mapped(&self, addr: usize) -> bool {
-        let task = kernel::current!();
-        task.mm()
-            .is_some_and(|mm| mm.mmap_read_lock().vma_lookup(addr).is_some())
-    }
-
-    /// Reads mapped memory at `addr`, as this reader does.
-    fn read_mapped(&self, addr: usize, buf: &mut [u8]) -> Result {
-        if self.nofault {
-            futex::read_user_nofault(addr, buf)
-        } else {
-            CurrentMem.read_bytes(addr, buf)
-        }
-    }
-
-    /// After a failed read of mapped memory at `addr`: through the records if `addr` is not
-    /// mapped any more; otherwise a failure. Without faults, any failure but "unmapped, and no
-    /// record covers it" (where the exit walk stops as well) leaves the read undecided: a page
-    /// not mapped in, or a read of the file that failed (`ENOMEM`, `EIO`).
-    fn read_fallback(&self, addr: usize, buf: &mut [u8]) -> Result {
-        let r = self.read_recorded(addr, buf);
-        if let Err(e) = r {
-            if self.nofault && (e != EFAULT || self.mapped(addr)) {
-                self.undecided.set(true);
-            }
-        }
-        r
+        (!mapped(addr)).then_some(record)
     }
 
     /// Reads `buf.len()` bytes at `addr` through the records, a page at a time.
@@ -395,47 +448,40 @@ impl RecordedMem {
 
 impl UserMem for RecordedMem {
     fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
-        self.read_mapped(addr, buf)
-            .or_else(|_| self.read_fallback(addr, buf))
+        CurrentMem
+            .read_bytes(addr, buf)
+            .or_else(|_| self.read_recorded(addr, buf))
     }
 
-    // Single words as the built-in walk reads them (`get_user()`), once, when faulting.
+    // Single words as the built-in walk reads them (`get_user()`), once.
+    #[inline(always)]
     fn read_ulong(&self, addr: usize) -> Result<usize> {
-        let mut b = [0u8; core::mem::size_of::<usize>()];
-        if self.nofault {
-            self.read_bytes(addr, &mut b)?;
-        } else {
-            match CurrentMem.read_ulong(addr) {
-                Ok(v) => return Ok(v),
-                Err(_) => self.read_fallback(addr, &mut b)?,
-            }
-        }
-        Ok(usize::from_ne_bytes(b))
+        CurrentMem.read_ulong(addr).or_else(|_| {
+            let mut b = [0u8; core::mem::size_of::<usize>()];
+            self.read_recorded(addr, &mut b)?;
+            Ok(usize::from_ne_bytes(b))
+        })
     }
 
+    #[inline(always)]
     fn read_u32(&self, addr: usize) -> Result<u32> {
-        let mut b = [0u8; 4];
-        if self.nofault {
-            self.read_bytes(addr, &mut b)?;
-        } else {
-            match CurrentMem.read_u32(addr) {
-                Ok(v) => return Ok(v),
-                Err(_) => self.read_fallback(addr, &mut b)?,
-            }
-        }
-        Ok(u32::from_ne_bytes(b))
+        CurrentMem.read_u32(addr).or_else(|_| {
+            let mut b = [0u8; 4];
+            self.read_recorded(addr, &mut b)?;
+            Ok(u32::from_ne_bytes(b))
+        })
     }
 }
 
 /// A futex word reached through a record: byte `pos` of the record's file.
 pub(crate) struct FileWord {
-    record: Arc<Record>,
+    record: Record,
     pos: i64,
 }
 
 impl FileWord {
     /// The word at `addr`, which `record` covers.
-    pub(crate) fn new(record: Arc<Record>, addr: usize) -> Self {
+    pub(crate) fn new(record: Record, addr: usize) -> Self {
         WORDS.add(1, Relaxed);
         let pos = record.pos_of(addr);
         FileWord { record, pos }

@@ -12,6 +12,7 @@ use crate::futex;
 use crate::index;
 use crate::robust_list::{self, Abi, Flow, Head, Visit};
 use crate::unmap::{FileWord, RecordedMem};
+use core::cell::{Cell, OnceCell};
 use kernel::{
     bindings,
     error::code::{EAGAIN, EFAULT},
@@ -71,15 +72,6 @@ impl FutexWord for UserWord {
     fn wake(&self) {
         futex::wake_robust(self.0);
     }
-}
-
-/// Handles the futex word at `uaddr` of a dying thread whose TID is `tid`, as
-/// `handle_futex_death()` does ([`handle_word_death`]).
-///
-/// Context: process context, may sleep.
-#[inline(always)]
-pub(crate) fn handle_futex_death(uaddr: usize, tid: i32, pi: bool, pending_op: bool) -> Flow {
-    handle_word_death(&UserWord(uaddr), tid, pi, pending_op)
 }
 
 /// Handles the futex `word` of a dying thread whose TID is `tid`, as
@@ -163,13 +155,78 @@ pub(crate) fn handle_word_death(
 pub(crate) fn exit_walk(head: Head, tid: i32) {
     let mem = RecordedMem::for_exit();
     robust_list::walk(&mem, &head, |v: Visit| {
-        if v.uaddr % 4 == 0 && futex::get_user_u32(v.uaddr).is_err() {
-            if let Some(record) = mem.locate(v.uaddr, 4) {
-                return handle_word_death(&FileWord::new(record, v.uaddr), tid, v.pi, v.pending);
-            }
-        }
-        handle_futex_death(v.uaddr, tid, v.pi, v.pending)
+        handle_word_death(&ExitWord::new(v.uaddr, &mem), tid, v.pi, v.pending)
     });
+}
+
+/// The futex word at `addr` as the exit walk reaches it: in the current task's memory, as the
+/// built-in walk (one `get_user()` first, as `handle_futex_death()`), unless that first read
+/// faults on an address a record covers and no mapping does: then through the record's file
+/// from there on.
+struct ExitWord<'a> {
+    user: UserWord,
+    mem: &'a RecordedMem,
+    /// Set by the first read, if it went through a record.
+    file: OnceCell<FileWord>,
+    /// Whether a read was made (only the first may switch to the file).
+    read: Cell<bool>,
+}
+
+impl<'a> ExitWord<'a> {
+    #[inline(always)]
+    fn new(addr: usize, mem: &'a RecordedMem) -> Self {
+        ExitWord {
+            user: UserWord(addr),
+            mem,
+            file: OnceCell::new(),
+            read: Cell::new(false),
+        }
+    }
+}
+
+impl FutexWord for ExitWord<'_> {
+    #[inline(always)]
+    fn aligned(&self) -> bool {
+        // A record maps page-aligned addresses to page-aligned file offsets.
+        self.user.aligned()
+    }
+
+    #[inline(always)]
+    fn get(&self) -> Result<u32> {
+        if let Some(f) = self.file.get() {
+            return f.get();
+        }
+        let r = self.user.get();
+        if r.is_ok() || self.read.replace(true) {
+            return r;
+        }
+        let record = self.mem.locate(self.user.0, 4).ok_or(EFAULT)?;
+        self.file
+            .get_or_init(|| FileWord::new(record, self.user.0))
+            .get()
+    }
+
+    #[inline(always)]
+    fn cmpxchg(&self, old: u32, new: u32) -> Result<u32> {
+        match self.file.get() {
+            Some(f) => f.cmpxchg(old, new),
+            None => self.user.cmpxchg(old, new),
+        }
+    }
+
+    fn fault_in(&self) -> Result {
+        match self.file.get() {
+            Some(f) => f.fault_in(),
+            None => self.user.fault_in(),
+        }
+    }
+
+    fn wake(&self) {
+        match self.file.get() {
+            Some(f) => f.wake(),
+            None => self.user.wake(),
+        }
+    }
 }
 
 /// Walks the list at `head` of the dying current task `task`; after its last walk, removes it
