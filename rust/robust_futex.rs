@@ -63,7 +63,7 @@ type Counter = Atomic<u64>;
 /// The module's statistics in debugfs, so that tests can tell that the walks of this module,
 /// not the built-in ones, ran. Debugfs failures are not errors (the kernel convention): the
 /// files may be missing, and the rest of the module works all the same.
-const COUNTERS: [(&CStr, &Counter); 15] = [
+static COUNTERS: [(&CStr, &Counter); 15] = [
     (c"exit_walks", &walker::EXIT_WALKS),
     (c"compat_exit_walks", &walker::COMPAT_EXIT_WALKS),
     (c"cleanup_calls", &cleanup::CLEANUP_CALLS),
@@ -93,7 +93,7 @@ impl kernel::Module for RobustFutex {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let dir = debugfs::Dir::new(c"robust_futex");
         let mut stats = KVec::with_capacity(COUNTERS.len(), GFP_KERNEL)?;
-        for (name, counter) in COUNTERS {
+        for &(name, counter) in COUNTERS.iter() {
             stats.push(
                 KBox::pin_init(dir.read_only_file(name, counter), GFP_KERNEL)?,
                 GFP_KERNEL,

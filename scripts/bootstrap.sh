@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the build and the tests need, idempotently: Debian packages, the pinned
-# rustc with rust-src, rustfmt and clippy, and the pinned bindgen-cli.
+# Installs what the build and the tests need, idempotently: Debian packages, the two pinned
+# rustc (kernel, user space) with rust-src, rustfmt and clippy, and the pinned bindgen-cli.
 . "$(dirname "$0")/lib.sh"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -21,14 +21,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 command -v rustup >/dev/null || die "rustup is needed to install rustc $RUST_VERSION"
-if ! rustup toolchain list | grep -q "^$RUST_VERSION-"; then
-	log "installing rustc $RUST_VERSION"
-	rustup toolchain install "$RUST_VERSION" --profile minimal \
-		--component rust-src --component rustfmt --component clippy
-fi
-have=$(rustup component list --toolchain "$RUST_VERSION" --installed)
-for c in rust-src rustfmt clippy; do
-	grep -q "^$c" <<<"$have" || rustup component add --toolchain "$RUST_VERSION" "$c"
+for v in "$KERNEL_RUST_VERSION" "$RUST_VERSION"; do
+	if ! rustup toolchain list | grep -q "^$v-"; then
+		log "installing rustc $v"
+		rustup toolchain install "$v" --profile minimal \
+			--component rust-src --component rustfmt --component clippy
+	fi
+	have=$(rustup component list --toolchain "$v" --installed)
+	for c in rust-src rustfmt clippy; do
+		grep -q "^$c" <<<"$have" || rustup component add --toolchain "$v" "$c"
+	done
 done
 
 if [ "$(bindgen --version 2>/dev/null)" != "bindgen $BINDGEN_VERSION" ]; then

@@ -42,7 +42,8 @@ for p in "$PATCHES"/*.patch; do
 done
 fi
 if [ "$VARIANT" = check ]; then
-record rustfmt/module rustfmt --color never --check --config-path "$KSRC/.rustfmt.toml" "$MODSRC"/*.rs
+record rustfmt/module env RUSTUP_TOOLCHAIN="$KERNEL_RUST_VERSION" \
+	rustfmt --color never --check --config-path "$KSRC/.rustfmt.toml" "$MODSRC"/*.rs
 record clippy/module "$ROOT/scripts/module.sh" CLIPPY=1
 fi
 if [ "$VARIANT" = check ]; then

@@ -7,6 +7,7 @@
 #  4. builds it with LLVM (a no-op make when nothing changed).
 # With RF_KSRC set (your own tree, patches applied), steps 1 and 2 are skipped.
 . "$(dirname "$0")/lib.sh"
+kernel_rust
 
 git_k() { git -C "$KSRC" -c core.excludesFile=/dev/null -c user.name=robust-futex \
 	-c user.email=robust-futex@localhost "$@"; }

@@ -5,7 +5,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${RF_BUILD:-$ROOT/build}
 
-# Toolchain pins: the module must be built by the rustc that built the kernel.
+# Toolchain pins. The kernel and the module: rustc 1.86 (the module must be built by the rustc
+# that built the kernel), built on LLVM 19 as Debian 12's clang-19 is, so that 7.3 inlines its
+# C helpers into Rust code (CONFIG_RUST_INLINE_HELPERS needs the same LLVM major version;
+# 7.3 accepts rustc >= 1.85). User space (the harness, the preload library): the newer rustc
+# they are written for. kernel_rust selects the kernel's for the rest of a script.
+KERNEL_RUST_VERSION=1.86.0
 RUST_VERSION=1.95.0
 BINDGEN_VERSION=0.73.2
 
@@ -60,6 +65,7 @@ INITRAMFS=$BUILD/initramfs$SUFFIX.cpio.gz
 
 export PATH="$HOME/.cargo/bin:$PATH"
 export RUSTUP_TOOLCHAIN=$RUST_VERSION
+kernel_rust() { export RUSTUP_TOOLCHAIN=$KERNEL_RUST_VERSION; }
 JOBS=$(nproc)
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -3,6 +3,7 @@
 # into build/module (Kbuild writes its outputs next to the sources). With CLIPPY=1 as first
 # argument, builds a separate copy with clippy and fails on any warning.
 . "$(dirname "$0")/lib.sh"
+kernel_rust
 
 dir=$MODDIR
 extra=()
