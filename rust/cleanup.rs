@@ -542,8 +542,36 @@ fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
             Store::Shared { file, start, end } => shared_windows(&file, start, end, &mut windows)?,
         }
     }
-    windows.sort_unstable_by_key(|w| (w.mm as usize, w.start));
+    heapsort_by_key(&mut windows, |w| (w.mm as usize, w.start));
     clean(&windows)
+}
+
+/// Sorts `v` by `key` in place: a heapsort, O(n log n) without allocating. (`core`'s sorts end
+/// in a panic on an inconsistent order that objtool does not know as noreturn with rustc 1.86:
+/// "falls through to next function".)
+pub(crate) fn heapsort_by_key<T, K: Ord>(v: &mut [T], key: impl Fn(&T) -> K) {
+    // Moves `v[root]` down the max-heap `v[..end]`.
+    let sift = |v: &mut [T], mut root: usize, end: usize| loop {
+        let mut child = 2 * root + 1;
+        if child >= end {
+            return;
+        }
+        if child + 1 < end && key(&v[child]) < key(&v[child + 1]) {
+            child += 1;
+        }
+        if key(&v[root]) >= key(&v[child]) {
+            return;
+        }
+        v.swap(root, child);
+        root = child;
+    };
+    for i in (0..v.len() / 2).rev() {
+        sift(v, i, v.len());
+    }
+    for end in (1..v.len()).rev() {
+        v.swap(0, end);
+        sift(v, 0, end);
+    }
 }
 
 /// `futex_robust_ops::cleanup_robust_list`.

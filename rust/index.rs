@@ -181,10 +181,11 @@ impl<T: Copy, const N: usize> Stash<T, N> {
         }
     }
 
-    /// Makes room for `n` values: an allocation if more than `N`.
+    /// Makes room for `n` values: an allocation if more than `N`, charged to the caller's
+    /// memory cgroup (it grows with the caller's threads).
     pub(crate) fn reserve(&mut self, n: usize) -> Result {
         if n > N && self.heap.capacity() < n {
-            self.heap = KVVec::with_capacity(n, GFP_KERNEL)?;
+            self.heap = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
         }
         Ok(())
     }
@@ -498,7 +499,10 @@ impl TaskIndex {
         let mut more = 0;
         if let Some(g) = shard.get(&mm_key) {
             for r in g.records.iter() {
-                if out.push_within_capacity(r.clone()).is_err() {
+                // Cloned only if it fits: a clone dropped here would put a file reference.
+                if out.len() < out.capacity() {
+                    let _ = out.push_within_capacity(r.clone());
+                } else {
                     more += 1;
                 }
             }

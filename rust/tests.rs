@@ -365,6 +365,47 @@ mod cleanup_tests {
         task::Task,
     };
 
+    /// The windows' sort: every order of small arrays with equal keys, and a longer
+    /// pseudo-random one, come out sorted with the same elements.
+    #[test]
+    fn heapsort_sorts() -> Result {
+        let mut v = KVec::<(u32, u32)>::new();
+        for n in 0..7u32 {
+            // Every rotation, reversed or not, with duplicate keys.
+            for rot in 0..n.max(1) {
+                for rev in [false, true] {
+                    v.clear();
+                    for i in 0..n {
+                        let k = (i + rot) % n.max(1) / 2;
+                        v.push((if rev { n - k } else { k }, i), GFP_KERNEL)?;
+                    }
+                    crate::cleanup::heapsort_by_key(&mut v, |e| e.0);
+                    assert!(v.windows(2).all(|w| w[0].0 <= w[1].0));
+                    let mut seen = 0u32;
+                    for e in v.iter() {
+                        seen |= 1 << e.1;
+                    }
+                    assert_eq!(seen, (1u32 << n) - 1);
+                }
+            }
+        }
+        v.clear();
+        let mut x = 0x2545_f491u32;
+        for i in 0..1000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            v.push((x % 97, i), GFP_KERNEL)?;
+        }
+        crate::cleanup::heapsort_by_key(&mut v, |e| e.0);
+        assert!(v.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(
+            v.iter().map(|e| u64::from(e.1)).sum::<u64>(),
+            999 * 1000 / 2
+        );
+        Ok(())
+    }
+
     /// `compare_and_clear_remote()` clears a slot only if it still holds the value read: a slot
     /// changed in between (here: before the call) is left alone. Both widths; misaligned slots are
     /// refused.

@@ -16,17 +16,17 @@
 //!    Records are kept per mm in the [`index`], at most [`index::MAX_RECORDS`]; where they
 //!    overlap, the later one wins.
 //! 2. **Prune.** When the task returns to user space ([`unmap_done`], no lock held), the robust
-//!    lists of every task of its mm are walked as the exit walk would walk them, and every
-//!    record that no entry, futex word, head or `list_op_pending` points into is dropped at
-//!    once: a process that maps and unmaps shared files without robust locks in them keeps
-//!    nothing past its system call. These reads do not fault: `munmap()` must not wait on a
-//!    page of another thread's list (a userfaultfd page the unmapping thread itself serves
-//!    would never come); a list that cannot be read that way, or that goes on in recorded
-//!    memory, keeps every record. Neither filing a record nor pruning allocates in the common
-//!    case (the mm's room for records is kept; a few records' spans and a few threads' heads
-//!    are copied onto the stack): the unmap of a shared mapping stays cheap. The records that remain are those the mm's lists pointed into at the
-//!    last unmap; they are dropped with the mm's group in the index, once its last task has
-//!    walked its lists (exit, exec).
+//!    lists of every task of its mm are walked as the exit walk would walk them (through the
+//!    records where a list goes on in memory that was unmapped), and every record that no
+//!    entry, futex word, head or `list_op_pending` points into is dropped at once: a process
+//!    that maps and unmaps shared files without robust locks in them keeps nothing past its
+//!    system call. These reads do not fault: `munmap()` must not wait on a page of another
+//!    thread's list (a userfaultfd page the unmapping thread itself serves would never come);
+//!    a list that cannot be read that way keeps every record. Neither filing a record nor
+//!    pruning allocates in the common case (the mm's room for records is kept; a few records'
+//!    spans and a few threads' heads are copied onto the stack). The records that remain are
+//!    those the mm's lists pointed into at the last unmap; they are dropped with the mm's
+//!    group in the index, once its last task has walked its lists (exit, exec).
 //! 3. **Walk through.** An exit (or exec) walk that faults on an address no mapping covers now,
 //!    but a record does, reads the entry there through the file, and handles its futex word
 //!    there: the compare-and-exchange on the page cache, the wakeup by the word's shared key.
@@ -52,7 +52,7 @@ use kernel::{
     },
 };
 
-/// Records alive, the index's and the copies a walk holds while it runs (debugfs
+/// Records alive, the index's and the copies a walk or a prune holds while it runs (debugfs
 /// `unmap_records`).
 pub(crate) static RECORDS: Atomic<u64> = Atomic::new(0);
 /// Records made (debugfs `unmap_recorded`).
@@ -78,8 +78,8 @@ pub(crate) struct Record {
     pos: i64,
     start: usize,
     end: usize,
-    /// The order records were made in: the key in the index, and of two records that cover an
-    /// address, the later one describes what was mapped there last.
+    /// The order records were made in: of two records that cover an address, the later one
+    /// describes what was mapped there last.
     pub(crate) seq: u64,
 }
 
@@ -274,12 +274,15 @@ fn prune(mm: *mut bindings::mm_struct) {
         addr: 0,
         abi: Abi::Native,
     });
+    // Threads may start meanwhile: room with slack, and a few tries, then everything is kept.
+    let mut tries = 3;
     loop {
         match index.snapshot(mm, &mut spans, &mut heads) {
             index::Snapshot::Nothing => return,
             index::Snapshot::Copied => break,
             index::Snapshot::NeedRoom { spans: s, heads: h } => {
-                if spans.reserve(s).is_err() || heads.reserve(h).is_err() {
+                tries -= 1;
+                if tries == 0 || spans.reserve(s).is_err() || heads.reserve(2 * h + 16).is_err() {
                     return; // keep everything
                 }
             }
@@ -290,9 +293,11 @@ fn prune(mm: *mut bindings::mm_struct) {
         return;
     }
     let mem = NoFaultMem {
+        mm,
         spans,
         used: Cell::new(0),
         undecided: Cell::new(false),
+        records: RefCell::new(None),
     };
     for head in heads.as_slice() {
         mem.mark(head.addr, 3 * head.word_size());
@@ -306,6 +311,9 @@ fn prune(mm: *mut bindings::mm_struct) {
         }
     }
     let used = mem.used.get();
+    if used.count_ones() as usize == spans.len() {
+        return; // every record is pointed into
+    }
     // A record made since the snapshot is kept: it is not in `spans`.
     let keep = |seq: u64| match spans.iter().position(|s| s.seq == seq) {
         Some(i) => used & (1 << i) != 0,
@@ -319,43 +327,76 @@ fn prune(mm: *mut bindings::mm_struct) {
 /// The current task's memory as [`prune`] reads it, without faulting, with the spans of the
 /// records of its mm it found pointed into.
 ///
-/// A read that fails is undecided (the list goes on where it cannot be read now: every record
-/// is kept), unless the address is not mapped and no record covers it: the exit walk stops
-/// there too. Entries in recorded memory are not read through the file: the span is marked
-/// used, and what follows it is undecided.
+/// Where a read fails at an address that no mapping covers and a record does (the list goes on
+/// where a task unmapped its memory: the case records exist for), the span is marked used and
+/// the read goes through the latest such record's file, so that what follows is decided too; the
+/// records are copied out of the index for that, once (an allocation, on this rare path only).
+/// Any other failed read is undecided (every record is kept), unless the address is not mapped
+/// and not recorded: the exit walk stops there too.
 struct NoFaultMem<'a> {
+    mm: *mut bindings::mm_struct,
     spans: &'a [Span],
     /// Bit `i` set: `spans[i]` is pointed into ([`index::MAX_RECORDS`] fit in 64 bits).
     used: Cell<u64>,
     undecided: Cell<bool>,
+    /// The records, once a read needed them.
+    records: RefCell<Option<KVVec<Record>>>,
 }
+
+const _: () = assert!(index::MAX_RECORDS <= u64::BITS as usize);
 
 impl NoFaultMem<'_> {
     /// Marks the spans `[addr, addr + len)` touches as used.
     fn mark(&self, addr: usize, len: usize) {
         let mut used = self.used.get();
-        for (i, s) in self.spans.iter().enumerate().take(u64::BITS as usize) {
+        for (i, s) in self.spans.iter().enumerate() {
             if s.touches(addr, len) {
                 used |= 1 << i;
             }
         }
         self.used.set(used);
     }
+
+    /// Reads `buf.len()` bytes at `addr`, which no mapping covers, through the records, a
+    /// page at a time.
+    fn read_recorded(&self, addr: usize, buf: &mut [u8]) -> Result {
+        let mut records = self.records.borrow_mut();
+        if records.is_none() {
+            *records = Some(index::records_of(self.mm)?.unwrap_or_default());
+        }
+        let records = records.as_deref().unwrap_or_default();
+        let mut done = 0;
+        while done < buf.len() {
+            let at = addr.checked_add(done).ok_or(EFAULT)?;
+            let n = (PAGE_SIZE - at % PAGE_SIZE).min(buf.len() - done);
+            let record = records
+                .iter()
+                .filter(|r| r.covers(at, n))
+                .max_by_key(|r| r.seq)
+                .ok_or(EFAULT)?;
+            futex::file_read(&record.file, record.pos_of(at), &mut buf[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
 }
 
 impl UserMem for NoFaultMem<'_> {
     fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
-        let r = futex::read_user_nofault(addr, buf);
-        if r.is_err() {
-            let recorded = self.spans.iter().any(|s| s.touches(addr, buf.len()));
-            if recorded {
-                self.mark(addr, buf.len());
-            }
-            if recorded || mapped(addr) {
-                self.undecided.set(true);
-            }
+        let Err(e) = futex::read_user_nofault(addr, buf) else {
+            return Ok(());
+        };
+        let recorded = self.spans.iter().any(|s| s.touches(addr, buf.len()));
+        if mapped(addr) {
+            self.undecided.set(true); // not faulted in: unknown
+            return Err(e);
         }
-        r
+        if !recorded {
+            return Err(e); // the exit walk stops here too
+        }
+        self.mark(addr, buf.len());
+        self.read_recorded(addr, buf)
+            .inspect_err(|_| self.undecided.set(true))
     }
 }
 
@@ -382,14 +423,13 @@ pub(crate) struct RecordedMem {
 
 impl RecordedMem {
     /// For the exit walk of the current task: mapped memory is read as the built-in walk reads
-    /// it, faulting; the records of its mm, if any, are fetched.
+    /// it, faulting; the records of its mm are fetched at the first miss (none, in the common
+    /// case of a walk that does not fault).
     pub(crate) fn for_exit() -> Self {
-        let mem = RecordedMem {
+        RecordedMem {
             records: RefCell::new(KVVec::new()),
             fetched: Cell::new(u64::MAX),
-        };
-        mem.fetch();
-        mem
+        }
     }
 
     /// Fetches the records of the current mm again if any record was made since the last

@@ -196,8 +196,9 @@ impl FutexWord for ExitWord<'_> {
         if let Some(f) = self.file.get() {
             return f.get();
         }
+        let first = !self.read.replace(true);
         let r = self.user.get();
-        if r.is_ok() || self.read.replace(true) {
+        if r.is_ok() || !first {
             return r;
         }
         let record = self.mem.locate(self.user.0, 4).ok_or(EFAULT)?;

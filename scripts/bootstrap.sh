@@ -20,7 +20,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 		--no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-command -v rustup >/dev/null || die "rustup is needed to install rustc $RUST_VERSION"
+command -v rustup >/dev/null ||
+	die "rustup is needed to install rustc $KERNEL_RUST_VERSION and $RUST_VERSION"
 for v in "$KERNEL_RUST_VERSION" "$RUST_VERSION"; do
 	if ! rustup toolchain list | grep -q "^$v-"; then
 		log "installing rustc $v"

@@ -73,8 +73,11 @@ wanted_config() {
 
 configure() {
 	local stamp
-	# Only the config lines count: a comment edited in a fragment does not reconfigure.
-	stamp=$(wanted_config | sha256sum | cut -d' ' -f1)
+	# Only the config lines count: a comment edited in a fragment does not reconfigure. The
+	# compilers do (an option such as RUST_INLINE_HELPERS depends on their versions), so that
+	# a changed pin reconfigures and checks again that every line stuck.
+	stamp=$({ wanted_config; rustc --version; clang-19 --version | head -1; } |
+		sha256sum | cut -d' ' -f1)
 	if [ -f "$KOUT/.config" ] && [ "$(cat "$KOUT/.rf-config" 2>/dev/null)" = "$stamp" ]; then
 		return
 	fi

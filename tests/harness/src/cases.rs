@@ -177,6 +177,7 @@ pub static ALL: &[Case] = &[
     Case::module("unmap_sealed_not_written", crate::unmap::sealed_not_written),
     Case::module("unmap_records_capped", crate::unmap::records_capped),
     Case::any("unmap_lmdb", crate::unmap::lmdb),
+    Case::module("unmap_prune_past_held", crate::unmap::prune_past_held),
     Case::module(
         "hardening_fuse_head_never_served",
         crate::fuse::head_never_served,

@@ -1167,3 +1167,79 @@ pub fn demo(label: &str, module: bool) -> R {
     }
     lmdb_behaved(&run, module)
 }
+
+/// A process keeps running with a lock held in memory it unmapped (its list goes on through
+/// that record), maps and unmaps more shared memory than the cap on records (none of it
+/// locked), then unmaps a second held lock and dies: both locks are marked. The pruning after
+/// each of those unmaps reads the list through the first record and drops the others; had it
+/// given up at the recorded entry, the records would have reached the cap and the second lock
+/// would have gone unrecorded.
+pub fn prune_past_held(_: &Ctx) -> R {
+    const UNRELATED: usize = 80;
+    let (_fa, a) = map_memfd(PAGE)?;
+    let (_fb, b) = map_memfd(PAGE)?;
+    let sync = Shared::new(PAGE);
+    let base = counter("unmap_lost")?;
+    let holder = sys::fork_with(|| {
+        let head = sys::private_anon(PAGE);
+        let tid = sys::gettid();
+        sys::write_u32(sync.at(0), tid);
+        // head -> A's entry -> head, A's word owned.
+        link_one(head, a + 0x40);
+        sys::write_u32(a + 0x20, tid);
+        if sys::set_robust_list(head, HEAD_LEN).is_err() {
+            return 1;
+        }
+        if sys::munmap(a, PAGE).is_err() {
+            return 2;
+        }
+        // Each at its own address: a mapping at A's address would replace A's record (the
+        // later one wins), which is not what is tested here.
+        let Ok(area) = sys::mmap(
+            0,
+            UNRELATED * PAGE,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+        ) else {
+            return 3;
+        };
+        for i in 0..UNRELATED {
+            let fd = crate::cleanup::memfd(PAGE);
+            let at = area + i * PAGE;
+            let Ok(p) = sys::mmap_offset(at, PAGE, RW, libc::MAP_SHARED | libc::MAP_FIXED, fd, 0)
+            else {
+                return 3;
+            };
+            // SAFETY: our own descriptor.
+            unsafe { libc::close(fd) };
+            sys::write_u32(p, 1);
+            if sys::munmap(p, PAGE).is_err() {
+                return 4;
+            }
+        }
+        // head -> B's entry -> A's entry (unmapped) -> head, B's word owned.
+        sys::write_usize(b + 0x40, a + 0x40);
+        sys::write_u32(b + 0x20, tid);
+        sys::write_usize(head, b + 0x40);
+        if sys::munmap(b, PAGE).is_err() {
+            return 5;
+        }
+        0
+    });
+    let st = sys::wait_pid(holder);
+    ensure!(exited_ok(st), "holder status {:#x}", st);
+    ensure!(sys::read_u32(sync.at(0)) != 0, "the holder's TID");
+    for (name, word) in [("A", a + 0x20), ("B", b + 0x20)] {
+        ensure!(
+            sys::read_u32(word) == OWNER_DIED,
+            "lock {}: word {:#x}, want {:#x} (unmap_lost +{})",
+            name,
+            sys::read_u32(word),
+            OWNER_DIED,
+            counter("unmap_lost")? - base
+        );
+    }
+    ensure_eq!(counter("unmap_lost")?, base);
+    Ok(())
+}
