@@ -331,44 +331,99 @@ fn examine(
 ) -> Result<usize> {
     let mut cleared = 0;
     for head in futex::heads(task).into_iter().flatten() {
-        // Directly from the caller's own memory for its threads and `CLONE_VM` siblings. Most
-        // slots are empty: `futex_offset` is only read for one that is not.
-        let slot = head.pending_slot();
-        let read = if local {
-            head.fetch_raw(&CurrentMem, slot)
+        // Directly from the caller's own memory for its threads and `CLONE_VM` siblings.
+        let found = if local {
+            pending_in(&CurrentMem, head, windows)?
         } else {
-            head.fetch_raw(&TaskMem(task), slot)
+            pending_in(&TaskMem(task), head, windows)?
         };
-        let Some(raw) = readable(read)? else {
-            continue;
-        };
-        let pending = Entry::decode(raw, head.abi);
-        if pending.addr == 0 {
-            continue;
+        if let Some(p) = found {
+            cleared += usize::from(clear(&p.into_match(task, mm, head))?);
         }
-        let offset = if local {
-            head.futex_offset(&CurrentMem)
-        } else {
-            head.futex_offset(&TaskMem(task))
-        };
-        let Some(futex_offset) = readable(offset)? else {
-            continue;
-        };
-        let word = head.futex_word(pending, futex_offset);
-        let Some(window) = window_holding(windows, word) else {
-            continue;
-        };
-        let m = Match {
+    }
+    Ok(cleared)
+}
+
+/// A slot that points into a window, as [`pending_in`] read it.
+struct Pending<'a> {
+    raw: usize,
+    word: usize,
+    window: &'a Window,
+}
+
+impl<'a> Pending<'a> {
+    fn into_match(self, task: &'a Task, mm: *mut bindings::mm_struct, head: Head) -> Match<'a> {
+        Match {
             task,
             mm,
             head,
-            raw,
-            word,
-            window,
-        };
-        cleared += usize::from(clear(&m)?);
+            raw: self.raw,
+            word: self.word,
+            window: self.window,
+        }
     }
-    Ok(cleared)
+}
+
+/// Reads the `list_op_pending` slot of `head` from `mem`: whether it points into one of
+/// `windows` (sorted by start). Most slots are empty: `futex_offset` is only read for one that
+/// is not.
+fn pending_in<'w>(
+    mem: &impl UserMem,
+    head: Head,
+    windows: &'w [Window],
+) -> Result<Option<Pending<'w>>> {
+    let Some(raw) = readable(head.fetch_raw(mem, head.pending_slot()))? else {
+        return Ok(None);
+    };
+    let pending = Entry::decode(raw, head.abi);
+    if pending.addr == 0 {
+        return Ok(None);
+    }
+    let Some(futex_offset) = readable(head.futex_offset(mem))? else {
+        return Ok(None);
+    };
+    let word = head.futex_word(pending, futex_offset);
+    Ok(window_holding(windows, word).map(|window| Pending { raw, word, window }))
+}
+
+/// Step 4 for the caller's own mm from the index, without allocating for up to 16 heads: the
+/// heads are copied out in one hold of the shard's mutex, read from the caller's memory with
+/// no lock held, and a task's reference is taken only for a slot to clear.
+///
+/// Returns `None` if the index is incomplete.
+fn examine_own(
+    index: &index::TaskIndex,
+    me: *mut bindings::mm_struct,
+    windows: &[Window],
+) -> Result<Option<usize>> {
+    let mut heads = index::Stash::<index::TaskHead, 16>::new(index::TaskHead {
+        task: 0,
+        head: Head {
+            addr: 0,
+            abi: crate::robust_list::Abi::Native,
+        },
+    });
+    loop {
+        match index.task_heads(me, &mut heads) {
+            None => return Ok(None),
+            Some(0) => break,
+            // Threads started since: room with slack, and copy again.
+            Some(more) => heads.reserve(2 * (heads.as_slice().len() + more) + 16)?,
+        }
+        killable()?;
+    }
+    let mut cleared = 0;
+    for th in heads.as_slice() {
+        killable()?;
+        let Some(p) = pending_in(&CurrentMem, th.head, windows)? else {
+            continue;
+        };
+        let Some(task) = index.task(me, th.task) else {
+            continue; // it left the index: its lists are walked
+        };
+        cleared += usize::from(clear(&p.into_match(&task, me, th.head))?);
+    }
+    Ok(Some(cleared))
 }
 
 /// The value of a read of a head, `None` if it cannot be read from here (unmapped, not faulted
@@ -518,6 +573,16 @@ fn clean_indexed(
 ) -> Result<bool> {
     for in_mm in windows.chunk_by(|a, b| a.mm == b.mm) {
         let mm = in_mm[0].mm;
+        if mm == me {
+            let Some(index) = index::get() else {
+                return Ok(false);
+            };
+            match examine_own(index, me, in_mm)? {
+                Some(n) => *cleared += n,
+                None => return Ok(false),
+            }
+            continue;
+        }
         let Some(tasks) = index::tasks_of(mm)? else {
             return Ok(false);
         };

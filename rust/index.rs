@@ -134,6 +134,13 @@ pub(crate) enum Snapshot {
     NeedRoom { spans: usize, heads: usize },
 }
 
+/// A robust list head of a filed task, and the task's key in the index.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TaskHead {
+    pub(crate) task: usize,
+    pub(crate) head: Head,
+}
+
 /// Room for values copied out of the index under a shard's mutex: `N` of them in place (on
 /// the caller's stack), more in an allocation made, outside the mutex, when they do not fit.
 pub(crate) struct Stash<T: Copy, const N: usize> {
@@ -527,6 +534,41 @@ impl TaskIndex {
         };
         take_out(&mut g.records, |r| r.touches(start, end - start), stale);
         true
+    }
+
+    /// Copies the robust list heads of the tasks of `mm` into `heads`, each with its task's key
+    /// (for [`TaskIndex::task`]), in one hold of the shard's mutex: no reference is taken.
+    /// Returns `None` if the index is incomplete, else how many heads did not fit.
+    pub(crate) fn task_heads<const H: usize>(
+        &self,
+        mm: *const bindings::mm_struct,
+        heads: &mut Stash<TaskHead, H>,
+    ) -> Option<usize> {
+        if !self.complete() {
+            return None;
+        }
+        let mm_key = key(mm);
+        let shard = self.shard(mm_key).lock();
+        heads.clear();
+        let mut more = 0;
+        if let Some(g) = shard.get(&mm_key) {
+            for (task, t) in g.tasks.iter() {
+                for head in futex::heads(t).into_iter().flatten() {
+                    if !heads.push(TaskHead { task: *task, head }) {
+                        more += 1;
+                    }
+                }
+            }
+        }
+        Some(more)
+    }
+
+    /// A reference on the task of `mm` whose key is `task`, if it is still filed (a task that
+    /// left the index has walked its lists).
+    pub(crate) fn task(&self, mm: *const bindings::mm_struct, task: usize) -> Option<ARef<Task>> {
+        let mm_key = key(mm);
+        let shard = self.shard(mm_key).lock();
+        shard.get(&mm_key)?.tasks.get(&task).cloned()
     }
 
     /// Copies the spans of the records of `mm` into `spans`, and the robust list heads of its
