@@ -51,6 +51,38 @@ impl OneLock {
     }
 }
 
+/// Maps `n` memfds of a page, MAP_SHARED and written, each at its own address (in an area
+/// reserved for them, so that no two records overlap), and unmaps each: `n` records for a
+/// process with a robust list. In a forked child: fails with the exit code to return (2: a
+/// mapping, 3: an unmap).
+fn unmap_memfds_apart(n: usize) -> Result<(), i32> {
+    let area = sys::mmap(
+        0,
+        n * PAGE,
+        libc::PROT_NONE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+    )
+    .map_err(|_| 2)?;
+    for i in 0..n {
+        let fd = crate::cleanup::memfd(PAGE);
+        let p = sys::mmap_offset(
+            area + i * PAGE,
+            PAGE,
+            RW,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            fd,
+            0,
+        );
+        // SAFETY: our own descriptor, not used after this.
+        unsafe { libc::close(fd) };
+        let p = p.map_err(|_| 2)?;
+        sys::write_u32(p, 1);
+        sys::munmap(p, PAGE).map_err(|_| 3)?;
+    }
+    Ok(())
+}
+
 /// Waits up to [`LIMIT`] for the `u32` at `addr` (set by another process) to reach `n`.
 fn wait_reaches(addr: usize, n: u32, what: &str) -> R {
     let deadline = std::time::Instant::now() + LIMIT;
@@ -945,28 +977,8 @@ pub fn records_capped(_: &Ctx) -> R {
             return 1;
         }
         // Each memfd at its own address (records that overlap replace each other).
-        let Ok(area) = sys::mmap(
-            0,
-            MEMFDS * PAGE,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-        ) else {
-            return 2;
-        };
-        for i in 0..MEMFDS {
-            let fd = crate::cleanup::memfd(PAGE);
-            let at = area + i * PAGE;
-            let Ok(p) = sys::mmap_offset(at, PAGE, RW, libc::MAP_SHARED | libc::MAP_FIXED, fd, 0)
-            else {
-                return 2;
-            };
-            // SAFETY: our own descriptor.
-            unsafe { libc::close(fd) };
-            sys::write_u32(p, 1);
-            if sys::munmap(p, PAGE).is_err() {
-                return 3;
-            }
+        if let Err(rc) = unmap_memfds_apart(MEMFDS) {
+            return rc;
         }
         sys::write_u32(sync.at(0), 1);
         while sys::read_u32(sync.at(4)) == 0 {
@@ -1195,28 +1207,8 @@ pub fn prune_past_held(_: &Ctx) -> R {
         }
         // Each at its own address: a mapping at A's address would replace A's record (the
         // later one wins), which is not what is tested here.
-        let Ok(area) = sys::mmap(
-            0,
-            UNRELATED * PAGE,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-        ) else {
-            return 3;
-        };
-        for i in 0..UNRELATED {
-            let fd = crate::cleanup::memfd(PAGE);
-            let at = area + i * PAGE;
-            let Ok(p) = sys::mmap_offset(at, PAGE, RW, libc::MAP_SHARED | libc::MAP_FIXED, fd, 0)
-            else {
-                return 3;
-            };
-            // SAFETY: our own descriptor.
-            unsafe { libc::close(fd) };
-            sys::write_u32(p, 1);
-            if sys::munmap(p, PAGE).is_err() {
-                return 4;
-            }
+        if let Err(rc) = unmap_memfds_apart(UNRELATED) {
+            return rc;
         }
         // head -> B's entry -> A's entry (unmapped) -> head, B's word owned.
         sys::write_usize(b + 0x40, a + 0x40);
