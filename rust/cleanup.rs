@@ -33,18 +33,19 @@
 //!    cleaned there: a slot changed in the meantime, or whose word was unmapped and something
 //!    else mapped at its address, is left alone.
 //!
-//! Locks: references are collected under the index's mutex, `i_mmap_rwsem` or RCU, each alone
-//! and with no allocation with reclaim and no user memory access under it (steps 2 and 3);
-//! heads are read with no lock held; a slot is cleared under its task's `futex.exit_mutex`,
-//! then its mm's `mmap_lock` (step 4). A read that faults may sleep as long as the fault does,
-//! and the caller alone waits. The wait for another task's exit walk is killable (`EINTR`).
-//! Another process's memory is faulted in only where the
-//! fault waits for nothing but the kernel (anonymous memory and shmem without a userfaultfd),
-//! written only in private memory and shmem, and its `mmap_lock` only tried for a bounded
-//! time, so that the call never waits on what another user controls (a FUSE server that takes
-//! a read and never answers, a process that keeps its own `mmap_lock`): see [`remote`]. Heads
-//! that cannot be read, and slots that cannot be cleared, are counted in debugfs
-//! `cleanup_missed`: see `cleanup.rst`, "What it cannot fix".
+//! Locks: references are collected under the index's mutex, `i_mmap_rwsem` or RCU, each alone and
+//! with no allocation with reclaim and no user memory access under it (steps 2 and 3; for the
+//! caller's own mm, the heads' addresses and the tasks' keys are copied instead, and a reference is
+//! taken only for a slot to clear); heads are read with no lock held; a slot is cleared under its
+//! task's `futex.exit_mutex`, then its mm's `mmap_lock` (step 4). A read that faults may sleep as
+//! long as the fault does, and the caller alone waits. The wait for another task's exit walk is
+//! killable (`EINTR`). Another process's memory is faulted in only where the fault waits for
+//! nothing but the kernel (anonymous memory and shmem without a userfaultfd), written only in
+//! private memory and shmem, and its `mmap_lock` only tried for a bounded time, so that the call
+//! never waits on what another user controls (a FUSE server that takes a read and never answers, a
+//! process that keeps its own `mmap_lock`): see [`remote`]. Heads that cannot be read, and slots
+//! that cannot be cleared, are counted in debugfs `cleanup_missed`: see `cleanup.rst`, "What it
+//! cannot fix".
 //!
 //! With `CLEANUP_ROBUST_LIST_MM_ONLY` (a C library unmapping the range, or mapping over it),
 //! every part is taken as private memory: one window, the caller's range in its own mm, so only
@@ -419,7 +420,8 @@ fn examine_own(
             continue;
         };
         let Some(task) = index.task(me, th.task) else {
-            continue; // it left the index: its lists are walked
+            // It left the index: its lists are walked, or it has no head left to walk.
+            continue;
         };
         cleared += usize::from(clear(&p.into_match(&task, me, th.head))?);
     }
@@ -460,7 +462,7 @@ fn still_maps(mm: &MmapReadGuard<'_>, m: &Match<'_>) -> bool {
         && at == offset + (m.word - m.window.start)
 }
 
-/// Clears a slot found by [`examine`], under its task's
+/// Clears a slot found by [`examine`] or [`examine_own`], under its task's
 /// `futex.exit_mutex`, so that an exit walk under way finishes first (and then nothing is left
 /// to do) and none starts while the slot is cleared. Returns whether it cleared it.
 ///

@@ -44,14 +44,14 @@
 //!
 //! # Locking
 //!
-//! A shard's mutex guards nothing but its trees and the groups' records: under it no user memory
-//! is accessed, nothing is allocated (the room for an entry or a record is made before it is
-//! taken) and no other lock is taken, but for a file reference dropped with a record taken out
-//! of the index when more were taken at once than the caller had slots for (`fput()` defers the
-//! release, at most queueing work), so a `set_robust_list()` or an exit never waits behind
-//! anything a user controls. [`tasks_of`]
-//! copies references out, and `cleanup_robust_list()` reads the candidates' heads after
-//! releasing it. Lock orders: a task's `futex.exit_mutex`, then a shard's mutex; an mm's
+//! A shard's mutex guards nothing but its trees and the groups' records: under it no user memory is
+//! accessed, nothing is allocated (the room for an entry or a record is made before it is taken)
+//! and no other lock is taken, but for a file reference dropped with a record taken out of the
+//! index when more were taken at once than the caller had slots for (`fput()` defers the release,
+//! at most queueing work), so a `set_robust_list()` or an exit never waits behind anything a user
+//! controls. [`tasks_of`] copies references out ([`TaskIndex::task_heads`], for the caller's own
+//! mm, heads' addresses and tasks' keys), and `cleanup_robust_list()` reads the candidates' heads
+//! after releasing it. Lock orders: a task's `futex.exit_mutex`, then a shard's mutex; an mm's
 //! `mmap_lock`, then a shard's mutex (records are filed under the `mmap_lock` of the mm that
 //! unmapped the memory, [`crate::unmap`]). Context of every function here: process context, may
 //! sleep.
