@@ -111,33 +111,63 @@ fn rust(ctx: &Ctx) -> bool {
     matches!(ctx.walker, Walker::Rust)
 }
 
+/// The write-up's holder: a forked process that has locked a process-shared robust mutex at
+/// the start of a memfd it maps (`mem`, also mapped here), and, once `go` is set, unmaps the
+/// memfd with the lock held and exits.
+struct UnmappingHolder {
+    mem: usize,
+    m: Mutex,
+    /// Set to 1 (and woken) to let the holder unmap and exit.
+    go: usize,
+    holder: libc::pid_t,
+    _sync: Shared,
+}
+
+impl UnmappingHolder {
+    /// Forks the holder and waits until it holds the lock.
+    fn start() -> Result<Self, String> {
+        let (_fd, mem) = map_memfd(PAGE)?;
+        let m = Mutex::init(mem, true, false)?;
+        let sync = Shared::new(PAGE);
+        let (locked, go) = (sync.at(0), sync.at(4));
+        let holder = sys::fork_with(|| {
+            if m.lock() != 0 {
+                return 1;
+            }
+            sys::write_u32(locked, 1);
+            let _ = sys::futex_wake(locked, 1);
+            while sys::read_u32(go) == 0 {
+                let _ = sys::futex_wait(go, 0, Duration::from_secs(1));
+            }
+            // The bug: the memory goes away with the lock held.
+            if sys::munmap(mem, PAGE).is_err() {
+                return 2;
+            }
+            0
+        });
+        wait_reaches(locked, 1, "the holder's lock")?;
+        Ok(UnmappingHolder {
+            mem,
+            m,
+            go,
+            holder,
+            _sync: sync,
+        })
+    }
+}
+
 /// The write-up's program: a process locks a process-shared robust mutex in a memfd, unmaps
 /// the memfd while it holds the lock, and exits; another process waits for the lock. With the
 /// module the waiter gets `EOWNERDEAD`; with the built-in walker it times out (the walk faulted
 /// on the unmapped entry and stopped).
 pub fn writeup_waiter(ctx: &Ctx) -> R {
-    let (_fd, mem) = map_memfd(PAGE)?;
-    let m = Mutex::init(mem, true, false)?;
-    let sync = Shared::new(PAGE);
-    let (locked, go) = (sync.at(0), sync.at(4));
-    let holder = sys::fork_with(|| {
-        if m.lock() != 0 {
-            return 1;
-        }
-        sys::write_u32(locked, 1);
-        let _ = sys::futex_wake(locked, 1);
-        while sys::read_u32(go) == 0 {
-            let _ = sys::futex_wait(go, 0, Duration::from_secs(1));
-        }
-        // The bug: the memory goes away with the lock held.
-        if sys::munmap(mem, PAGE).is_err() {
-            return 2;
-        }
-        0
-    });
-    while sys::read_u32(locked) == 0 {
-        let _ = sys::futex_wait(locked, 0, Duration::from_millis(100));
-    }
+    let UnmappingHolder {
+        mem: _,
+        m,
+        go,
+        holder,
+        _sync,
+    } = UnmappingHolder::start()?;
     let wait = if rust(ctx) {
         LIMIT
     } else {
@@ -1086,25 +1116,13 @@ fn lmdb_behaved(r: &crate::preload::Run, module: bool) -> R {
 /// `EOWNERDEAD`. Fails if the walker does not behave as it should.
 pub fn demo(label: &str, module: bool) -> R {
     let say = |s: String| println!("[unmap/{}] {}", label, s);
-    let (_fd, mem) = map_memfd(PAGE)?;
-    let m = Mutex::init(mem, true, false)?;
-    let sync = Shared::new(PAGE);
-    let (locked, go) = (sync.at(0), sync.at(4));
-    let holder = sys::fork_with(|| {
-        if m.lock() != 0 {
-            return 1;
-        }
-        sys::write_u32(locked, 1);
-        let _ = sys::futex_wake(locked, 1);
-        while sys::read_u32(go) == 0 {
-            let _ = sys::futex_wait(go, 0, Duration::from_secs(1));
-        }
-        if sys::munmap(mem, PAGE).is_err() {
-            return 2;
-        }
-        0
-    });
-    wait_reaches(locked, 1, "the holder's lock")?;
+    let UnmappingHolder {
+        mem,
+        m,
+        go,
+        holder,
+        _sync,
+    } = UnmappingHolder::start()?;
     say(format!(
         "process {} locked a robust mutex in a memfd (futex word {:#010x})",
         holder,
