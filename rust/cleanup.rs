@@ -76,7 +76,7 @@ use kernel::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
     },
-    task::Task,
+    task::{cond_resched, Task},
 };
 
 /// Calls of the system call that reached this module (shown in debugfs).
@@ -610,12 +610,40 @@ fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
         }
     }
     heapsort_by_key(&mut windows, |w| (w.mm as usize, w.start));
+    merge_overlapping(&mut windows);
     clean(&windows)
+}
+
+/// Merges the windows of `windows` (sorted by mm, then by start) that overlap in one mm, so
+/// that the windows of each mm are disjoint, as [`window_holding`] needs. They overlap when
+/// the caller's range maps parts of one file that overlap (the same page mapped at two of its
+/// addresses): each part then finds every mapping of the other. Two windows that overlap in one
+/// mm lie in the same area, which maps each address at one offset, so the merged window keeps
+/// the first's offset; if that mm replaced the area between the two searches (it unmapped the
+/// memory while the call ran), a slot in the part of the later one is found but, at the time of
+/// the clear, no longer taken as the memory being cleaned, as any window found before such an
+/// unmap.
+fn merge_overlapping(windows: &mut KVVec<Window>) {
+    let mut kept = 0;
+    for i in 1..windows.len() {
+        let (last, next) = (&windows[kept], &windows[i]);
+        if last.mm == next.mm && next.start < last.end {
+            let end = last.end.max(next.end);
+            windows[kept].end = end;
+        } else {
+            kept += 1;
+            windows.swap(kept, i);
+        }
+    }
+    windows.truncate((kept + 1).min(windows.len()));
 }
 
 /// Sorts `v` by `key` in place: a heapsort, O(n log n) without allocating. (`core`'s sorts end
 /// in a panic on an inconsistent order that objtool does not know as noreturn with rustc 1.86:
 /// "falls through to next function".)
+///
+/// Context: process context; may sleep (between two sifts: a user can make the windows of one
+/// call many).
 pub(crate) fn heapsort_by_key<T, K: Ord>(v: &mut [T], key: impl Fn(&T) -> K) {
     // Moves `v[root]` down the max-heap `v[..end]`.
     let sift = |v: &mut [T], mut root: usize, end: usize| loop {
@@ -634,10 +662,12 @@ pub(crate) fn heapsort_by_key<T, K: Ord>(v: &mut [T], key: impl Fn(&T) -> K) {
     };
     for i in (0..v.len() / 2).rev() {
         sift(v, i, v.len());
+        cond_resched();
     }
     for end in (1..v.len()).rev() {
         v.swap(0, end);
         sift(v, 0, end);
+        cond_resched();
     }
 }
 

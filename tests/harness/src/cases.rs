@@ -76,6 +76,10 @@ pub static ALL: &[Case] = &[
     ),
     Case::module("cleanup_bad_mappings", cleanup::bad_mappings),
     Case::module("cleanup_spans_mappings", cleanup::spans_mappings),
+    Case::module(
+        "cleanup_overlapping_mappings",
+        cleanup::overlapping_mappings,
+    ),
     Case::module("cleanup_mm_only", cleanup::mm_only),
     Case::module("preload_calls", crate::preload::calls),
     Case::module("preload_unknown_glibc", crate::preload::unknown_glibc),

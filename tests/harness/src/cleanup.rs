@@ -343,6 +343,96 @@ pub fn spans_mappings(_: &Ctx) -> R {
     r
 }
 
+/// A range over two mappings of overlapping parts of one memfd (in either order): every mm that
+/// maps the memory gets windows that overlap (equal starts), and each word in them must still
+/// be found. Threads hold words in each page of the caller's range; processes, in each page of
+/// their own single mapping of the memfd.
+pub fn overlapping_mappings(_: &Ctx) -> R {
+    let page = 4096;
+    for (layout, parts) in [[(0, 2), (2, 1)], [(0, 1), (1, 2)]].iter().enumerate() {
+        let fd = memfd(2 * page);
+        let base = sys::private_anon(3 * page);
+        for &(pg, pages) in parts {
+            // SAFETY: replaces pages of our own mapping with the memfd's first pages.
+            let p = unsafe {
+                libc::mmap(
+                    (base + pg * page) as *mut _,
+                    pages * page,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    fd,
+                    0,
+                )
+            };
+            ensure!(
+                p as usize == base + pg * page,
+                "mmap: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        let ctl = Control::new();
+        // 0..3: threads, a word in each page of the range; 3, 4: processes, a word in each page
+        // of their own mapping of the memfd.
+        for i in 0..3 {
+            ctl.prepare(i, base + i * page + 0x100, false);
+        }
+        let pids: Vec<_> = [3, 4]
+            .iter()
+            .map(|&i| {
+                fork_holder(&ctl, i, false, || {
+                    map_fd(fd, 2 * page, libc::MAP_SHARED) + (i - 3) * page + 0x200
+                })
+            })
+            .collect();
+        // SAFETY: the holders have their own references.
+        unsafe { libc::close(fd) };
+        let r = std::thread::scope(|s| -> R {
+            let threads: Vec<_> = (0..3)
+                .map(|i| {
+                    let ctl = &ctl;
+                    s.spawn(move || ctl.hold(i, &[]))
+                })
+                .collect();
+            let r = (|| -> R {
+                for i in 0..5 {
+                    ctl.wait_ready(i)?;
+                }
+                ensure!(
+                    (0..5).all(|i| sys::read_usize(ctl.slot(i)) != 0),
+                    "slots not set"
+                );
+                let n = cleanup(base, 3 * page)?;
+                let left: Vec<usize> = (0..5)
+                    .filter(|&i| sys::read_usize(ctl.slot(i)) != 0)
+                    .collect();
+                ensure!(
+                    n == 5 && left.is_empty(),
+                    "layout {}: {} cleared, slots left set: {:?}",
+                    layout,
+                    n,
+                    left
+                );
+                Ok(())
+            })();
+            ctl.release();
+            for t in threads {
+                t.join().map_err(|_| "holder thread panicked".to_string())?;
+            }
+            r
+        });
+        for pid in pids {
+            ensure!(exited_ok(sys::wait_pid(pid)), "holder process failed");
+        }
+        // SAFETY: our own mapping, no longer used.
+        ensure!(
+            unsafe { libc::munmap(base as *mut _, 3 * page) } == 0,
+            "munmap"
+        );
+        r?;
+    }
+    Ok(())
+}
+
 /// Many threads in several processes, one call for the whole region.
 pub fn many_threads_many_processes(_: &Ctx) -> R {
     const PROCS: usize = 3;
