@@ -334,11 +334,11 @@ fn examine(
     for head in futex::heads(task).into_iter().flatten() {
         // Directly from the caller's own memory for its threads and `CLONE_VM` siblings.
         let found = if local {
-            pending_in(&CurrentMem, head, windows)?
+            pending_in(&CurrentMem, head, windows)
         } else {
-            pending_in(&TaskMem(task), head, windows)?
+            pending_in(&TaskMem(task), head, windows)
         };
-        if let Some(p) = found {
+        if let Some(p) = readable(found, task, head)? {
             cleared += usize::from(clear(&p.into_match(task, mm, head))?);
         }
     }
@@ -367,22 +367,18 @@ impl<'a> Pending<'a> {
 
 /// Reads the `list_op_pending` slot of `head` from `mem`: whether it points into one of
 /// `windows` (sorted by start). Most slots are empty: `futex_offset` is only read for one that
-/// is not.
+/// is not. A head that cannot be read from here fails with an error that is [`unreadable`].
 fn pending_in<'w>(
     mem: &impl UserMem,
     head: Head,
     windows: &'w [Window],
 ) -> Result<Option<Pending<'w>>> {
-    let Some(raw) = readable(head.fetch_raw(mem, head.pending_slot()))? else {
-        return Ok(None);
-    };
+    let raw = head.fetch_raw(mem, head.pending_slot())?;
     let pending = Entry::decode(raw, head.abi);
     if pending.addr == 0 {
         return Ok(None);
     }
-    let Some(futex_offset) = readable(head.futex_offset(mem))? else {
-        return Ok(None);
-    };
+    let futex_offset = head.futex_offset(mem)?;
     let word = head.futex_word(pending, futex_offset);
     Ok(window_holding(windows, word).map(|window| Pending { raw, word, window }))
 }
@@ -416,7 +412,18 @@ fn examine_own(
     let mut cleared = 0;
     for th in heads.as_slice() {
         killable()?;
-        let Some(p) = pending_in(&CurrentMem, th.head, windows)? else {
+        let found = match pending_in(&CurrentMem, th.head, windows) {
+            Ok(found) => found,
+            Err(e) if unreadable(e) => {
+                if let Some(task) = index.task(me, th.task) {
+                    count_missed(&task, th.head);
+                }
+                // Otherwise it exited since the copy: nothing was missed.
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(p) = found else {
             continue;
         };
         let Some(task) = index.task(me, th.task) else {
@@ -428,17 +435,36 @@ fn examine_own(
     Ok(Some(cleared))
 }
 
-/// The value of a read of a head, `None` if it cannot be read from here (unmapped, not faulted
-/// in for another process, or that process's `mmap_lock` stays taken: see [`remote`]), which is
-/// counted as missed; other errors (`EINTR`, `ENOMEM`) end the call.
-fn readable<T>(read: Result<T>) -> Result<Option<T>> {
+/// Whether a read of a head failed because it cannot be read from here (unmapped, not faulted
+/// in for another process, or that process's `mmap_lock` stays taken: see [`remote`]); other
+/// errors (`EINTR`, `ENOMEM`) end the call.
+fn unreadable(e: Error) -> bool {
+    e == EFAULT || e == EAGAIN
+}
+
+/// What [`pending_in`] found for `head`, a head of `task`: `None` if nothing, or if the head
+/// cannot be read from here ([`unreadable`]; see [`count_missed`]); other errors end the call.
+fn readable<'w>(
+    read: Result<Option<Pending<'w>>>,
+    task: &Task,
+    head: Head,
+) -> Result<Option<Pending<'w>>> {
     match read {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e == EFAULT || e == EAGAIN => {
-            CLEANUP_MISSED.add(1, Relaxed);
+        Ok(found) => Ok(found),
+        Err(e) if unreadable(e) => {
+            count_missed(task, head);
             Ok(None)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Counts a head of `task` that could not be read as missed, if `task` still has it: a task
+/// that exited (or exec'd) since its heads were found has walked its lists and dropped them
+/// (its stack, which may hold its head, may be unmapped since), and nothing was missed.
+fn count_missed(task: &Task, head: Head) {
+    if futex::heads(task).contains(&Some(head)) {
+        CLEANUP_MISSED.add(1, Relaxed);
     }
 }
 

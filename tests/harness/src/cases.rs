@@ -207,6 +207,10 @@ pub static ALL: &[Case] = &[
         hardening::remapped_while_call_waits,
     ),
     Case::module(
+        "hardening_exited_heads_not_missed",
+        hardening::exited_heads_not_missed,
+    ),
+    Case::module(
         "hardening_many_processes_one_memfd",
         hardening::many_processes_one_memfd,
     ),

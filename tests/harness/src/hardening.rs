@@ -2316,20 +2316,11 @@ struct UffdioCopy {
     copy: i64,
 }
 
-/// The race, made deterministic: the head of a thread T of this process lies in a page
-/// registered with userfaultfd and not populated, so that the call's read of it waits until the
-/// test serves it. Its slot will point at the word at X + 0x100, X where this process maps
-/// memfd A (it maps A at Y too). A caller thread calls on A's word through Y: the call finds
-/// the windows of A (X and Y in this mm), then waits in its read of T's head. Meanwhile the
-/// test unmaps X and maps memfd B there, and only then serves the fault: T's slot points at
-/// X + 0x100, now B's memory, which a lock of B may be in an operation on. The call must
-/// return 0 and leave the slot alone. (Before the check, the module compared the window it had
-/// found before the remap, and cleared the slot.)
-pub fn remapped_while_call_waits(_: &Ctx) -> R {
-    let (a, b) = (crate::cleanup::memfd(PAGE), crate::cleanup::memfd(PAGE));
-    let x = crate::cleanup::map_fd(a, PAGE, libc::MAP_SHARED);
-    let y = crate::cleanup::map_fd(a, PAGE, libc::MAP_SHARED);
-    // SAFETY: creates a userfaultfd that handles kernel faults too (the guest runs as root).
+/// A userfaultfd (kernel faults handled too: the guest runs as root) and a private page
+/// registered with it for missing faults, never touched: every access to it waits until
+/// [`uffd_serve`] fills it.
+fn uffd_page() -> Result<(i32, usize), String> {
+    // SAFETY: creates a userfaultfd.
     let uffd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) } as i32;
     ensure!(
         uffd >= 0,
@@ -2344,7 +2335,7 @@ pub fn remapped_while_call_waits(_: &Ctx) -> R {
     // SAFETY: the handshake, with a valid `struct uffdio_api`.
     let r = unsafe { libc::ioctl(uffd, UFFDIO_API, &mut api) };
     ensure!(r == 0, "UFFDIO_API: {}", std::io::Error::last_os_error());
-    let page = sys::private_anon(PAGE); // never touched before the copy
+    let page = sys::private_anon(PAGE);
     let mut reg = UffdioRegister {
         start: page as u64,
         len: PAGE as u64,
@@ -2358,6 +2349,66 @@ pub fn remapped_while_call_waits(_: &Ctx) -> R {
         "UFFDIO_REGISTER: {}",
         std::io::Error::last_os_error()
     );
+    Ok((uffd, page))
+}
+
+/// Fills the page of [`uffd_page`] with a copy of `src`, waking whoever waits on it.
+fn uffd_serve(uffd: i32, page: usize, src: usize) -> Result<(), String> {
+    let mut copy = UffdioCopy {
+        dst: page as u64,
+        src: src as u64,
+        len: PAGE as u64,
+        mode: 0,
+        copy: 0,
+    };
+    // SAFETY: copies our own page into our registered range.
+    let r = unsafe { libc::ioctl(uffd, UFFDIO_COPY, &mut copy) };
+    ensure!(r == 0, "UFFDIO_COPY: {}", std::io::Error::last_os_error());
+    Ok(())
+}
+
+/// Waits until the thread whose TID is stored at `tid_at` (0 until then) sleeps in a
+/// userfaultfd fault; fails if `returned` reads non-zero first (its call did not wait), or
+/// after [`LIMIT`].
+fn wait_in_userfault(tid_at: usize, returned: usize, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let tid = sys::read_u32(tid_at);
+        let st = (tid != 0)
+            .then(|| sys::task_state(std::process::id() as i32, tid))
+            .flatten();
+        if matches!(&st, Some((_, w)) if w.contains("handle_userfault")) {
+            return Ok(());
+        }
+        ensure!(
+            sys::read_u32(returned) == 0,
+            "the call returned without waiting on {}: nothing was tested",
+            what
+        );
+        ensure!(
+            Instant::now() < deadline,
+            "the call never waited on {}: {:?}",
+            what,
+            st
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The race, made deterministic: the head of a thread T of this process lies in a page
+/// registered with userfaultfd and not populated, so that the call's read of it waits until the
+/// test serves it. Its slot will point at the word at X + 0x100, X where this process maps
+/// memfd A (it maps A at Y too). A caller thread calls on A's word through Y: the call finds
+/// the windows of A (X and Y in this mm), then waits in its read of T's head. Meanwhile the
+/// test unmaps X and maps memfd B there, and only then serves the fault: T's slot points at
+/// X + 0x100, now B's memory, which a lock of B may be in an operation on. The call must
+/// return 0 and leave the slot alone. (Before the check, the module compared the window it had
+/// found before the remap, and cleared the slot.)
+pub fn remapped_while_call_waits(_: &Ctx) -> R {
+    let (a, b) = (crate::cleanup::memfd(PAGE), crate::cleanup::memfd(PAGE));
+    let x = crate::cleanup::map_fd(a, PAGE, libc::MAP_SHARED);
+    let y = crate::cleanup::map_fd(a, PAGE, libc::MAP_SHARED);
+    let (uffd, page) = uffd_page()?;
     let head = page + 0x100;
     let sh = Shared::new(PAGE);
     let shb = sh.base;
@@ -2390,26 +2441,7 @@ pub fn remapped_while_call_waits(_: &Ctx) -> R {
                 r
             });
             // The caller waits in its read of T's head (the unserved page).
-            let deadline = Instant::now() + LIMIT;
-            let waiting = loop {
-                let tid = sys::read_u32(shb + 8);
-                let st = (tid != 0)
-                    .then(|| sys::task_state(std::process::id() as i32, tid))
-                    .flatten();
-                if matches!(&st, Some((_, w)) if w.contains("handle_userfault")) {
-                    break Ok(());
-                }
-                if sys::read_u32(shb + 12) != 0 {
-                    break Err(
-                        "the call returned without waiting on T's head: nothing was tested"
-                            .to_string(),
-                    );
-                }
-                if Instant::now() > deadline {
-                    break Err(format!("the call never waited on T's head: {:?}", st));
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            };
+            let waiting = wait_in_userfault(shb + 8, shb + 12, "T's head");
             // X now maps B; then T's head appears, pending on X + 0x100. Served in every case, so
             // that the caller returns.
             let remapped = waiting.and_then(|()| {
@@ -2420,21 +2452,12 @@ pub fn remapped_while_call_waits(_: &Ctx) -> R {
             let src = sys::private_anon(PAGE);
             write_head(src + 0x100, x + 0x100);
             sys::write_usize(src + 0x100, head); // list.next: the head itself
-            let mut copy = UffdioCopy {
-                dst: page as u64,
-                src: src as u64,
-                len: PAGE as u64,
-                mode: 0,
-                copy: 0,
-            };
-            // SAFETY: copies our own page into our registered range, waking the waiter.
-            let copied = unsafe { libc::ioctl(uffd, UFFDIO_COPY, &mut copy) };
-            let copy_err = std::io::Error::last_os_error();
+            let copied = uffd_serve(uffd, page, src);
             let result = caller
                 .join()
                 .map_err(|_| "the caller panicked".to_string())?;
             remapped?;
-            ensure!(copied == 0, "UFFDIO_COPY: {}", copy_err);
+            copied?;
             let n = result?;
             let slot = sys::read_usize(head + 16);
             let armed = pending_for(x + 0x100);
@@ -2454,4 +2477,94 @@ pub fn remapped_while_call_waits(_: &Ctx) -> R {
         let held = holder.join().map_err(|_| "T panicked".to_string())?;
         r.and(held)
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// hardening_exited_heads_not_missed
+
+/// Threads that exit while a call on their process's memory runs are not counted as missed.
+/// The call copies its process's heads, then reads them with no lock held. The heads of 15
+/// threads C lie in a page registered with userfaultfd and never served, so the call waits in
+/// its read of the first it reads. Meanwhile the Cs exit (their exit walks cannot read their
+/// heads either: an exiting task's fault on such a page fails at once), the page is unmapped,
+/// and the userfaultfd closed, which wakes the call: its reads of the Cs' heads fault. But the
+/// Cs have exited: nothing is left for an exit walk to act on, and nothing was missed. The call
+/// must return 0 and leave debugfs `cleanup_missed` unchanged. (Before the check, it grew by
+/// 15: a thread that exited and whose stack, holding glibc's head, was unmapped, was counted.)
+pub fn exited_heads_not_missed(_: &Ctx) -> R {
+    const CS: usize = 15;
+    let (uffd, page) = uffd_page()?;
+    let target = sys::private_anon(PAGE); // the call's range: nobody's word
+    let sh = Shared::new(PAGE);
+    let shb = sh.base;
+    // sh: the Cs registered (0), the go for the Cs (4), the caller's TID (8), 1 once its call
+    // returned (12).
+    let r = std::thread::scope(|s| -> R {
+        let cs: Vec<_> = (0..CS)
+            .map(|i| {
+                s.spawn(move || -> R {
+                    sys::set_robust_list(page + 64 * i, HEAD_LEN)
+                        .map_err(|e| format!("C{}: set_robust_list: {}", i, e))?;
+                    sys::fetch_add_u32(shb, 1);
+                    let deadline = Instant::now() + 2 * LIMIT;
+                    while sys::read_u32(shb + 4) == 0 && Instant::now() < deadline {
+                        sys::nap(shb + 4, 0, Duration::from_secs(1))
+                            .map_err(|e| format!("C{}: {}", i, e))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let r = (|| -> R {
+            wait_until(
+                shb,
+                LIMIT,
+                "the Cs registering their heads",
+                || sys::read_u32(shb) == CS as u32,
+                || None,
+            )?;
+            let missed = counter("cleanup_missed")?;
+            let caller = s.spawn(move || {
+                sys::write_u32(shb + 8, sys::gettid());
+                let r = cleanup(target, 4);
+                sys::write_u32(shb + 12, 1);
+                r
+            });
+            let waiting = wait_in_userfault(shb + 8, shb + 12, "a C's head");
+            // The Cs exit, their heads' page goes, and the userfaultfd with it, which wakes
+            // the call in every case.
+            sys::write_u32(shb + 4, 1);
+            let _ = sys::futex_wake(shb + 4, i32::MAX);
+            let mut exited = Ok(());
+            for (i, c) in cs.into_iter().enumerate() {
+                let r = c.join().map_err(|_| format!("C{} panicked", i))?;
+                exited = exited.and(r);
+            }
+            let unmapped = sys::munmap(page, PAGE).map_err(|e| format!("munmap: {}", e));
+            // SAFETY: our own descriptor, no longer used.
+            let closed = unsafe { libc::close(uffd) };
+            let result = caller
+                .join()
+                .map_err(|_| "the caller panicked".to_string())?;
+            waiting?;
+            exited?;
+            unmapped?;
+            ensure!(closed == 0, "close: {}", std::io::Error::last_os_error());
+            let n = result?;
+            let now = counter("cleanup_missed")?;
+            ensure!(
+                n == 0 && now == missed,
+                "the call returned {} and cleanup_missed went {} -> {}: heads of threads that \
+                 exited while the call waited were counted as missed",
+                n,
+                missed,
+                now
+            );
+            Ok(())
+        })();
+        sys::write_u32(shb + 4, 1);
+        let _ = sys::futex_wake(shb + 4, i32::MAX);
+        r
+    });
+    r
 }
