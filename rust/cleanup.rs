@@ -383,16 +383,18 @@ fn pending_in<'w>(
     Ok(window_holding(windows, word).map(|window| Pending { raw, word, window }))
 }
 
-/// Step 4 for the caller's own mm from the index, without allocating for up to 16 heads: the
-/// heads are copied out in one hold of the shard's mutex, read from the caller's memory with
-/// no lock held, and a task's reference is taken only for a slot to clear.
+/// Step 4 for the caller's own mm from the index, without allocating: the heads are copied out
+/// 16 at a time (one hold of the shard's mutex each), read from the caller's memory with no
+/// lock held, and a task's reference is taken only for a slot to clear. Adds the slots it
+/// clears to `cleared`.
 ///
-/// Returns `None` if the index is incomplete.
+/// Returns `false` if the index is incomplete.
 fn examine_own(
     index: &index::TaskIndex,
     me: *mut bindings::mm_struct,
     windows: &[Window],
-) -> Result<Option<usize>> {
+    cleared: &mut usize,
+) -> Result<bool> {
     let mut heads = index::Stash::<index::TaskHead, 16>::new(index::TaskHead {
         task: 0,
         head: Head {
@@ -400,39 +402,39 @@ fn examine_own(
             abi: crate::robust_list::Abi::Native,
         },
     });
+    let mut from = 0;
     loop {
-        match index.task_heads(me, &mut heads) {
-            None => return Ok(None),
-            Some(0) => break,
-            // Threads started since: room with slack, and copy again.
-            Some(more) => heads.reserve(2 * (heads.as_slice().len() + more) + 16)?,
+        let batch = index.task_heads(me, from, &mut heads);
+        if batch == index::Batch::Incomplete {
+            return Ok(false);
         }
-        killable()?;
-    }
-    let mut cleared = 0;
-    for th in heads.as_slice() {
-        killable()?;
-        let found = match pending_in(&CurrentMem, th.head, windows) {
-            Ok(found) => found,
-            Err(e) if unreadable(e) => {
-                if let Some(task) = index.task(me, th.task) {
-                    count_missed(&task, th.head);
+        for th in heads.as_slice() {
+            killable()?;
+            let found = match pending_in(&CurrentMem, th.head, windows) {
+                Ok(found) => found,
+                Err(e) if unreadable(e) => {
+                    if let Some(task) = index.task(me, th.task) {
+                        count_missed(&task, th.head);
+                    }
+                    // Otherwise it exited since the copy: nothing was missed.
+                    continue;
                 }
-                // Otherwise it exited since the copy: nothing was missed.
+                Err(e) => return Err(e),
+            };
+            let Some(p) = found else {
                 continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let Some(p) = found else {
-            continue;
-        };
-        let Some(task) = index.task(me, th.task) else {
-            // It left the index: its lists are walked, or it has no head left to walk.
-            continue;
-        };
-        cleared += usize::from(clear(&p.into_match(&task, me, th.head))?);
+            };
+            let Some(task) = index.task(me, th.task) else {
+                // It left the index: its lists are walked, or it has no head left to walk.
+                continue;
+            };
+            *cleared += usize::from(clear(&p.into_match(&task, me, th.head))?);
+        }
+        match batch {
+            index::Batch::From(next) => from = next,
+            _ => return Ok(true),
+        }
     }
-    Ok(Some(cleared))
 }
 
 /// Whether a read of a head failed because it cannot be read from here (unmapped, not faulted
@@ -599,24 +601,34 @@ fn clean_indexed(
     me: *mut bindings::mm_struct,
     cleared: &mut usize,
 ) -> Result<bool> {
+    let Some(index) = index::get() else {
+        return Ok(false);
+    };
+    // References on another mm's tasks, a batch at a time: made once, if needed.
+    let mut tasks = KVVec::new();
     for in_mm in windows.chunk_by(|a, b| a.mm == b.mm) {
         let mm = in_mm[0].mm;
         if mm == me {
-            let Some(index) = index::get() else {
+            if !examine_own(index, me, in_mm, cleared)? {
                 return Ok(false);
-            };
-            match examine_own(index, me, in_mm)? {
-                Some(n) => *cleared += n,
-                None => return Ok(false),
             }
             continue;
         }
-        let Some(tasks) = index::tasks_of(mm)? else {
-            return Ok(false);
-        };
-        for task in tasks.iter() {
-            killable()?;
-            *cleared += examine(task, mm, mm == me, in_mm)?;
+        tasks.reserve(index::BATCH, GFP_KERNEL_ACCOUNT)?;
+        let mut from = 0;
+        loop {
+            let batch = index.copy_tasks(mm, from, &mut tasks);
+            if batch == index::Batch::Incomplete {
+                return Ok(false);
+            }
+            for task in tasks.drain_all() {
+                killable()?;
+                *cleared += examine(&task, mm, false, in_mm)?;
+            }
+            match batch {
+                index::Batch::From(next) => from = next,
+                _ => break,
+            }
         }
     }
     Ok(true)

@@ -49,9 +49,10 @@
 //! and no other lock is taken, but for a file reference dropped with a record taken out of the
 //! index when more were taken at once than the caller had slots for (`fput()` defers the release,
 //! at most queueing work), so a `set_robust_list()` or an exit never waits behind anything a user
-//! controls. [`tasks_of`] copies references out ([`TaskIndex::task_heads`], for the caller's own
-//! mm, heads' addresses and tasks' keys), and `cleanup_robust_list()` reads the candidates' heads
-//! after releasing it. Lock orders: a task's `futex.exit_mutex`, then a shard's mutex; an mm's
+//! controls, and it is held for at most [`BATCH`] tasks of an mm at a time.
+//! [`TaskIndex::copy_tasks`] copies references out ([`TaskIndex::task_heads`], for the caller's
+//! own mm, heads' addresses and tasks' keys), and `cleanup_robust_list()` reads the candidates'
+//! heads after releasing it. Lock orders: a task's `futex.exit_mutex`, then a shard's mutex; an mm's
 //! `mmap_lock`, then a shard's mutex (records are filed under the `mmap_lock` of the mm that
 //! unmapped the memory, [`crate::unmap`]). Context of every function here: process context, may
 //! sleep.
@@ -123,15 +124,32 @@ pub(crate) enum AddRecord {
     NeedRoom(usize),
 }
 
-/// What [`TaskIndex::snapshot`] did.
+/// What [`TaskIndex::copy_spans`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Snapshot {
+pub(crate) enum Spans {
     /// The mm has no group, or the index is incomplete (some of its tasks may be missing).
     Nothing,
-    /// The spans of the mm's records and the heads of its tasks are copied.
+    /// The spans of the mm's records are copied.
     Copied,
-    /// They did not fit: make room for this many spans and heads, and call again.
-    NeedRoom { spans: usize, heads: usize },
+    /// They did not fit: make room for this many, and call again.
+    NeedRoom(usize),
+}
+
+/// The most tasks of an mm one hold of a shard's mutex goes through: a process of many threads
+/// does not make the tasks of the other mms that hash to its shard (their `set_robust_list()`,
+/// thread creation and exit) wait for all of its threads, only for this many.
+pub(crate) const BATCH: usize = 64;
+
+/// Where a copy of the tasks of an mm, in batches of at most [`BATCH`], stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// The index is incomplete: some tasks may be missing.
+    Incomplete,
+    /// Every task of the mm from the key asked for on was copied (or the mm has none).
+    Done,
+    /// Copy again from this task key on. (Tasks filed meanwhile below it are not seen: each
+    /// batch, like a single copy, is a snapshot of the moment it is taken.)
+    From(usize),
 }
 
 /// A robust list head of a filed task, and the task's key in the index.
@@ -176,6 +194,15 @@ impl<T: Copy, const N: usize> Stash<T, N> {
                 true
             }
             None => false,
+        }
+    }
+
+    /// How many more values fit.
+    fn room(&self) -> usize {
+        if self.heap.capacity() > 0 {
+            self.heap.capacity() - self.heap.len()
+        } else {
+            N - self.len
         }
     }
 
@@ -422,27 +449,51 @@ impl TaskIndex {
         found
     }
 
-    /// Moves references on the tasks filed under `mm` into `out`, within its capacity. Returns
-    /// how many did not fit, or `None` if the index is incomplete (some tasks may be missing).
-    pub(crate) fn copy_tasks(
+    /// Calls `take` with each task filed under `mm` (and its key), in the order of their keys,
+    /// from the key `from` on, for at most [`BATCH`] tasks in one hold of the shard's mutex,
+    /// until `take` returns `false` (no room for that task: the batch stops before it).
+    fn batch(
         &self,
         mm: *const bindings::mm_struct,
-        out: &mut KVVec<ARef<Task>>,
-    ) -> Option<usize> {
+        from: usize,
+        mut take: impl FnMut(usize, &ARef<Task>) -> bool,
+    ) -> Batch {
         if !self.complete() {
-            return None;
+            return Batch::Incomplete;
         }
         let mm_key = key(mm);
         let shard = self.shard(mm_key).lock();
-        let mut more = 0;
-        if let Some(g) = shard.get(&mm_key) {
-            for t in g.tasks.values() {
-                if out.push_within_capacity(t.clone()).is_err() {
-                    more += 1;
-                }
+        let Some(g) = shard.get(&mm_key) else {
+            return Batch::Done;
+        };
+        let mut at = from;
+        for _ in 0..BATCH {
+            let Some(c) = g.tasks.cursor_lower_bound(&at) else {
+                return Batch::Done;
+            };
+            let (&task, t) = c.current();
+            if !take(task, t) {
+                return Batch::From(task);
             }
+            // No overflow: a key is the address of a task, not the last byte of memory.
+            at = task + 1;
         }
-        Some(more)
+        Batch::From(at)
+    }
+
+    /// Moves references on the tasks filed under `mm`, from the key `from` on, into `out`,
+    /// within its capacity (at least one), at most [`BATCH`].
+    pub(crate) fn copy_tasks(
+        &self,
+        mm: *const bindings::mm_struct,
+        from: usize,
+        out: &mut KVVec<ARef<Task>>,
+    ) -> Batch {
+        out.clear();
+        self.batch(mm, from, |_, t| {
+            // Cloned only if it fits.
+            out.len() < out.capacity() && out.push_within_capacity(t.clone()).is_ok()
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -536,31 +587,27 @@ impl TaskIndex {
         true
     }
 
-    /// Copies the robust list heads of the tasks of `mm` into `heads`, each with its task's key
-    /// (for [`TaskIndex::task`]), in one hold of the shard's mutex: no reference is taken.
-    /// Returns `None` if the index is incomplete, else how many heads did not fit.
+    /// Copies the robust list heads of the tasks of `mm`, from the key `from` on, into `heads`
+    /// (room for at least two: a task has up to two heads, copied together), each with its
+    /// task's key (for [`TaskIndex::task`]), as many tasks as fit and at most [`BATCH`]: no
+    /// reference is taken.
     pub(crate) fn task_heads<const H: usize>(
         &self,
         mm: *const bindings::mm_struct,
+        from: usize,
         heads: &mut Stash<TaskHead, H>,
-    ) -> Option<usize> {
-        if !self.complete() {
-            return None;
-        }
-        let mm_key = key(mm);
-        let shard = self.shard(mm_key).lock();
+    ) -> Batch {
         heads.clear();
-        let mut more = 0;
-        if let Some(g) = shard.get(&mm_key) {
-            for (task, t) in g.tasks.iter() {
-                for head in futex::heads(t).into_iter().flatten() {
-                    if !heads.push(TaskHead { task: *task, head }) {
-                        more += 1;
-                    }
-                }
+        self.batch(mm, from, |task, t| {
+            let hs = futex::heads(t);
+            if heads.room() < hs.iter().flatten().count() {
+                return false;
             }
-        }
-        Some(more)
+            for head in hs.into_iter().flatten() {
+                heads.push(TaskHead { task, head });
+            }
+            true
+        })
     }
 
     /// A reference on the task of `mm` whose key is `task`, if it is still filed (a task that
@@ -571,43 +618,29 @@ impl TaskIndex {
         shard.get(&mm_key)?.tasks.get(&task).cloned()
     }
 
-    /// Copies the spans of the records of `mm` into `spans`, and the robust list heads of its
-    /// tasks into `heads`, in one hold of the shard's mutex (no reference is taken: a head is
-    /// an address, read with faults disabled afterwards).
-    pub(crate) fn snapshot<const S: usize, const H: usize>(
+    /// Copies the spans of the records of `mm` into `spans` (no reference is taken).
+    pub(crate) fn copy_spans<const S: usize>(
         &self,
         mm: *const bindings::mm_struct,
         spans: &mut Stash<Span, S>,
-        heads: &mut Stash<Head, H>,
-    ) -> Snapshot {
+    ) -> Spans {
         if !self.complete() {
-            return Snapshot::Nothing;
+            return Spans::Nothing;
         }
         let mm_key = key(mm);
         let shard = self.shard(mm_key).lock();
         let Some(g) = shard.get(&mm_key) else {
-            return Snapshot::Nothing;
+            return Spans::Nothing;
         };
         spans.clear();
-        heads.clear();
         let mut fits = true;
         for r in g.records.iter() {
             fits &= spans.push(r.span());
         }
-        let mut n_heads = 0;
-        for t in g.tasks.values() {
-            for h in futex::heads(t).into_iter().flatten() {
-                n_heads += 1;
-                fits &= heads.push(h);
-            }
-        }
         if fits {
-            Snapshot::Copied
+            Spans::Copied
         } else {
-            Snapshot::NeedRoom {
-                spans: g.records.len(),
-                heads: n_heads,
-            }
+            Spans::NeedRoom(g.records.len())
         }
     }
 
@@ -668,27 +701,6 @@ fn index() -> Option<&'static TaskIndex> {
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
-/// References on the tasks filed under `mm`, or `None` if the index is incomplete (or being
-/// torn down) and some may be missing. The references are copied out under the shard's mutex
-/// into room made outside of it, so that nothing is allocated while other tasks wait for it.
-///
-/// Context: process context, may sleep.
-pub(crate) fn tasks_of(mm: *const bindings::mm_struct) -> Result<Option<KVVec<ARef<Task>>>> {
-    let Some(index) = index() else {
-        return Ok(None);
-    };
-    let mut room = 0;
-    loop {
-        let mut out = KVVec::with_capacity(room, GFP_KERNEL)?;
-        match index.copy_tasks(mm, &mut out) {
-            None => return Ok(None),
-            Some(0) => return Ok(Some(out)),
-            // Tasks were filed since the room was made: make more, and copy again.
-            Some(more) => room = out.len() + more * 2,
-        }
-    }
-}
-
 /// The module's index, if it has one (being loaded or unloaded it has none).
 pub(crate) fn get() -> Option<&'static TaskIndex> {
     index()
@@ -703,7 +715,7 @@ pub(crate) fn records_of(mm: *const bindings::mm_struct) -> Result<Option<KVVec<
     };
     let mut room = 0;
     loop {
-        let mut out = KVVec::with_capacity(room, GFP_KERNEL)?;
+        let mut out = KVVec::with_capacity(room, GFP_KERNEL_ACCOUNT)?;
         match index.copy_records(mm, &mut out) {
             0 if out.is_empty() => return Ok(None),
             0 => return Ok(Some(out)),
@@ -750,7 +762,7 @@ pub(crate) fn forget(task: &Task) {
 pub(crate) fn collect_user_tasks(mut keep: impl FnMut(&Task) -> bool) -> Result<KVVec<ARef<Task>>> {
     let mut room = 0;
     loop {
-        let mut out = KVVec::with_capacity(room, GFP_KERNEL)?;
+        let mut out = KVVec::with_capacity(room, GFP_KERNEL_ACCOUNT)?;
         let mut more = 0usize;
         {
             let rcu = rcu::read_lock();

@@ -354,7 +354,7 @@ mod walker_tests {
 #[kunit_tests(robust_futex_cleanup)]
 mod cleanup_tests {
     use super::*;
-    use crate::index::TaskIndex;
+    use crate::index::{Batch, TaskIndex};
     use crate::remote;
     use kernel::{
         mm::Mm,
@@ -447,11 +447,23 @@ mod cleanup_tests {
         }
     }
 
-    /// The tasks `idx` has under `mm`.
+    /// The tasks `idx` has under `mm`, copied one per batch (so that each batch after the
+    /// first resumes where the one before stopped).
     fn tasks_under(idx: &TaskIndex, mm: &Mm) -> Result<KVVec<ARef<Task>>> {
-        let mut seen = KVVec::with_capacity(idx.len(), GFP_KERNEL)?;
-        assert_eq!(idx.copy_tasks(mm.as_raw(), &mut seen), Some(0));
-        Ok(seen)
+        let mut seen = KVVec::new();
+        let mut batch = KVVec::with_capacity(1, GFP_KERNEL)?;
+        let mut from = 0;
+        loop {
+            let b = idx.copy_tasks(mm.as_raw(), from, &mut batch);
+            assert_ne!(b, Batch::Incomplete);
+            for t in batch.drain_all() {
+                seen.push(t, GFP_KERNEL)?;
+            }
+            match b {
+                Batch::From(next) => from = next,
+                _ => return Ok(seen),
+            }
+        }
     }
 
     /// A stand-in mm to file tasks under: zeroed, with one reference (`mm_count`) of its own,
@@ -517,7 +529,7 @@ mod cleanup_tests {
         let idx = TaskIndex::new()?;
         // Incomplete until populated: a lookup says that some tasks may be missing.
         let mut none = KVVec::new();
-        assert_eq!(idx.copy_tasks(mm.as_raw(), &mut none), None);
+        assert_eq!(idx.copy_tasks(mm.as_raw(), 0, &mut none), Batch::Incomplete);
         idx.mark_populated();
         assert_eq!(tasks_under(&idx, mm)?.len(), 0);
         // A kernel thread has no robust list: `update()` does not file it.
@@ -536,8 +548,8 @@ mod cleanup_tests {
         // Found under its mm only.
         let mut other = KVVec::new();
         assert_eq!(
-            idx.copy_tasks(mm.as_raw().wrapping_byte_add(64), &mut other),
-            Some(0)
+            idx.copy_tasks(mm.as_raw().wrapping_byte_add(64), 0, &mut other),
+            Batch::Done
         );
         // Two tasks under one mm: each is found, and removing one keeps the other.
         idx.insert_for_test(mm, init)?;

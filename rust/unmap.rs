@@ -268,21 +268,18 @@ fn prune(mm: *mut bindings::mm_struct) {
     let Some(index) = index::get() else {
         return;
     };
-    // The common case (a few records, a few threads) copies onto the stack: no allocation.
+    // The spans onto the stack (more than 8 records: an allocation), the heads 16 at a time,
+    // one hold of the shard's mutex each: no allocation for them, whatever the threads.
     let mut spans = index::Stash::<Span, 8>::new(Span::default());
-    let mut heads = index::Stash::<Head, 16>::new(Head {
-        addr: 0,
-        abi: Abi::Native,
-    });
-    // Threads may start meanwhile: room with slack, and a few tries, then everything is kept.
+    // Records may be filed meanwhile: room with slack, and a few tries, then everything is kept.
     let mut tries = 3;
     loop {
-        match index.snapshot(mm, &mut spans, &mut heads) {
-            index::Snapshot::Nothing => return,
-            index::Snapshot::Copied => break,
-            index::Snapshot::NeedRoom { spans: s, heads: h } => {
+        match index.copy_spans(mm, &mut spans) {
+            index::Spans::Nothing => return,
+            index::Spans::Copied => break,
+            index::Spans::NeedRoom(n) => {
                 tries -= 1;
-                if tries == 0 || spans.reserve(s).is_err() || heads.reserve(2 * h + 16).is_err() {
+                if tries == 0 || spans.reserve(n + 8).is_err() {
                     return; // keep everything
                 }
             }
@@ -299,15 +296,36 @@ fn prune(mm: *mut bindings::mm_struct) {
         undecided: Cell::new(false),
         records: RefCell::new(None),
     };
-    for head in heads.as_slice() {
-        mem.mark(head.addr, 3 * head.word_size());
-        robust_list::walk(&mem, head, |v| {
-            mem.mark(v.entry, head.word_size());
-            mem.mark(v.uaddr, 4);
-            Flow::Continue
-        });
-        if mem.undecided.get() {
-            return; // a list could not be read without faulting: keep everything
+    let mut heads = index::Stash::<index::TaskHead, 16>::new(index::TaskHead {
+        task: 0,
+        head: Head {
+            addr: 0,
+            abi: Abi::Native,
+        },
+    });
+    let mut from = 0;
+    loop {
+        // A task filed after a batch passed its key, as one filed after a single copy, is not
+        // seen: it registered its head after the unmap, and its list can only gain entries in
+        // memory mapped since (a record of memory mapped again is not used).
+        let batch = index.task_heads(mm, from, &mut heads);
+        if batch == index::Batch::Incomplete {
+            return; // some tasks may be missing: keep everything
+        }
+        for &index::TaskHead { head, .. } in heads.as_slice() {
+            mem.mark(head.addr, 3 * head.word_size());
+            robust_list::walk(&mem, &head, |v| {
+                mem.mark(v.entry, head.word_size());
+                mem.mark(v.uaddr, 4);
+                Flow::Continue
+            });
+            if mem.undecided.get() {
+                return; // a list could not be read without faulting: keep everything
+            }
+        }
+        match batch {
+            index::Batch::From(next) => from = next,
+            _ => break,
         }
     }
     let used = mem.used.get();
