@@ -122,6 +122,10 @@ struct Window {
     /// to check at the time of a clear that the window still maps it; `None` for the caller's
     /// private memory, whose identity is its addresses.
     shared: Option<(*const bindings::address_space, usize)>,
+    /// Merged from windows that did not agree on what they map (see [`merge_overlapping`]):
+    /// a slot in it that is not, at the time of the clear, the memory `shared` says is counted
+    /// as missed rather than left alone silently.
+    mixed: bool,
     /// Keeps `mm` allocated for the call (so that its address cannot be reused by another mm
     /// while it is compared); `None` for the caller's own mm, which is alive while it runs.
     _grab: Option<ARef<Mm>>,
@@ -135,6 +139,7 @@ impl Window {
             start,
             end,
             shared: None,
+            mixed: false,
             _grab: None,
         }
     }
@@ -210,7 +215,7 @@ fn resolve(addr: usize, len: usize, mm_only: bool) -> Result<(Store, KVec<Store>
             ) if *e == start => {
                 *e = next_end;
             }
-            (_, next) => rest.push(next, GFP_KERNEL)?,
+            (_, next) => rest.push(next, GFP_KERNEL_ACCOUNT)?,
         }
         at = part_end;
     }
@@ -238,7 +243,7 @@ fn shared_windows(file: &File, start: usize, end: usize, out: &mut KVVec<Window>
     let mapping = mapping_of(file);
     let mut more = 0usize;
     loop {
-        out.reserve(more, GFP_KERNEL)?;
+        out.reserve(more, GFP_KERNEL_ACCOUNT)?;
         let base = out.len();
         more = 0;
         let _ = RmapVma::for_each(file, first, last, |vma: &RmapVma| {
@@ -257,6 +262,7 @@ fn shared_windows(file: &File, start: usize, end: usize, out: &mut KVVec<Window>
                 start: vma.start() + (s - vma_start),
                 end: vma.start() + (e - vma_start),
                 shared: Some((mapping, s)),
+                mixed: false,
                 _grab: Some(vma.mm().into()),
             };
             if out.push_within_capacity(w).is_err() {
@@ -404,6 +410,7 @@ fn examine_own(
     });
     let mut from = 0;
     loop {
+        killable()?;
         let batch = index.task_heads(me, from, &mut heads);
         if batch == index::Batch::Incomplete {
             return Ok(false);
@@ -518,10 +525,19 @@ fn clear(m: &Match<'_>) -> Result<bool> {
     }
     // A slot that changed since it was read, or whose word is no longer the memory being
     // cleaned, is left alone.
+    let mut elsewhere = false;
     match remote::compare_and_clear(&mm, slot, m.raw as u64, m.head.word_size(), |locked| {
-        still_maps(locked, m)
+        elsewhere = !still_maps(locked, m);
+        !elsewhere
     }) {
-        Ok(cleared) => Ok(cleared),
+        Ok(cleared) => {
+            if elsewhere && m.window.mixed {
+                // Its window was merged from two that disagreed: the word may be the memory
+                // being cleaned through the identity that was not kept.
+                CLEANUP_MISSED.add(1, Relaxed);
+            }
+            Ok(cleared)
+        }
         // The slot's page could not be pinned for writing (its owner unmapped it or made it
         // read-only meanwhile, it is not faulted in for another process, or lies in a shared
         // file other than shmem), or the owner's `mmap_lock` stayed taken. It cannot be
@@ -617,6 +633,7 @@ fn clean_indexed(
         tasks.reserve(index::BATCH, GFP_KERNEL_ACCOUNT)?;
         let mut from = 0;
         loop {
+            killable()?;
             let batch = index.copy_tasks(mm, from, &mut tasks);
             if batch == index::Batch::Incomplete {
                 return Ok(false);
@@ -643,7 +660,9 @@ fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
     let mut windows = KVVec::new();
     for store in Iterator::chain(core::iter::once(first), rest) {
         match store {
-            Store::Private { start, end } => windows.push(Window::own(start, end), GFP_KERNEL)?,
+            Store::Private { start, end } => {
+                windows.push(Window::own(start, end), GFP_KERNEL_ACCOUNT)?
+            }
             Store::Shared { file, start, end } => shared_windows(&file, start, end, &mut windows)?,
         }
     }
@@ -655,19 +674,26 @@ fn cleanup(addr: usize, len: usize, flags: u32) -> Result<usize> {
 /// Merges the windows of `windows` (sorted by mm, then by start) that overlap in one mm, so
 /// that the windows of each mm are disjoint, as [`window_holding`] needs. They overlap when
 /// the caller's range maps parts of one file that overlap (the same page mapped at two of its
-/// addresses): each part then finds every mapping of the other. Two windows that overlap in one
-/// mm lie in the same area, which maps each address at one offset, so the merged window keeps
-/// the first's offset; if that mm replaced the area between the two searches (it unmapped the
-/// memory while the call ran), a slot in the part of the later one is found but, at the time of
-/// the clear, no longer taken as the memory being cleaned, as any window found before such an
-/// unmap.
+/// addresses): each part then finds every mapping of the other, in the same area of that mm,
+/// which maps each address at one offset, so the two agree. They disagree only if that mm
+/// replaced the area between the two searches (it remapped the memory while the call ran):
+/// the merged window keeps the first's identity and is marked [`Window::mixed`], so that a
+/// slot the clear then finds outside that identity is counted as missed.
 fn merge_overlapping(windows: &mut KVVec<Window>) {
     let mut kept = 0;
     for i in 1..windows.len() {
         let (last, next) = (&windows[kept], &windows[i]);
         if last.mm == next.mm && next.start < last.end {
-            let end = last.end.max(next.end);
+            let agree = match (last.shared, next.shared) {
+                (None, None) => true,
+                (Some((m1, o1)), Some((m2, o2))) => {
+                    core::ptr::eq(m1, m2) && o2 == o1 + (next.start - last.start)
+                }
+                _ => false,
+            };
+            let (end, mixed) = (last.end.max(next.end), last.mixed || next.mixed || !agree);
             windows[kept].end = end;
+            windows[kept].mixed = mixed;
         } else {
             kept += 1;
             windows.swap(kept, i);

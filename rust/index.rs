@@ -490,6 +490,11 @@ impl TaskIndex {
         out: &mut KVVec<ARef<Task>>,
     ) -> Batch {
         out.clear();
+        if out.capacity() == 0 {
+            // No room even for one: the batch could not move on. Taken as incomplete, so that
+            // the caller falls back to its scan, slower but never wrong.
+            return Batch::Incomplete;
+        }
         self.batch(mm, from, |_, t| {
             // Cloned only if it fits.
             out.len() < out.capacity() && out.push_within_capacity(t.clone()).is_ok()
@@ -597,6 +602,8 @@ impl TaskIndex {
         from: usize,
         heads: &mut Stash<TaskHead, H>,
     ) -> Batch {
+        // Room for a task's two heads, so that every batch moves on.
+        const { assert!(H >= 2) };
         heads.clear();
         self.batch(mm, from, |task, t| {
             let hs = futex::heads(t);

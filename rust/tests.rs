@@ -531,6 +531,8 @@ mod cleanup_tests {
         let mut none = KVVec::new();
         assert_eq!(idx.copy_tasks(mm.as_raw(), 0, &mut none), Batch::Incomplete);
         idx.mark_populated();
+        // No room at all: taken as incomplete (the batch could not move on).
+        assert_eq!(idx.copy_tasks(mm.as_raw(), 0, &mut none), Batch::Incomplete);
         assert_eq!(tasks_under(&idx, mm)?.len(), 0);
         // A kernel thread has no robust list: `update()` does not file it.
         idx.update(mm, me);
@@ -546,7 +548,7 @@ mod cleanup_tests {
         assert!(seen.len() == 1 && *seen[0] == *me);
         drop(seen);
         // Found under its mm only.
-        let mut other = KVVec::new();
+        let mut other = KVVec::with_capacity(1, GFP_KERNEL)?;
         assert_eq!(
             idx.copy_tasks(mm.as_raw().wrapping_byte_add(64), 0, &mut other),
             Batch::Done

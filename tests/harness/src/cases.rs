@@ -77,6 +77,10 @@ pub static ALL: &[Case] = &[
     Case::module("cleanup_bad_mappings", cleanup::bad_mappings),
     Case::module("cleanup_spans_mappings", cleanup::spans_mappings),
     Case::module(
+        "cleanup_many_threads_batched",
+        cleanup::many_threads_batched,
+    ),
+    Case::module(
         "cleanup_overlapping_mappings",
         cleanup::overlapping_mappings,
     ),
@@ -213,6 +217,10 @@ pub static ALL: &[Case] = &[
     Case::module(
         "hardening_many_processes_one_memfd",
         hardening::many_processes_one_memfd,
+    ),
+    Case::module(
+        "hardening_no_atomic_allocation",
+        hardening::no_atomic_allocation,
     ),
     Case::module("hardening_unaligned_head", hardening::unaligned_head),
 ];

@@ -471,6 +471,79 @@ pub fn many_threads_many_processes(_: &Ctx) -> R {
     r
 }
 
+/// More threads than a batch of the index (64) in another process, and more than the 16 heads
+/// the caller's own path copies at a time in the test's process: one call over the memory
+/// their slots point into must clear every one (each batch resumes where the one before
+/// stopped).
+pub fn many_threads_batched(_: &Ctx) -> R {
+    const REMOTE: usize = 150;
+    const LOCAL: usize = 40;
+    const N: usize = REMOTE + LOCAL;
+    let mem = Shared::new(4096); // word i at 4 * i
+    let ctl = Shared::new(4 * 4096 + 4096); // head i at 64 * i; then ready, go, failed
+    let (memb, ctlb) = (mem.base, ctl.base);
+    let (ready, go, failed) = (ctlb + 4 * 4096, ctlb + 4 * 4096 + 4, ctlb + 4 * 4096 + 8);
+    let hold = move |i: usize| {
+        let head = ctlb + 64 * i;
+        sys::write_usize(head, head);
+        sys::write_usize(head + 8, crate::holder::OFFSET as usize);
+        sys::write_usize(head + 16, pending_for(memb + 4 * i));
+        if sys::set_robust_list(head, crate::list::HEAD_LEN).is_err() {
+            sys::fetch_add_u32(failed, 1);
+            return;
+        }
+        sys::fetch_add_u32(ready, 1);
+        while sys::read_u32(go) == 0 {
+            let _ = sys::futex_wait(go, 0, std::time::Duration::from_secs(1));
+        }
+    };
+    let pid = sys::fork_with(|| {
+        std::thread::scope(|s| {
+            for i in 0..REMOTE {
+                s.spawn(move || hold(i));
+            }
+        });
+        0
+    });
+    let r = std::thread::scope(|s| -> R {
+        for i in REMOTE..N {
+            s.spawn(move || hold(i));
+        }
+        let r = (|| -> R {
+            for _ in 0..20000 {
+                if sys::read_u32(ready) as usize + sys::read_u32(failed) as usize == N {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            ensure!(
+                sys::read_u32(ready) as usize == N,
+                "{} of {} threads registered, {} failed",
+                sys::read_u32(ready),
+                N,
+                sys::read_u32(failed)
+            );
+            let n = cleanup(memb, 4096)?;
+            let left: Vec<usize> = (0..N)
+                .filter(|&i| sys::read_usize(ctlb + 64 * i + 16) != 0)
+                .collect();
+            ensure!(
+                n == N as i64 && left.is_empty(),
+                "{} of {} slots cleared; left set: {:?}",
+                n,
+                N,
+                left
+            );
+            Ok(())
+        })();
+        sys::write_u32(go, 1);
+        let _ = sys::futex_wake(go, i32::MAX);
+        r
+    });
+    ensure!(exited_ok(sys::wait_pid(pid)), "holder process failed");
+    r
+}
+
 /// A holder that already exited (a zombie, not reaped) is skipped: its exit walked its list.
 pub fn exited_target_skipped(_: &Ctx) -> R {
     let mem = Shared::new(4096);

@@ -1978,7 +1978,7 @@ fn mn_process(sh: usize, i: usize, page: usize, word: usize, deadline: Instant) 
 }
 
 /// The test with `count` processes; returns the `#` note.
-fn many_mappers_run(count: usize) -> Result<String, String> {
+fn many_mappers_run(count: usize, starved: bool) -> Result<String, String> {
     ensure!(
         (1..=1 << 20).contains(&count),
         "{} processes: want 1 to 2^20",
@@ -2035,7 +2035,12 @@ fn many_mappers_run(count: usize) -> Result<String, String> {
             std::io::Error::from_raw_os_error(sys::read_u32(shb + MN_ERRNO) as i32)
         );
         let start = Instant::now();
-        let n = cleanup(mine, PAGE)?;
+        let n = if starved {
+            let _armed = FailNoSleep::arm()?;
+            cleanup(mine, PAGE)
+        } else {
+            cleanup(mine, PAGE)
+        }?;
         let took = start.elapsed();
         sys::write_u32(shb + MN_CHECK, 1);
         sys::futex_wake(shb + MN_CHECK, i32::MAX).map_err(|e| format!("futex_wake: {}", e))?;
@@ -2113,7 +2118,7 @@ fn many_mappers_run(count: usize) -> Result<String, String> {
 /// more (`make stress`: 4,096). The processes are bare forks of the single-threaded test, so
 /// each costs little memory.
 pub fn many_processes_one_memfd(_: &Ctx) -> R {
-    let note = many_mappers_run(MANY_DEFAULT)?;
+    let note = many_mappers_run(MANY_DEFAULT, false)?;
     println!("# {}: {}", MANY_NAME, note);
     Ok(())
 }
@@ -2121,7 +2126,7 @@ pub fn many_processes_one_memfd(_: &Ctx) -> R {
 /// `robust-harness many-mappers [COUNT]`, with the module loaded: the case with COUNT processes
 /// (default 256); prints a one-test KTAP document.
 pub fn many_mappers(count: usize) -> i32 {
-    let r = many_mappers_run(count);
+    let r = many_mappers_run(count, false);
     println!("KTAP version 1");
     println!("1..1");
     match r {
@@ -2136,6 +2141,110 @@ pub fn many_mappers(count: usize) -> i32 {
             1
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// hardening_no_atomic_allocation
+
+/// The failslab fault injector's settings (`Documentation/fault-injection/`).
+const FAILSLAB: &str = "/sys/kernel/debug/failslab";
+
+/// While alive, every slab allocation of the current thread that cannot sleep fails (failslab
+/// with `task-filter`, so only this thread's, and `ignore-gfp-wait`): what a large atomic
+/// allocation meets on a loaded machine, made certain. Armed only after a control: with
+/// `ignore-gfp-wait` off, an `open()` (a `GFP_KERNEL` allocation) must fail, so the injector
+/// is known to act on this thread.
+struct FailNoSleep {
+    make_it_fail: std::fs::File,
+    /// The injector's settings before, restored on drop.
+    saved: Vec<(&'static str, String)>,
+}
+
+/// The failslab settings [`FailNoSleep`] changes, and the values it gives them (probability
+/// last, once armed).
+const FAILSLAB_SET: [(&str, &str); 8] = [
+    ("probability", "0"),
+    ("interval", "1"),
+    ("times", "-1"),
+    ("space", "0"),
+    ("verbose", "0"),
+    ("task-filter", "Y"),
+    ("cache-filter", "N"),
+    ("ignore-gfp-wait", "N"),
+];
+
+impl FailNoSleep {
+    fn arm() -> Result<FailNoSleep, String> {
+        ensure!(
+            std::path::Path::new(FAILSLAB).exists(),
+            "{} missing: the test kernel needs CONFIG_FAILSLAB and CONFIG_FAULT_INJECTION_DEBUG_FS",
+            FAILSLAB
+        );
+        let mut saved = Vec::new();
+        for (name, _) in FAILSLAB_SET {
+            let path = format!("{}/{}", FAILSLAB, name);
+            let v = std::fs::read_to_string(&path).map_err(|e| format!("{}: {}", path, e))?;
+            saved.push((name, v.trim().to_string()));
+        }
+        for (name, v) in FAILSLAB_SET {
+            std::fs::write(format!("{}/{}", FAILSLAB, name), v)
+                .map_err(|e| format!("{}/{} = {}: {}", FAILSLAB, name, v, e))?;
+        }
+        // Opened before arming: an open allocates; a write to these files does not.
+        let open = |path: &str| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| format!("{}: {}", path, e))
+        };
+        let make_it_fail = open("/proc/thread-self/make-it-fail")?;
+        let probability = open(&format!("{}/probability", FAILSLAB))?;
+        let ignore_wait = open(&format!("{}/ignore-gfp-wait", FAILSLAB))?;
+        let write = |mut f: &std::fs::File, v: &str| {
+            use std::io::Write;
+            f.write_all(v.as_bytes())
+                .map_err(|e| format!("failslab: writing {}: {}", v, e))
+        };
+        let armed = FailNoSleep {
+            make_it_fail,
+            saved,
+        };
+        armed.switch(true)?;
+        write(&probability, "100")?;
+        let control = std::fs::File::open("/dev/null");
+        write(&ignore_wait, "Y")?;
+        ensure!(
+            control.is_err(),
+            "failslab armed for this thread, open() still succeeded: the injector does not act"
+        );
+        Ok(armed)
+    }
+
+    fn switch(&self, on: bool) -> Result<(), String> {
+        use std::io::Write;
+        (&self.make_it_fail)
+            .write_all(if on { b"1" } else { b"0" })
+            .map_err(|e| format!("make-it-fail: {}", e))
+    }
+}
+
+impl Drop for FailNoSleep {
+    fn drop(&mut self) {
+        let _ = self.switch(false);
+        for (name, v) in &self.saved {
+            let _ = std::fs::write(format!("{}/{}", FAILSLAB, name), v);
+        }
+    }
+}
+
+/// [`many_processes_one_memfd`] with 64 processes, the call made while every allocation of
+/// the calling thread that cannot sleep fails: the call must clear every slot all the same.
+/// (Growing the vector of windows with `GFP_ATOMIC` under `i_mmap_rwsem`, the way the first
+/// version did, made it fail with `ENOMEM`.)
+pub fn no_atomic_allocation(_: &Ctx) -> R {
+    let note = many_mappers_run(64, true)?;
+    println!("# hardening_no_atomic_allocation: {}", note);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
