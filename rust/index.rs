@@ -462,23 +462,26 @@ impl TaskIndex {
             return Batch::Incomplete;
         }
         let mm_key = key(mm);
-        let shard = self.shard(mm_key).lock();
-        let Some(g) = shard.get(&mm_key) else {
+        let mut shard = self.shard(mm_key).lock();
+        let Some(g) = shard.get_mut(&mm_key) else {
             return Batch::Done;
         };
-        let mut at = from;
+        // A mutable cursor only because the immutable one cannot move: nothing is changed.
+        let mut at = g.tasks.cursor_lower_bound_mut(&from);
         for _ in 0..BATCH {
-            let Some(c) = g.tasks.cursor_lower_bound(&at) else {
+            let Some(c) = at else {
                 return Batch::Done;
             };
             let (&task, t) = c.current();
             if !take(task, t) {
                 return Batch::From(task);
             }
-            // No overflow: a key is the address of a task, not the last byte of memory.
-            at = task + 1;
+            at = c.move_next();
         }
-        Batch::From(at)
+        match at {
+            Some(c) => Batch::From(*c.current().0),
+            None => Batch::Done,
+        }
     }
 
     /// Moves references on the tasks filed under `mm`, from the key `from` on, into `out`,

@@ -88,8 +88,15 @@ configure() {
 		"${FRAGMENTS[@]}" >/dev/null
 	make -s -C "$KSRC" O="$KOUT" "$LLVM_ARG" olddefconfig
 	local missing
+	# An option asked to be off sticks if it is not on: one whose dependencies are off is not
+	# even listed.
 	missing=$(wanted_config |
-		while read -r line; do grep -qxF "$line" "$KOUT/.config" || echo "  $line"; done)
+		while read -r line; do
+			case $line in
+			"# CONFIG_"*) ! grep -q "^$(echo "$line" | cut -d' ' -f2)=" "$KOUT/.config" ;;
+			*) grep -qxF "$line" "$KOUT/.config" ;;
+			esac || echo "  $line"
+		done)
 	[ -z "$missing" ] || die "config lines that did not stick:"$'\n'"$missing"
 	make -s -C "$KSRC" O="$KOUT" "$LLVM_ARG" rustavailable >/dev/null ||
 		die "Rust is not available to the kernel build (make $LLVM_ARG rustavailable)"
