@@ -24,8 +24,8 @@
 //!    being loaded, or an allocation failed) every thread of the system is walked instead.
 //! 4. **Clearing.** For each candidate, each head's `list_op_pending` is read, then, if it is
 //!    set, its `futex_offset` (two reads): directly for a task of the caller's own mm, through
-//!    the pinned page otherwise ([`remote`]: faulted in only if the fault cannot wait for user
-//!    space). Only if the futex word (`pending + futex_offset`, PI bit
+//!    a reference on the page of the window's mm otherwise ([`remote`]: faulted in only if the
+//!    fault cannot wait for user space). Only if the futex word (`pending + futex_offset`, PI bit
 //!    masked, 32-bit arithmetic for compat heads) lies in one of that mm's windows is the task's
 //!    `futex.exit_mutex` taken (so that an exit that started walking finishes first, and one
 //!    that finished is skipped), and the slot cleared by compare-and-exchange against the value
@@ -33,10 +33,10 @@
 //!    cleaned there: a slot changed in the meantime, or whose word was unmapped and something
 //!    else mapped at its address, is left alone.
 //!
-//! Locks: references are collected under the index's mutex, `i_mmap_rwsem` or RCU, each alone and
-//! with no allocation with reclaim and no user memory access under it (steps 2 and 3; for the
-//! caller's own mm, the heads' addresses and the tasks' keys are copied instead, and a reference is
-//! taken only for a slot to clear); heads are read with no lock held; a slot is cleared under its
+//! Locks: references are collected under `i_mmap_rwsem` or RCU, and heads' addresses and tasks'
+//! keys copied under an index shard's mutex, each alone and with no allocation with reclaim and
+//! no user memory access under it (steps 2 and 3; a reference on a task is taken only for a
+//! slot to clear); heads are read with no lock held; a slot is cleared under its
 //! task's `futex.exit_mutex`, then its mm's `mmap_lock` (step 4). A read that faults may sleep as
 //! long as the fault does, and the caller alone waits. The wait for another task's exit walk is
 //! killable (`EINTR`). Another process's memory is faulted in only where the fault waits for
@@ -128,7 +128,7 @@ struct Window {
     mixed: bool,
     /// Keeps `mm` allocated for the call (so that its address cannot be reused by another mm
     /// while it is compared); `None` for the caller's own mm, which is alive while it runs.
-    _grab: Option<ARef<Mm>>,
+    grab: Option<ARef<Mm>>,
 }
 
 impl Window {
@@ -140,7 +140,7 @@ impl Window {
             end,
             shared: None,
             mixed: false,
-            _grab: None,
+            grab: None,
         }
     }
 
@@ -263,7 +263,7 @@ fn shared_windows(file: &File, start: usize, end: usize, out: &mut KVVec<Window>
                 end: vma.start() + (e - vma_start),
                 shared: Some((mapping, s)),
                 mixed: false,
-                _grab: Some(vma.mm().into()),
+                grab: Some(vma.mm().into()),
             };
             if out.push_within_capacity(w).is_err() {
                 more += 1;
@@ -299,6 +299,15 @@ struct TaskMem<'a>(&'a Task);
 impl UserMem for TaskMem<'_> {
     fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
         remote::read_task_memory(self.0, addr, buf)
+    }
+}
+
+/// Another process's memory, read through its mm's pages ([`remote::read_mm_memory`]).
+struct MmMem<'a>(&'a kernel::mm::MmWithUser);
+
+impl UserMem for MmMem<'_> {
+    fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
+        remote::read_mm_memory(self.0, addr, buf)
     }
 }
 
@@ -389,15 +398,16 @@ fn pending_in<'w>(
     Ok(window_holding(windows, word).map(|window| Pending { raw, word, window }))
 }
 
-/// Step 4 for the caller's own mm from the index, without allocating: the heads are copied out
-/// 16 at a time (one hold of the shard's mutex each), read from the caller's memory with no
-/// lock held, and a task's reference is taken only for a slot to clear. Adds the slots it
-/// clears to `cleared`.
+/// Step 4 for the tasks of `mm` from the index, without allocating and without a reference per
+/// task: the heads are copied out 16 at a time (one hold of the shard's mutex each), read from
+/// `mem` (the caller's own memory, or `mm`'s pages) with no lock held, and a task's reference
+/// is taken only for a slot to clear. Adds the slots it clears to `cleared`.
 ///
 /// Returns `false` if the index is incomplete.
-fn examine_own(
+fn examine_indexed(
     index: &index::TaskIndex,
-    me: *mut bindings::mm_struct,
+    mm: *mut bindings::mm_struct,
+    mem: &impl UserMem,
     windows: &[Window],
     cleared: &mut usize,
 ) -> Result<bool> {
@@ -411,16 +421,16 @@ fn examine_own(
     let mut from = 0;
     loop {
         killable()?;
-        let batch = index.task_heads(me, from, &mut heads);
+        let batch = index.task_heads(mm, from, &mut heads);
         if batch == index::Batch::Incomplete {
             return Ok(false);
         }
         for th in heads.as_slice() {
             killable()?;
-            let found = match pending_in(&CurrentMem, th.head, windows) {
+            let found = match pending_in(mem, th.head, windows) {
                 Ok(found) => found,
                 Err(e) if unreadable(e) => {
-                    if let Some(task) = index.task(me, th.task) {
+                    if let Some(task) = index.task(mm, th.task) {
                         count_missed(&task, th.head);
                     }
                     // Otherwise it exited since the copy: nothing was missed.
@@ -431,11 +441,11 @@ fn examine_own(
             let Some(p) = found else {
                 continue;
             };
-            let Some(task) = index.task(me, th.task) else {
+            let Some(task) = index.task(mm, th.task) else {
                 // It left the index: its lists are walked, or it has no head left to walk.
                 continue;
             };
-            *cleared += usize::from(clear(&p.into_match(&task, me, th.head))?);
+            *cleared += usize::from(clear(&p.into_match(&task, mm, th.head))?);
         }
         match batch {
             index::Batch::From(next) => from = next,
@@ -497,7 +507,7 @@ fn still_maps(mm: &MmapReadGuard<'_>, m: &Match<'_>) -> bool {
         && at == offset + (m.word - m.window.start)
 }
 
-/// Clears a slot found by [`examine`] or [`examine_own`], under its task's
+/// Clears a slot found by [`examine`] or [`examine_indexed`], under its task's
 /// `futex.exit_mutex`, so that an exit walk under way finishes first (and then nothing is left
 /// to do) and none starts while the slot is cleared. Returns whether it cleared it.
 ///
@@ -620,32 +630,26 @@ fn clean_indexed(
     let Some(index) = index::get() else {
         return Ok(false);
     };
-    // References on another mm's tasks, a batch at a time: made once, if needed.
-    let mut tasks = KVVec::new();
     for in_mm in windows.chunk_by(|a, b| a.mm == b.mm) {
         let mm = in_mm[0].mm;
-        if mm == me {
-            if !examine_own(index, me, in_mm, cleared)? {
+        let done = if mm == me {
+            examine_indexed(index, me, &CurrentMem, in_mm, cleared)?
+        } else {
+            // Read through the mm the window holds (another process's windows always hold
+            // theirs; without one, the scan). One whose last user is gone has no task left
+            // that has not walked its lists (they are walked before the mm is released). If
+            // its last user exits meanwhile, the mm is torn down when this reference is dropped,
+            // here, as after `process_vm_readv()`.
+            let Some(grab) = in_mm[0].grab.as_ref() else {
                 return Ok(false);
-            }
-            continue;
-        }
-        tasks.reserve(index::BATCH, GFP_KERNEL_ACCOUNT)?;
-        let mut from = 0;
-        loop {
-            killable()?;
-            let batch = index.copy_tasks(mm, from, &mut tasks);
-            if batch == index::Batch::Incomplete {
-                return Ok(false);
-            }
-            for task in tasks.drain_all() {
-                killable()?;
-                *cleared += examine(&task, mm, false, in_mm)?;
-            }
-            match batch {
-                index::Batch::From(next) => from = next,
-                _ => break,
-            }
+            };
+            let Some(user) = grab.mmget_not_zero() else {
+                continue;
+            };
+            examine_indexed(index, mm, &MmMem(&user), in_mm, cleared)?
+        };
+        if !done {
+            return Ok(false);
         }
     }
     Ok(true)

@@ -50,9 +50,9 @@
 //! index when more were taken at once than the caller had slots for (`fput()` defers the release,
 //! at most queueing work), so a `set_robust_list()` or an exit never waits behind anything a user
 //! controls, and it is held for at most [`BATCH`] tasks of an mm at a time.
-//! [`TaskIndex::copy_tasks`] copies references out ([`TaskIndex::task_heads`], for the caller's
-//! own mm, heads' addresses and tasks' keys), and `cleanup_robust_list()` reads the candidates'
-//! heads after releasing it. Lock orders: a task's `futex.exit_mutex`, then a shard's mutex; an mm's
+//! [`TaskIndex::task_heads`] copies heads' addresses and tasks' keys out, and
+//! `cleanup_robust_list()` reads the candidates' heads after releasing it, taking a reference on
+//! a task only for a slot to clear ([`TaskIndex::task`]). Lock orders: a task's `futex.exit_mutex`, then a shard's mutex; an mm's
 //! `mmap_lock`, then a shard's mutex (records are filed under the `mmap_lock` of the mm that
 //! unmapped the memory, [`crate::unmap`]). Context of every function here: process context, may
 //! sleep.
@@ -486,6 +486,7 @@ impl TaskIndex {
 
     /// Moves references on the tasks filed under `mm`, from the key `from` on, into `out`,
     /// within its capacity (at least one), at most [`BATCH`].
+    #[cfg(CONFIG_KUNIT)]
     pub(crate) fn copy_tasks(
         &self,
         mm: *const bindings::mm_struct,

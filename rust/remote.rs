@@ -144,7 +144,14 @@ pub(crate) fn compare_and_clear(
 /// ([`lock_other`]: `EAGAIN` if another process's stays taken, `EINTR` if the caller is killed).
 pub(crate) fn read_task_memory(task: &Task, addr: usize, buf: &mut [u8]) -> Result {
     let mm = task.get_mm().ok_or(EFAULT)?;
-    let locked = lock_other(&mm)?;
+    read_mm_memory(&mm, addr, buf)
+}
+
+/// Reads `buf.len()` bytes at `addr` of `mm`, as [`read_task_memory`] does.
+///
+/// Context: process context, may sleep; takes `mm`'s `mmap_lock` ([`lock_other`]).
+pub(crate) fn read_mm_memory(mm: &MmWithUser, addr: usize, buf: &mut [u8]) -> Result {
+    let locked = lock_other(mm)?;
     let mut done = 0;
     while done < buf.len() {
         let at = addr.checked_add(done).ok_or(EFAULT)?;

@@ -54,6 +54,11 @@ module! {
             description: "Testing only: if not 0, fail the load with ENOMEM this many \
                 milliseconds after registering the operations, as a failed index scan would",
         },
+        bench_unmap_floor: u32 {
+            default: 0,
+            description: "Benchmarking only: if not 0, the unmap operations do nothing but \
+                ask for the task work, so that make bench measures the floor of the mechanism",
+        },
     },
 }
 
@@ -102,13 +107,28 @@ impl kernel::Module for RobustFutex {
 
         let index = index::IndexRegistration::new()?;
 
+        let floor = module_parameters::bench_unmap_floor.value() != 0;
+        if floor {
+            pr_warn!(
+                "bench_unmap_floor: unmapped robust mutexes are not recorded (benchmarking)\n"
+            );
+        }
+
         let ops = futex::Registration::new(futex::RobustOps {
             exit_robust_list: Some(walker::exit_robust_list),
             compat_exit_robust_list: walker::COMPAT_EXIT_ROBUST_LIST,
             cleanup_robust_list: Some(cleanup::cleanup_robust_list),
             robust_list_set: Some(index::robust_list_set),
-            unmap: Some(unmap::unmap),
-            unmap_done: Some(unmap::unmap_done),
+            unmap: Some(if floor {
+                unmap::floor_unmap
+            } else {
+                unmap::unmap
+            }),
+            unmap_done: Some(if floor {
+                unmap::floor_unmap_done
+            } else {
+                unmap::unmap_done
+            }),
         })?;
         // The tasks that registered a robust list before the module was loaded; until they are
         // filed, calls walk every thread. If this fails, dropping `ops` waits for every call.

@@ -247,6 +247,24 @@ pub(crate) unsafe extern "C" fn unmap(vma: *mut bindings::vm_area_struct) -> boo
     }
 }
 
+/// `futex_robust_ops::unmap` with `bench_unmap_floor` (benchmarking only): asks for the task
+/// work and does nothing else, so that `make bench` can measure what the mechanism costs (the
+/// hook's filter, the call into the module, the task work) without any of the module's work.
+///
+/// # Safety
+///
+/// As [`unmap`].
+pub(crate) unsafe extern "C" fn floor_unmap(_vma: *mut bindings::vm_area_struct) -> bool {
+    true
+}
+
+/// `futex_robust_ops::unmap_done` with `bench_unmap_floor`: nothing.
+///
+/// # Safety
+///
+/// As [`unmap_done`].
+pub(crate) unsafe extern "C" fn floor_unmap_done() {}
+
 /// `futex_robust_ops::unmap_done`: the current task, which unmapped shared memory, returns to
 /// user space (or exits). Drops the records of its mm that no robust list of the mm points into.
 ///

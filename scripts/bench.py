@@ -9,6 +9,7 @@ then reduced over the rounds: the median, and the 10th and 90th percentiles as t
 """
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -194,7 +195,13 @@ def rst(res):
         "Floors, in null system calls: a call that looks up one VMA (``mincore()``) "
         f"{fl['vma_lookup_call']:.2f}; a remote 16-byte read beyond the system call "
         f"itself {fl['remote_read_marginal']:.2f}; one word of each thread's TCB read "
-        f"from user space {fl['touch_tcb_per_thread']:.3f} per thread.", 78) + "\n")
+        f"from user space {fl['touch_tcb_per_thread']:.3f} per thread, read by the kernel "
+        f"(``pwritev()`` of a piece of each) {fl.get('kernel_read_tcb_per_thread', 0):.3f} "
+        f"per thread." + (
+            f" Unmapping a written shared page with the module's unmap operations reduced to "
+            f"asking for the task work (``bench_unmap_floor``) / built-in: "
+            f"{res['unmap']['floor']['median']:.3f}."
+            if "floor" in res.get("unmap", {}) else ""), 78) + "\n")
     out.append("\n@@GOALS@@\n")
     out.append(table(("goal", "measured", "limit", "met"), [
         (g["goal"], f"{g['measured']:.3f}", f"{g['limit']}", "yes" if g["met"] else "no")
@@ -221,6 +228,12 @@ def combine(paths, out):
                      f"(goal <= {g['limit']})")
         rows.append({"goal": stem, "limit": g["limit"], "met": met,
                      "measured": [v["measured"] if v else None for v in vals]})
+    lines.append("floors per run (null calls; unmap floor as a ratio to built-in):")
+    for p_, r in zip(paths, runs):
+        fl = r.get("floors", {})
+        uf = r.get("unmap", {}).get("floor", {}).get("median")
+        lines.append(f"  {os.path.basename(p_)}: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in fl.items()) + (f", unmap_floor {uf:.3f}" if uf else ""))
     with open(out + ".json", "w") as f:
         json.dump({"runs": paths, "goals": rows}, f, indent=1)
     with open(out + ".txt", "w") as f:
@@ -307,6 +320,11 @@ def main():
         res["unmap"] = s
         p(f"mmap + munmap of a written shared page, module / built-in: {s['median']:.3f}  "
           f"(p10 {s['p10']:.3f}, p90 {s['p90']:.3f}; {s['builtin_ns'] / 1000:.1f} us built-in)")
+        if "floor" in u:
+            f_ = spread(ratios(u, "floor", "builtin"))
+            res["unmap"]["floor"] = f_
+            p(f"  floor (the hook, the call into the module and the task work, nothing else) / "
+              f"built-in: {f_['median']:.3f}  (p10 {f_['p10']:.3f}, p90 {f_['p90']:.3f})")
 
     p("preload library: each interposed call through it / glibc's own (1000 calls a round)")
     res["preload"] = {}
@@ -351,15 +369,21 @@ def main():
     touch = [(f["n"], statistics.median(ratios(f, "touch", "null")))
              for f in figs if f["figure"] == "threads" and "touch" in f]
     floor_touch = slope(touch) if len(touch) > 1 else float("nan")
+    kread = [(f["n"], statistics.median(ratios(f, "kread", "null")))
+             for f in figs if f["figure"] == "threads" and "kread" in f]
+    floor_kread = slope(kread) if len(kread) > 1 else float("nan")
     small = [s for s in res["threads"] if s["tasks"] <= 8]
     per_thread_small = slope([(s["tasks"], s["median"]) for s in small])
     res["floors"] = {"vma_lookup_call": floor_lookup, "remote_read_marginal": floor_remote,
                      "touch_tcb_per_thread": floor_touch,
+                     "kernel_read_tcb_per_thread": floor_kread,
                      "per_thread_up_to_8": per_thread_small}
     p(f"floors: a call that looks up one VMA (mincore): {floor_lookup:.2f}x null; "
       f"a remote 16-byte read beyond the syscall itself: {floor_remote:.2f} null;")
     p(f"        reading one word of each thread's TCB from user space: {floor_touch:.3f} null "
       f"per thread (the call, up to 8 threads: {per_thread_small:.3f})")
+    p(f"        the kernel reading one word of each thread's TCB (pwritev of a piece of each): "
+      f"{floor_kread:.3f} null per thread")
     goals = [
         ("one thread, private mutex: cleanup / null syscall", res["cleanup"]["private"]["median"],
          3.0, "x"),

@@ -264,6 +264,7 @@ fn settle() {
 
 fn threads_scaling() {
     let private = sys::private_anon(4096);
+    let sink = crate::cleanup::memfd(4096);
     let mut idle = Idle::new();
     for t in [1usize, 2, 4, 8, 16, 32, 64, 128, 256] {
         idle.grow(t - 1, 64 * 1024);
@@ -278,16 +279,40 @@ fn threads_scaling() {
                 unsafe { std::ptr::read_volatile(a as *const usize) };
             }
         };
+        // The floor of the kernel reading one word of each thread's TCB page: one pwritev()
+        // of an 8-byte piece of each into a page of a memfd.
+        let iov: Vec<libc::iovec> = tcbs
+            .iter()
+            .map(|&a| libc::iovec {
+                iov_base: a as *mut _,
+                iov_len: 8,
+            })
+            .collect();
+        let mut kread = || {
+            // SAFETY: each piece is a live thread's TCB, mapped while the thread exists.
+            let n = unsafe { libc::pwritev(sink, iov.as_ptr(), iov.len() as i32, 0) };
+            assert_eq!(
+                n as usize,
+                8 * iov.len(),
+                "pwritev: {}",
+                std::io::Error::last_os_error()
+            );
+        };
         let rows = interleave(
             ROUNDS,
             K / 2,
-            &mut [&mut null_syscall, &mut || clean(private), &mut touch],
+            &mut [
+                &mut null_syscall,
+                &mut || clean(private),
+                &mut touch,
+                &mut kread,
+            ],
         );
         emit(
             "threads",
             &format!("\"n\":{},", t),
             &rows,
-            &["null", "cleanup", "touch"],
+            &["null", "cleanup", "touch", "kread"],
         );
     }
     idle.stop();
@@ -407,10 +432,17 @@ fn module_loaded() -> bool {
         .any(|l| l.starts_with("robust_futex "))
 }
 
+/// Whether the module loaded is the one with `bench_unmap_floor=1`.
+static FLOOR_LOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Puts the module's walker in place (`rust`) or the built-in one.
 pub fn set_walker(module: &str, rust: bool) {
+    if rust && module_loaded() && FLOOR_LOADED.load(Ordering::SeqCst) {
+        unload().expect("rmmod");
+    }
     if rust && !module_loaded() {
         run("insmod", module).expect("insmod");
+        FLOOR_LOADED.store(false, Ordering::SeqCst);
     } else if !rust && module_loaded() {
         unload().expect("rmmod");
     }
@@ -505,6 +537,27 @@ fn thread_churn(module: &str) {
     set_walker(module, true);
 }
 
+/// Loads the module with `bench_unmap_floor=1`: its unmap operations only ask for the task
+/// work, the floor of the mechanism.
+fn set_unmap_floor(module: &str) {
+    if module_loaded() && !FLOOR_LOADED.load(Ordering::SeqCst) {
+        unload().expect("rmmod");
+    }
+    if !module_loaded() {
+        let st = std::process::Command::new("insmod")
+            .args([module, "bench_unmap_floor=1"])
+            .status()
+            .expect("insmod");
+        assert!(
+            st.success(),
+            "insmod {} bench_unmap_floor=1: {}",
+            module,
+            st
+        );
+        FLOOR_LOADED.store(true, Ordering::SeqCst);
+    }
+}
+
 fn unmap_cost(module: &str) {
     let fd = crate::cleanup::memfd(4096);
     let cycle = || {
@@ -519,18 +572,25 @@ fn unmap_cost(module: &str) {
         sys::write_u32(p, 1);
         sys::munmap(p, 4096).expect("munmap");
     };
+    // Per round, each of: the module, the built-in walker (no unmap operation), the module
+    // with `bench_unmap_floor` (the hook, the call and the task work, nothing else), in an
+    // order that rotates; one cycle after each switch is not timed.
     let mut rows = Vec::new();
     for r in 0..ROUNDS {
-        let mut pair = [0.0; 2];
-        for w in 0..2 {
-            let rust = (r + w) % 2 == 0;
-            set_walker(module, rust);
+        let mut row = [0.0; 3];
+        for w in 0..3 {
+            let which = (r + w) % 3;
+            match which {
+                0 => set_walker(module, true),
+                1 => set_walker(module, false),
+                _ => set_unmap_floor(module),
+            }
             cycle();
-            pair[if rust { 0 } else { 1 }] = per_call(K / 4, cycle);
+            row[which] = per_call(K / 4, cycle);
         }
-        rows.push(pair.to_vec());
+        rows.push(row.to_vec());
     }
-    emit("unmap", "", &rows, &["module", "builtin"]);
+    emit("unmap", "", &rows, &["module", "builtin", "floor"]);
     set_walker(module, true);
 }
 

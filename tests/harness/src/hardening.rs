@@ -2186,10 +2186,6 @@ impl FailNoSleep {
             let v = std::fs::read_to_string(&path).map_err(|e| format!("{}: {}", path, e))?;
             saved.push((name, v.trim().to_string()));
         }
-        for (name, v) in FAILSLAB_SET {
-            std::fs::write(format!("{}/{}", FAILSLAB, name), v)
-                .map_err(|e| format!("{}/{} = {}: {}", FAILSLAB, name, v, e))?;
-        }
         // Opened before arming: an open allocates; a write to these files does not.
         let open = |path: &str| {
             std::fs::OpenOptions::new()
@@ -2198,6 +2194,15 @@ impl FailNoSleep {
                 .map_err(|e| format!("{}: {}", path, e))
         };
         let make_it_fail = open("/proc/thread-self/make-it-fail")?;
+        // From here on, dropping the guard restores what was there.
+        let armed = FailNoSleep {
+            make_it_fail,
+            saved,
+        };
+        for (name, v) in FAILSLAB_SET {
+            std::fs::write(format!("{}/{}", FAILSLAB, name), v)
+                .map_err(|e| format!("{}/{} = {}: {}", FAILSLAB, name, v, e))?;
+        }
         let probability = open(&format!("{}/probability", FAILSLAB))?;
         let ignore_wait = open(&format!("{}/ignore-gfp-wait", FAILSLAB))?;
         let write = |mut f: &std::fs::File, v: &str| {
@@ -2205,17 +2210,17 @@ impl FailNoSleep {
             f.write_all(v.as_bytes())
                 .map_err(|e| format!("failslab: writing {}: {}", v, e))
         };
-        let armed = FailNoSleep {
-            make_it_fail,
-            saved,
-        };
         armed.switch(true)?;
         write(&probability, "100")?;
         let control = std::fs::File::open("/dev/null");
         write(&ignore_wait, "Y")?;
         ensure!(
-            control.is_err(),
-            "failslab armed for this thread, open() still succeeded: the injector does not act"
+            control
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::ENOMEM)),
+            "failslab armed for this thread, open() gave {:?}, not ENOMEM: the injector does \
+             not act",
+            control.map(|_| ())
         );
         Ok(armed)
     }
