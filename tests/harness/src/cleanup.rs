@@ -15,6 +15,22 @@ fn cleanup(addr: usize, len: usize) -> Result<i64, String> {
     cleanup_robust_list(addr, len, 0).map_err(|e| format!("cleanup_robust_list: {}", e))
 }
 
+/// Joins holder threads (released already).
+fn join_holders<'a>(threads: impl IntoIterator<Item = std::thread::ScopedJoinHandle<'a, ()>>) -> R {
+    for t in threads {
+        t.join().map_err(|_| "holder thread panicked".to_string())?;
+    }
+    Ok(())
+}
+
+/// Reaps holder processes (released already); each must have exited with status 0.
+fn reap_holders(pids: Vec<libc::pid_t>) -> R {
+    for pid in pids {
+        ensure!(exited_ok(sys::wait_pid(pid)), "holder process failed");
+    }
+    Ok(())
+}
+
 /// Maps `len` bytes of `fd` with `flags`, at a kernel-chosen address.
 pub fn map_fd(fd: i32, len: usize, flags: i32) -> usize {
     // SAFETY: a fresh mapping of an fd we own.
@@ -332,14 +348,10 @@ pub fn spans_mappings(_: &Ctx) -> R {
             Ok(())
         })();
         ctl.release();
-        for t in threads {
-            t.join().map_err(|_| "holder thread panicked".to_string())?;
-        }
+        join_holders(threads)?;
         r
     });
-    for pid in pids {
-        ensure!(exited_ok(sys::wait_pid(pid)), "holder process failed");
-    }
+    reap_holders(pids)?;
     r
 }
 
@@ -415,14 +427,10 @@ pub fn overlapping_mappings(_: &Ctx) -> R {
                 Ok(())
             })();
             ctl.release();
-            for t in threads {
-                t.join().map_err(|_| "holder thread panicked".to_string())?;
-            }
+            join_holders(threads)?;
             r
         });
-        for pid in pids {
-            ensure!(exited_ok(sys::wait_pid(pid)), "holder process failed");
-        }
+        reap_holders(pids)?;
         // SAFETY: our own mapping, no longer used.
         ensure!(
             unsafe { libc::munmap(base as *mut _, 3 * page) } == 0,
@@ -465,9 +473,7 @@ pub fn many_threads_many_processes(_: &Ctx) -> R {
         Ok(())
     })();
     ctl.release();
-    for pid in pids {
-        ensure!(exited_ok(sys::wait_pid(pid)), "holder process failed");
-    }
+    reap_holders(pids)?;
     r
 }
 
