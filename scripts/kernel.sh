@@ -93,7 +93,12 @@ configure() {
 	missing=$(wanted_config |
 		while read -r line; do
 			case $line in
-			"# CONFIG_"*) ! grep -q "^$(echo "$line" | cut -d' ' -f2)=" "$KOUT/.config" ;;
+			"# CONFIG_"*)
+				opt=$(echo "$line" | cut -d' ' -f2)
+				# ... and if the option exists at all (a misspelled one would pass).
+				! grep -q "^$opt=" "$KOUT/.config" &&
+					grep -rqxE --include='Kconfig*' "\s*(menu)?config ${opt#CONFIG_}" "$KSRC"
+				;;
 			*) grep -qxF "$line" "$KOUT/.config" ;;
 			esac || echo "  $line"
 		done)
