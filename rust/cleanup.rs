@@ -419,6 +419,10 @@ fn examine_indexed(
         },
     });
     let mut from = 0;
+    // Set once `mm`'s `mmap_lock` could not be taken (another process that keeps it): the
+    // rest of its heads are counted as missed without trying again, so that such a process
+    // delays a call once, not once per thread.
+    let mut locked_out = false;
     loop {
         killable()?;
         let batch = index.task_heads(mm, from, &mut heads);
@@ -427,9 +431,15 @@ fn examine_indexed(
         }
         for th in heads.as_slice() {
             killable()?;
-            let found = match pending_in(mem, th.head, windows) {
+            let read = if locked_out {
+                Err(EAGAIN)
+            } else {
+                pending_in(mem, th.head, windows)
+            };
+            let found = match read {
                 Ok(found) => found,
                 Err(e) if unreadable(e) => {
+                    locked_out |= e == EAGAIN;
                     if let Some(task) = index.task(mm, th.task) {
                         count_missed(&task, th.head);
                     }

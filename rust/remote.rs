@@ -49,6 +49,9 @@ fn fault_in(vma: &VmaRef) -> FaultIn {
 /// the time, on a slow kernel (KASAN) for milliseconds at a stretch: 20 tries missed it.
 const LOCK_TRIES: u32 = 1000;
 
+/// Times [`lock_other`] gave up on another process's `mmap_lock` (shown in debugfs).
+pub(crate) static LOCK_GAVE_UP: Atomic<u64> = Atomic::new(0);
+
 /// Takes the `mmap_lock` of `mm` for reading: killably if it is the caller's own, otherwise
 /// by trying, for about [`LOCK_TRIES`] milliseconds, then failing with `EAGAIN`; `EINTR` if the
 /// caller is killed meanwhile.
@@ -69,7 +72,10 @@ fn lock_other(mm: &MmWithUser) -> Result<MmapReadGuard<'_>> {
         crate::cleanup::killable()?;
         fsleep(Delta::from_millis(1));
     }
-    mm.mmap_read_trylock().ok_or(EAGAIN)
+    mm.mmap_read_trylock().ok_or_else(|| {
+        LOCK_GAVE_UP.add(1, Relaxed);
+        EAGAIN
+    })
 }
 
 /// Whether a slot in `vma` may be written from here: private memory (a write pin breaks

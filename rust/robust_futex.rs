@@ -68,7 +68,7 @@ type Counter = Atomic<u64>;
 /// The module's statistics in debugfs, so that tests can tell that the walks of this module,
 /// not the built-in ones, ran. Debugfs failures are not errors (the kernel convention): the
 /// files may be missing, and the rest of the module works all the same.
-static COUNTERS: [(&CStr, &Counter); 15] = [
+static COUNTERS: [(&CStr, &Counter); 16] = [
     (c"exit_walks", &walker::EXIT_WALKS),
     (c"compat_exit_walks", &walker::COMPAT_EXIT_WALKS),
     (c"cleanup_calls", &cleanup::CLEANUP_CALLS),
@@ -76,6 +76,7 @@ static COUNTERS: [(&CStr, &Counter); 15] = [
     (c"cleanup_scans", &cleanup::CLEANUP_SCANS),
     (c"cleanup_unaligned", &cleanup::CLEANUP_UNALIGNED),
     (c"cleanup_missed", &cleanup::CLEANUP_MISSED),
+    (c"cleanup_lock_gave_up", &remote::LOCK_GAVE_UP),
     (c"index_tasks", &index::INDEXED),
     (c"index_incomplete", &index::INCOMPLETE),
     (c"unmap_records", &unmap::RECORDS),

@@ -191,6 +191,10 @@ pub static ALL: &[Case] = &[
         crate::fuse::head_never_served,
     ),
     Case::module(
+        "hardening_locked_mm_given_up_once",
+        crate::fuse::locked_mm_given_up_once,
+    ),
+    Case::module(
         "hardening_mayshare_readonly_mapping",
         hardening::mayshare_readonly_mapping,
     ),

@@ -428,3 +428,168 @@ pub fn head_never_served(_: &Ctx) -> R {
     let _ = std::fs::remove_dir(&dir);
     r
 }
+
+/// `hardening_locked_mm_given_up_once`: another process whose `mmap_lock` stays taken delays
+/// a call once, not once per thread.
+///
+/// P maps the memfd and has 6 holder threads with heads (and its own glibc heads); then its
+/// thread A reads, through `/proc/self/mem`, a page of the FUSE file whose server never answers
+/// (`access_process_vm()` holds P's `mmap_lock` for reading while the fault waits), and its
+/// thread B calls `mmap()`: a writer queued behind A, so that every later attempt to take P's
+/// `mmap_lock` for reading fails. A call on the memfd must give up on P's `mmap_lock` once
+/// (debugfs `cleanup_lock_gave_up` + 1, about a second) and count each of P's heads as missed,
+/// instead of trying again for each head (a second each: 9 here).
+pub fn locked_mm_given_up_once(_: &Ctx) -> R {
+    const HOLDERS: usize = 6;
+    // In `p`: holders registered (0), the go for A (4), the go for B (8), A's TID (12), B's
+    // TID (16), a failure in P (20, the step) and its errno (24), never set (28).
+    let (sh, p) = (Shared::new(PAGE), Shared::new(PAGE));
+    let (shb, pb) = (sh.base, p.base);
+    let dir = format!("/tmp/robust-fuse-lock-{}", sys::getpid());
+    let cdir = std::ffi::CString::new(dir.clone()).unwrap();
+    std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {}", dir, e))?;
+    let server = sys::fork_with(|| serve(shb, &cdir));
+    let mut pid = None;
+    let r = (|| -> R {
+        wait_set(sh.at(SH_MOUNTED), "the FUSE server mounting")?;
+        if let Some(e) = failure(shb, "the FUSE server") {
+            return Err(e);
+        }
+        let memfd = crate::cleanup::memfd(PAGE);
+        let mem = crate::cleanup::map_fd(memfd, PAGE, libc::MAP_SHARED);
+        let file = std::ffi::CString::new(format!("{}/f", dir)).unwrap();
+        pid = Some(sys::fork_with(|| locked_mm_process(pb, &file, HOLDERS)));
+        let wait_p = |what: &str, done: &dyn Fn() -> bool| -> R {
+            let deadline = std::time::Instant::now() + LIMIT;
+            while !done() {
+                let failed = sys::read_u32(pb + 20);
+                ensure!(
+                    failed == 0,
+                    "P failed at step {}: {}",
+                    failed,
+                    std::io::Error::from_raw_os_error(sys::read_u32(pb + 24) as i32)
+                );
+                ensure!(
+                    std::time::Instant::now() < deadline,
+                    "{}: not within {:?}",
+                    what,
+                    LIMIT
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        };
+        let p_pid = pid.unwrap();
+        wait_p("P's holders registering", &|| {
+            sys::read_u32(pb) == HOLDERS as u32 && sys::read_u32(pb + 12) != 0
+        })?;
+        sys::write_u32(pb + 4, 1);
+        let _ = sys::futex_wake(pb + 4, 1);
+        wait_p("A's read reaching the FUSE server", &|| {
+            sys::read_u32(sh.at(SH_READS)) > 0
+        })?;
+        sys::write_u32(pb + 8, 1);
+        let _ = sys::futex_wake(pb + 8, 1);
+        wait_p("B queueing for P's mmap_lock", &|| {
+            let b = sys::read_u32(pb + 16);
+            b != 0 && matches!(sys::task_state(p_pid, b), Some((s, _)) if s == 'D')
+        })?;
+        let (gave_up, missed) = (counter("cleanup_lock_gave_up")?, counter("cleanup_missed")?);
+        let n = cleanup_call(mem)?;
+        let (gave_up2, missed2) = (counter("cleanup_lock_gave_up")?, counter("cleanup_missed")?);
+        ensure!(
+            n == 0 && gave_up2 - gave_up == 1 && missed2 - missed >= HOLDERS as u64,
+            "the call returned {}; it gave up on P's mmap_lock {} times (want once), and \
+             counted {} heads as missed (want at least {}, P's holders)",
+            n,
+            gave_up2 - gave_up,
+            missed2 - missed,
+            HOLDERS
+        );
+        Ok(())
+    })();
+    // Ending the server aborts the connection: A's read fails, B gets the lock; then P goes.
+    // SAFETY: signals our children; detaches the mount.
+    unsafe {
+        libc::kill(server, libc::SIGKILL);
+        if let Some(p) = pid {
+            libc::kill(p, libc::SIGKILL);
+        }
+        libc::umount2(cdir.as_ptr(), libc::MNT_DETACH);
+    }
+    let _ = sys::wait_pid_timeout(server, LIMIT);
+    if let Some(p) = pid {
+        ensure!(
+            sys::wait_pid_timeout(p, LIMIT).is_some(),
+            "P did not end within {:?} of SIGKILL",
+            LIMIT
+        );
+    }
+    let _ = std::fs::remove_dir(&dir);
+    r
+}
+
+fn cleanup_call(addr: usize) -> Result<i64, String> {
+    sys::cleanup_robust_list(addr, 4, 0).map_err(|e| format!("cleanup_robust_list: {}", e))
+}
+
+/// P of [`locked_mm_given_up_once`] (a child, mapping the memfd through the mapping it
+/// inherited); see there. Never returns unless a step fails: it is killed.
+fn locked_mm_process(p: usize, file: &std::ffi::CStr, holders: usize) -> i32 {
+    let fail = |step: u32| {
+        sys::write_u32(p + 24, last_errno() as u32);
+        sys::write_u32(p + 20, step);
+        1
+    };
+    // SAFETY: opens our path.
+    let fd = unsafe { libc::open(file.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        return fail(1);
+    }
+    let Ok(fuse_page) = sys::mmap(0, PAGE, libc::PROT_READ, libc::MAP_SHARED, fd) else {
+        return fail(2);
+    };
+    let heads = sys::private_anon(PAGE);
+    let nap = |at: usize| {
+        while sys::read_u32(at) == 0 {
+            let _ = sys::nap(at, 0, Duration::from_millis(200));
+        }
+    };
+    // Every thread is started before A takes the lock: a thread's stack is an mmap().
+    for i in 0..holders {
+        let h = heads + 64 * i;
+        crate::hardening::write_head(h, 0);
+        std::thread::spawn(move || {
+            if sys::set_robust_list(h, 24).is_ok() {
+                sys::fetch_add_u32(p, 1);
+            }
+            nap(p + 28);
+        });
+    }
+    std::thread::spawn(move || {
+        nap(p + 8);
+        sys::write_u32(p + 16, sys::gettid());
+        // Queued behind A for as long as A waits.
+        let _ = sys::mmap(
+            0,
+            PAGE,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+        );
+        nap(p + 28);
+    });
+    std::thread::spawn(move || {
+        nap(p + 4);
+        // SAFETY: opens and reads our own memory into our buffer.
+        unsafe {
+            let mem = libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDONLY);
+            let mut buf = [0u8; 8];
+            libc::pread(mem, buf.as_mut_ptr().cast(), 8, fuse_page as i64);
+        }
+        nap(p + 28);
+    });
+    sys::write_u32(p + 12, sys::gettid());
+    nap(p + 28);
+    0
+}
