@@ -434,7 +434,7 @@ pub fn head_never_served(_: &Ctx) -> R {
 ///
 /// P maps the memfd and has 6 holder threads with heads (and its own glibc heads); then its
 /// thread A reads, through `/proc/self/mem`, a page of the FUSE file whose server never answers
-/// (`access_process_vm()` holds P's `mmap_lock` for reading while the fault waits), and its
+/// (`access_remote_vm()` holds P's `mmap_lock` for reading while the fault waits), and its
 /// thread B calls `mmap()`: a writer queued behind A, so that every later attempt to take P's
 /// `mmap_lock` for reading fails. A call on the memfd must give up on P's `mmap_lock` once
 /// (debugfs `cleanup_lock_gave_up` + 1, about a second) and count each of P's heads as missed,
@@ -560,9 +560,12 @@ fn locked_mm_process(p: usize, file: &std::ffi::CStr, holders: usize) -> i32 {
         let h = heads + 64 * i;
         crate::hardening::write_head(h, 0);
         std::thread::spawn(move || {
-            if sys::set_robust_list(h, 24).is_ok() {
-                sys::fetch_add_u32(p, 1);
+            if sys::set_robust_list(h, 24).is_err() {
+                sys::write_u32(p + 24, last_errno() as u32);
+                sys::write_u32(p + 20, 3);
+                return;
             }
+            sys::fetch_add_u32(p, 1);
             nap(p + 28);
         });
     }
@@ -581,9 +584,15 @@ fn locked_mm_process(p: usize, file: &std::ffi::CStr, holders: usize) -> i32 {
     });
     std::thread::spawn(move || {
         nap(p + 4);
-        // SAFETY: opens and reads our own memory into our buffer.
+        // SAFETY: opens and reads our own memory into our buffer. The read waits until the
+        // server is killed (the test then checks nothing of it).
         unsafe {
             let mem = libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDONLY);
+            if mem < 0 {
+                sys::write_u32(p + 24, last_errno() as u32);
+                sys::write_u32(p + 20, 4);
+                return;
+            }
             let mut buf = [0u8; 8];
             libc::pread(mem, buf.as_mut_ptr().cast(), 8, fuse_page as i64);
         }
