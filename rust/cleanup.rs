@@ -399,7 +399,7 @@ fn pending_in<'w>(
 }
 
 /// Step 4 for the tasks of `mm` from the index, without allocating and without a reference per
-/// task: the heads are copied out 16 at a time (one hold of the shard's mutex each), read from
+/// task: the heads are copied out 16 at a time ([`index::TaskIndex::for_each_head`]), read from
 /// `mem` (the caller's own memory, or `mm`'s pages) with no lock held, and a task's reference
 /// is taken only for a slot to clear. Adds the slots it clears to `cleared`.
 ///
@@ -411,56 +411,46 @@ fn examine_indexed(
     windows: &[Window],
     cleared: &mut usize,
 ) -> Result<bool> {
-    let mut heads = index::Stash::<index::TaskHead, 16>::new(index::TaskHead {
-        task: 0,
-        head: Head {
-            addr: 0,
-            abi: crate::robust_list::Abi::Native,
-        },
-    });
-    let mut from = 0;
     // Set once `mm`'s `mmap_lock` could not be taken (another process that keeps it): the
     // rest of its heads are counted as missed without trying again, so that such a process
     // delays a call once, not once per thread.
     let mut locked_out = false;
-    loop {
+    let mut examine_head = |th: index::TaskHead| -> Result {
         killable()?;
-        let batch = index.task_heads(mm, from, &mut heads);
-        if batch == index::Batch::Incomplete {
-            return Ok(false);
-        }
-        for th in heads.as_slice() {
-            killable()?;
-            let read = if locked_out {
-                Err(EAGAIN)
-            } else {
-                pending_in(mem, th.head, windows)
-            };
-            let found = match read {
-                Ok(found) => found,
-                Err(e) if unreadable(e) => {
-                    locked_out |= e == EAGAIN;
-                    if let Some(task) = index.task(mm, th.task) {
-                        count_missed(&task, th.head);
-                    }
-                    // Otherwise it exited since the copy: nothing was missed.
-                    continue;
+        let read = if locked_out {
+            Err(EAGAIN)
+        } else {
+            pending_in(mem, th.head, windows)
+        };
+        let found = match read {
+            Ok(found) => found,
+            Err(e) if unreadable(e) => {
+                locked_out |= e == EAGAIN;
+                if let Some(task) = index.task(mm, th.task) {
+                    count_missed(&task, th.head);
                 }
-                Err(e) => return Err(e),
-            };
-            let Some(p) = found else {
-                continue;
-            };
-            let Some(task) = index.task(mm, th.task) else {
-                // It left the index: its lists are walked, or it has no head left to walk.
-                continue;
-            };
-            *cleared += usize::from(clear(&p.into_match(&task, mm, th.head))?);
-        }
-        match batch {
-            index::Batch::From(next) => from = next,
-            _ => return Ok(true),
-        }
+                // Otherwise it exited since the copy: nothing was missed.
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(p) = found else {
+            return Ok(());
+        };
+        let Some(task) = index.task(mm, th.task) else {
+            // It left the index: its lists are walked, or it has no head left to walk.
+            return Ok(());
+        };
+        *cleared += usize::from(clear(&p.into_match(&task, mm, th.head))?);
+        Ok(())
+    };
+    match index.for_each_head(mm, |th| match examine_head(th) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => ControlFlow::Break(e),
+    }) {
+        None => Ok(false),
+        Some(ControlFlow::Continue(())) => Ok(true),
+        Some(ControlFlow::Break(e)) => Err(e),
     }
 }
 

@@ -50,12 +50,12 @@
 //! index when more were taken at once than the caller had slots for (`fput()` defers the release,
 //! at most queueing work), so a `set_robust_list()` or an exit never waits behind anything a user
 //! controls, and it is held for at most [`BATCH`] tasks of an mm at a time.
-//! [`TaskIndex::task_heads`] copies heads' addresses and tasks' keys out, and
+//! [`TaskIndex::for_each_head`] copies heads' addresses and tasks' keys out, and
 //! `cleanup_robust_list()` reads the candidates' heads after releasing it, taking a reference on
-//! a task only for a slot to clear ([`TaskIndex::task`]). Lock orders: a task's `futex.exit_mutex`, then a shard's mutex; an mm's
-//! `mmap_lock`, then a shard's mutex (records are filed under the `mmap_lock` of the mm that
-//! unmapped the memory, [`crate::unmap`]). Context of every function here: process context, may
-//! sleep.
+//! a task only for a slot to clear ([`TaskIndex::task`]). Lock orders: a task's
+//! `futex.exit_mutex`, then a shard's mutex; an mm's `mmap_lock`, then a shard's mutex (records
+//! are filed under the `mmap_lock` of the mm that unmapped the memory, [`crate::unmap`]). Context
+//! of every function here: process context, may sleep.
 
 use crate::futex::{self, ExitGuard};
 use crate::robust_list::Head;
@@ -619,6 +619,42 @@ impl TaskIndex {
             }
             true
         })
+    }
+
+    /// Calls `f` with each robust list head of the tasks filed under `mm`, with no lock held:
+    /// the heads are copied out 16 at a time onto the stack ([`TaskIndex::task_heads`], one
+    /// hold of the shard's mutex each), until `f` breaks. Returns `None` if the index is
+    /// incomplete (some tasks may be missing), else how `f` ended.
+    ///
+    /// Context: process context; `f` may sleep.
+    pub(crate) fn for_each_head<B>(
+        &self,
+        mm: *const bindings::mm_struct,
+        mut f: impl FnMut(TaskHead) -> ControlFlow<B>,
+    ) -> Option<ControlFlow<B>> {
+        let mut heads = Stash::<TaskHead, 16>::new(TaskHead {
+            task: 0,
+            head: Head {
+                addr: 0,
+                abi: crate::robust_list::Abi::Native,
+            },
+        });
+        let mut from = 0;
+        loop {
+            let batch = self.task_heads(mm, from, &mut heads);
+            if batch == Batch::Incomplete {
+                return None;
+            }
+            for &th in heads.as_slice() {
+                if let ControlFlow::Break(b) = f(th) {
+                    return Some(ControlFlow::Break(b));
+                }
+            }
+            match batch {
+                Batch::From(next) => from = next,
+                _ => return Some(ControlFlow::Continue(())),
+            }
+        }
     }
 
     /// A reference on the task of `mm` whose key is `task`, if it is still filed (a task that

@@ -62,6 +62,10 @@ module! {
     },
 }
 
+/// `futex_robust_ops::unmap` and `unmap_done`.
+type UnmapOp = unsafe extern "C" fn(*mut kernel::bindings::vm_area_struct) -> bool;
+type UnmapDoneOp = unsafe extern "C" fn();
+
 /// A counter shown in debugfs.
 type Counter = Atomic<u64>;
 
@@ -108,28 +112,23 @@ impl kernel::Module for RobustFutex {
 
         let index = index::IndexRegistration::new()?;
 
-        let floor = module_parameters::bench_unmap_floor.value() != 0;
-        if floor {
-            pr_warn!(
-                "bench_unmap_floor: unmapped robust mutexes are not recorded (benchmarking)\n"
-            );
-        }
+        let (unmap, unmap_done): (UnmapOp, UnmapDoneOp) =
+            if module_parameters::bench_unmap_floor.value() != 0 {
+                pr_warn!(
+                    "bench_unmap_floor: unmapped robust mutexes are not recorded (benchmarking)\n"
+                );
+                (unmap::floor_unmap, unmap::floor_unmap_done)
+            } else {
+                (unmap::unmap, unmap::unmap_done)
+            };
 
         let ops = futex::Registration::new(futex::RobustOps {
             exit_robust_list: Some(walker::exit_robust_list),
             compat_exit_robust_list: walker::COMPAT_EXIT_ROBUST_LIST,
             cleanup_robust_list: Some(cleanup::cleanup_robust_list),
             robust_list_set: Some(index::robust_list_set),
-            unmap: Some(if floor {
-                unmap::floor_unmap
-            } else {
-                unmap::unmap
-            }),
-            unmap_done: Some(if floor {
-                unmap::floor_unmap_done
-            } else {
-                unmap::unmap_done
-            }),
+            unmap: Some(unmap),
+            unmap_done: Some(unmap_done),
         })?;
         // The tasks that registered a robust list before the module was loaded; until they are
         // filed, calls walk every thread. If this fails, dropping `ops` waits for every call.

@@ -38,8 +38,11 @@
 
 use crate::futex;
 use crate::index;
-use crate::robust_list::{self, Abi, CurrentMem, Flow, Head, UserMem};
-use core::cell::{Cell, RefCell};
+use crate::robust_list::{self, CurrentMem, Flow, UserMem};
+use core::{
+    cell::{Cell, RefCell},
+    ops::ControlFlow,
+};
 use kernel::{
     bindings,
     fs::File,
@@ -314,37 +317,25 @@ fn prune(mm: *mut bindings::mm_struct) {
         undecided: Cell::new(false),
         records: RefCell::new(None),
     };
-    let mut heads = index::Stash::<index::TaskHead, 16>::new(index::TaskHead {
-        task: 0,
-        head: Head {
-            addr: 0,
-            abi: Abi::Native,
-        },
+    // A task filed after a batch passed its key, as one filed after a single copy, is not seen:
+    // it registered its head after the unmap, and its list can only gain entries in memory
+    // mapped since (a record of memory mapped again is not used).
+    let walked = index.for_each_head(mm, |index::TaskHead { head, .. }| {
+        mem.mark(head.addr, 3 * head.word_size());
+        robust_list::walk(&mem, &head, |v| {
+            mem.mark(v.entry, head.word_size());
+            mem.mark(v.uaddr, 4);
+            Flow::Continue
+        });
+        // A list that could not be read without faulting: keep everything.
+        if mem.undecided.get() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     });
-    let mut from = 0;
-    loop {
-        // A task filed after a batch passed its key, as one filed after a single copy, is not
-        // seen: it registered its head after the unmap, and its list can only gain entries in
-        // memory mapped since (a record of memory mapped again is not used).
-        let batch = index.task_heads(mm, from, &mut heads);
-        if batch == index::Batch::Incomplete {
-            return; // some tasks may be missing: keep everything
-        }
-        for &index::TaskHead { head, .. } in heads.as_slice() {
-            mem.mark(head.addr, 3 * head.word_size());
-            robust_list::walk(&mem, &head, |v| {
-                mem.mark(v.entry, head.word_size());
-                mem.mark(v.uaddr, 4);
-                Flow::Continue
-            });
-            if mem.undecided.get() {
-                return; // a list could not be read without faulting: keep everything
-            }
-        }
-        match batch {
-            index::Batch::From(next) => from = next,
-            _ => break,
-        }
+    if walked != Some(ControlFlow::Continue(())) {
+        return; // some tasks may be missing, or a list undecided: keep everything
     }
     let used = mem.used.get();
     if used.count_ones() as usize == spans.len() {
