@@ -16,6 +16,7 @@
 //! LOOKUP, GETATTR, OPEN, and READ requests counted, never answered) in a child process.
 
 use crate::cases::counter;
+use crate::hardening::{reported, wait_until};
 use crate::sys::{self, *};
 use crate::Ctx;
 use std::time::Duration;
@@ -459,41 +460,36 @@ pub fn locked_mm_given_up_once(_: &Ctx) -> R {
         let mem = crate::cleanup::map_fd(memfd, PAGE, libc::MAP_SHARED);
         let file = std::ffi::CString::new(format!("{}/f", dir)).unwrap();
         pid = Some(sys::fork_with(|| locked_mm_process(pb, &file, HOLDERS)));
-        let wait_p = |what: &str, done: &dyn Fn() -> bool| -> R {
-            let deadline = std::time::Instant::now() + LIMIT;
-            while !done() {
-                let failed = sys::read_u32(pb + 20);
-                ensure!(
-                    failed == 0,
-                    "P failed at step {}: {}",
-                    failed,
-                    std::io::Error::from_raw_os_error(sys::read_u32(pb + 24) as i32)
-                );
-                ensure!(
-                    std::time::Instant::now() < deadline,
-                    "{}: not within {:?}",
-                    what,
-                    LIMIT
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Ok(())
-        };
         let p_pid = pid.unwrap();
-        wait_p("P's holders registering", &|| {
-            sys::read_u32(pb) == HOLDERS as u32 && sys::read_u32(pb + 12) != 0
-        })?;
+        let p_failed = || reported(pb, 20, 24, lm_step).map(|e| format!("P: {}", e));
+        wait_until(
+            pb,
+            LIMIT,
+            "P's holders registering",
+            || sys::read_u32(pb) == HOLDERS as u32 && sys::read_u32(pb + 12) != 0,
+            p_failed,
+        )?;
         sys::write_u32(pb + 4, 1);
         let _ = sys::futex_wake(pb + 4, 1);
-        wait_p("A's read reaching the FUSE server", &|| {
-            sys::read_u32(sh.at(SH_READS)) > 0
-        })?;
+        wait_until(
+            sh.at(SH_READS),
+            LIMIT,
+            "A's read reaching the FUSE server",
+            || sys::read_u32(sh.at(SH_READS)) > 0,
+            p_failed,
+        )?;
         sys::write_u32(pb + 8, 1);
         let _ = sys::futex_wake(pb + 8, 1);
-        wait_p("B queueing for P's mmap_lock", &|| {
-            let b = sys::read_u32(pb + 16);
-            b != 0 && matches!(sys::task_state(p_pid, b), Some((s, _)) if s == 'D')
-        })?;
+        wait_until(
+            pb + 16,
+            LIMIT,
+            "B queueing for P's mmap_lock",
+            || {
+                let b = sys::read_u32(pb + 16);
+                b != 0 && matches!(sys::task_state(p_pid, b), Some((s, _)) if s == 'D')
+            },
+            p_failed,
+        )?;
         let (gave_up, missed) = (counter("cleanup_lock_gave_up")?, counter("cleanup_missed")?);
         let n = cleanup_call(mem)?;
         let (gave_up2, missed2) = (counter("cleanup_lock_gave_up")?, counter("cleanup_missed")?);
@@ -531,6 +527,17 @@ pub fn locked_mm_given_up_once(_: &Ctx) -> R {
 
 fn cleanup_call(addr: usize) -> Result<i64, String> {
     sys::cleanup_robust_list(addr, 4, 0).map_err(|e| format!("cleanup_robust_list: {}", e))
+}
+
+/// The steps of [`locked_mm_process`], for a failure it reports.
+fn lm_step(step: u32) -> &'static str {
+    match step {
+        1 => "opening the FUSE file",
+        2 => "mapping the FUSE file",
+        3 => "a holder's set_robust_list()",
+        4 => "A opening /proc/self/mem",
+        _ => "?",
+    }
 }
 
 /// P of [`locked_mm_given_up_once`] (a child, mapping the memfd through the mapping it

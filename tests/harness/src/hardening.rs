@@ -1239,7 +1239,7 @@ const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
 /// Waits up to `limit` for `done()`, sleeping on the `u32` at `addr`, which the other side
 /// changes (or at least wakes) when `done()` may have become true; `failed()` ends the wait
 /// early with its message (the other side reported a failure).
-fn wait_until(
+pub(crate) fn wait_until(
     addr: usize,
     limit: Duration,
     what: &str,
@@ -1266,7 +1266,12 @@ fn wait_until(
 }
 
 /// The step and errno a child reported at `step` and `errno` (0: none), named by `name`.
-fn reported(sh: usize, step: usize, errno: usize, name: fn(u32) -> &'static str) -> Option<String> {
+pub(crate) fn reported(
+    sh: usize,
+    step: usize,
+    errno: usize,
+    name: fn(u32) -> &'static str,
+) -> Option<String> {
     match sys::read_u32(sh + step) {
         0 => None,
         s => Some(format!(

@@ -111,30 +111,32 @@ fn rust(ctx: &Ctx) -> bool {
     matches!(ctx.walker, Walker::Rust)
 }
 
-/// The write-up's holder: a forked process that has locked a process-shared robust mutex at
-/// the start of a memfd it maps (`mem`, also mapped here), and, once `go` is set, unmaps the
-/// memfd with the lock held and exits.
+/// The write-up's holder: a forked process that has locked a process-shared robust mutex (PI
+/// if asked) at the start of a memfd it maps (`mem`, also mapped here), and, once `go` is set,
+/// unmaps the memfd with the lock held and exits.
 struct UnmappingHolder {
     mem: usize,
     m: Mutex,
     /// Set to 1 (and woken) to let the holder unmap and exit.
     go: usize,
     holder: libc::pid_t,
+    /// The holder's TID, the owner the lock's word names.
+    tid: u32,
     _sync: Shared,
 }
 
 impl UnmappingHolder {
-    /// Forks the holder and waits until it holds the lock.
-    fn start() -> Result<Self, String> {
+    /// Forks the holder of a robust mutex, PI if `pi`, and waits until it holds the lock.
+    fn start(pi: bool) -> Result<Self, String> {
         let (_fd, mem) = map_memfd(PAGE)?;
-        let m = Mutex::init(mem, true, false)?;
+        let m = Mutex::init(mem, true, pi)?;
         let sync = Shared::new(PAGE);
         let (locked, go) = (sync.at(0), sync.at(4));
         let holder = sys::fork_with(|| {
             if m.lock() != 0 {
                 return 1;
             }
-            sys::write_u32(locked, 1);
+            sys::write_u32(locked, sys::gettid());
             let _ = sys::futex_wake(locked, 1);
             while sys::read_u32(go) == 0 {
                 let _ = sys::futex_wait(go, 0, Duration::from_secs(1));
@@ -151,6 +153,7 @@ impl UnmappingHolder {
             m,
             go,
             holder,
+            tid: sys::read_u32(locked),
             _sync: sync,
         })
     }
@@ -162,12 +165,12 @@ impl UnmappingHolder {
 /// on the unmapped entry and stopped).
 pub fn writeup_waiter(ctx: &Ctx) -> R {
     let UnmappingHolder {
-        mem: _,
         m,
         go,
         holder,
         _sync,
-    } = UnmappingHolder::start()?;
+        ..
+    } = UnmappingHolder::start(false)?;
     let wait = if rust(ctx) {
         LIMIT
     } else {
@@ -709,27 +712,14 @@ pub fn unlock_other_mapping(_: &Ctx) -> R {
 /// owner's TID.
 pub fn pi(ctx: &Ctx) -> R {
     for waiter in [true, false] {
-        let (_fd, mem) = map_memfd(PAGE)?;
-        let m = Mutex::init(mem, true, true)?;
-        let sync = Shared::new(PAGE);
-        let (locked, go) = (sync.at(0), sync.at(4));
-        let holder = sys::fork_with(|| {
-            if m.lock() != 0 {
-                return 1;
-            }
-            sys::write_u32(locked, sys::gettid());
-            while sys::read_u32(go) == 0 {
-                let _ = sys::futex_wait(go, 0, Duration::from_millis(100));
-            }
-            if sys::munmap(mem, PAGE).is_err() {
-                return 2;
-            }
-            0
-        });
-        while sys::read_u32(locked) == 0 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let tid = sys::read_u32(locked);
+        let UnmappingHolder {
+            mem,
+            m,
+            go,
+            holder,
+            tid,
+            _sync,
+        } = UnmappingHolder::start(true)?;
         let lock_recover = || match m.timedlock(LIMIT) {
             r if r == libc::EOWNERDEAD => (r, m.consistent(), m.unlock()),
             r => (r, 0, m.unlock()),
@@ -1122,7 +1112,8 @@ pub fn demo(label: &str, module: bool) -> R {
         go,
         holder,
         _sync,
-    } = UnmappingHolder::start()?;
+        ..
+    } = UnmappingHolder::start(false)?;
     say(format!(
         "process {} locked a robust mutex in a memfd (futex word {:#010x})",
         holder,
