@@ -27,8 +27,8 @@
 //!    a reference on the page of the window's mm otherwise ([`remote`]: faulted in only if the
 //!    fault cannot wait for user space). Only if the futex word (`pending + futex_offset`, PI bit
 //!    masked, 32-bit arithmetic for compat heads) lies in one of that mm's windows is the task's
-//!    `futex.exit_mutex` taken (so that an exit that started walking finishes first, and one
-//!    that finished is skipped), and the slot cleared by compare-and-exchange against the value
+//!    `futex.exit_mutex` taken (so that an exit that started walking finishes first, within the
+//!    call's budget for such waits, and one that finished is skipped), and the slot cleared by compare-and-exchange against the value
 //!    read, under the mm's `mmap_lock`, once the word is checked to still be the memory being
 //!    cleaned there: a slot changed in the meantime, or whose word was unmapped and something
 //!    else mapped at its address, is left alone.
@@ -36,16 +36,16 @@
 //! Locks: references are collected under `i_mmap_rwsem` or RCU, and heads' addresses and tasks'
 //! keys copied under an index shard's mutex, each alone and with no allocation with reclaim and
 //! no user memory access under it (steps 2 and 3; a reference on a task is taken only for a
-//! slot to clear); heads are read with no lock held; a slot is cleared under its
-//! task's `futex.exit_mutex`, then its mm's `mmap_lock` (step 4). A read that faults may sleep as
-//! long as the fault does, and the caller alone waits. The wait for another task's exit walk is
-//! killable (`EINTR`). Another process's memory is faulted in only where the fault waits for
-//! nothing but the kernel (anonymous memory and shmem without a userfaultfd), written only in
-//! private memory and shmem, and its `mmap_lock` only tried for a bounded time, so that the call
-//! never waits on what another user controls (a FUSE server that takes a read and never answers, a
-//! process that keeps its own `mmap_lock`): see [`remote`]. Heads that cannot be read, and slots
-//! that cannot be cleared, are counted in debugfs `cleanup_missed`: see `cleanup.rst`, "What it
-//! cannot fix".
+//! slot to clear); heads are read with no lock held; a slot is cleared under its task's
+//! `futex.exit_mutex`, then its mm's `mmap_lock` (step 4). A read that faults may sleep as long
+//! as the fault does, and the caller alone waits. Another process's memory is faulted in only
+//! where the fault waits for nothing but the kernel (anonymous memory and shmem without a
+//! userfaultfd) and written only in private memory and shmem; locks that other tasks hold (other
+//! processes' `mmap_lock`, other tasks' `exit_mutex`) are only tried, for about a second in all
+//! per call ([`LockWait`]), so that the call never waits on what another user controls (a FUSE
+//! server that takes a read and never answers, a process that keeps its own `mmap_lock`, an exit
+//! walk stuck on such a fault): see [`remote`]. Heads that cannot be read, and slots that cannot
+//! be cleared, are counted in debugfs `cleanup_missed`: see `cleanup.rst`, "What it cannot fix".
 //!
 //! With `CLEANUP_ROBUST_LIST_MM_ONLY` (a C library unmapping the range, or mapping over it),
 //! every part is taken as private memory: one window, the caller's range in its own mm, so only
@@ -59,7 +59,7 @@
 
 use crate::futex::{self, ExitGuard};
 use crate::index;
-use crate::remote;
+use crate::remote::{self, LockWait};
 use crate::robust_list::{CurrentMem, Entry, Head, UserMem};
 use core::ops::ControlFlow;
 use kernel::{
@@ -293,21 +293,29 @@ fn scan(windows: &[Window]) -> Result<KVVec<ARef<Task>>> {
     index::collect_user_tasks(|t| !windows_of(windows, futex::flags_mm(t).1).is_empty())
 }
 
-/// Another task's memory, read through its pinned pages ([`remote::read_task_memory`]).
-struct TaskMem<'a>(&'a Task);
+/// Another task's memory, read through its pinned pages ([`remote::read_task_memory`]), waiting
+/// for its mm's `mmap_lock` as `wait`, the call's budget, allows.
+struct TaskMem<'a> {
+    task: &'a Task,
+    wait: &'a LockWait,
+}
 
 impl UserMem for TaskMem<'_> {
     fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
-        remote::read_task_memory(self.0, addr, buf)
+        remote::read_task_memory(self.task, self.wait, addr, buf)
     }
 }
 
-/// Another process's memory, read through its mm's pages ([`remote::read_mm_memory`]).
-struct MmMem<'a>(&'a kernel::mm::MmWithUser);
+/// Another process's memory, read through its mm's pages ([`remote::read_mm_memory`]),
+/// waiting for its `mmap_lock` as `wait`, the call's budget, allows.
+struct MmMem<'a> {
+    mm: &'a kernel::mm::MmWithUser,
+    wait: &'a LockWait,
+}
 
 impl UserMem for MmMem<'_> {
     fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result {
-        remote::read_mm_memory(self.0, addr, buf)
+        remote::read_mm_memory(self.mm, self.wait, addr, buf)
     }
 }
 
@@ -338,12 +346,14 @@ fn window_holding(windows: &[Window], word: usize) -> Option<&Window> {
 ///
 /// `local`: `mm` is the caller's own (its memory is read directly).
 ///
-/// Context: process context, no lock held; may sleep as long as a fault on the heads does.
+/// Context: process context, no lock held; may sleep as long as a fault on the heads does, and
+/// for locks other tasks hold as long as `wait`, the call's budget, allows.
 fn examine(
     task: &Task,
     mm: *mut bindings::mm_struct,
     local: bool,
     windows: &[Window],
+    wait: &LockWait,
 ) -> Result<usize> {
     let mut cleared = 0;
     for head in futex::heads(task).into_iter().flatten() {
@@ -351,10 +361,10 @@ fn examine(
         let found = if local {
             pending_in(&CurrentMem, head, windows)
         } else {
-            pending_in(&TaskMem(task), head, windows)
+            pending_in(&TaskMem { task, wait }, head, windows)
         };
         if let Some(p) = readable(found, task, head)? {
-            cleared += usize::from(clear(&p.into_match(task, mm, head))?);
+            cleared += usize::from(clear(&p.into_match(task, mm, head), wait)?);
         }
     }
     Ok(cleared)
@@ -403,29 +413,23 @@ fn pending_in<'w>(
 /// `mem` (the caller's own memory, or `mm`'s pages) with no lock held, and a task's reference
 /// is taken only for a slot to clear. Adds the slots it clears to `cleared`.
 ///
+/// `wait` is the call's budget ([`LockWait`]), which `mem` draws on as well: another process
+/// that keeps its `mmap_lock` delays the call once, not once per thread or slot.
+///
 /// Returns `false` if the index is incomplete.
 fn examine_indexed(
     index: &index::TaskIndex,
     mm: *mut bindings::mm_struct,
     mem: &impl UserMem,
     windows: &[Window],
+    wait: &LockWait,
     cleared: &mut usize,
 ) -> Result<bool> {
-    // Set once `mm`'s `mmap_lock` could not be taken (another process that keeps it): the
-    // rest of its heads are counted as missed without trying again, so that such a process
-    // delays a call once, not once per thread.
-    let mut locked_out = false;
     let mut examine_head = |th: index::TaskHead| -> Result {
         killable()?;
-        let read = if locked_out {
-            Err(EAGAIN)
-        } else {
-            pending_in(mem, th.head, windows)
-        };
-        let found = match read {
+        let found = match pending_in(mem, th.head, windows) {
             Ok(found) => found,
             Err(e) if unreadable(e) => {
-                locked_out |= e == EAGAIN;
                 if let Some(task) = index.task(mm, th.task) {
                     count_missed(&task, th.head);
                 }
@@ -441,7 +445,7 @@ fn examine_indexed(
             // It left the index: its lists are walked, or it has no head left to walk.
             return Ok(());
         };
-        *cleared += usize::from(clear(&p.into_match(&task, mm, th.head))?);
+        *cleared += usize::from(clear(&p.into_match(&task, mm, th.head), wait)?);
         Ok(())
     };
     match index.for_each_head(mm, |th| match examine_head(th) {
@@ -511,9 +515,14 @@ fn still_maps(mm: &MmapReadGuard<'_>, m: &Match<'_>) -> bool {
 /// `futex.exit_mutex`, so that an exit walk under way finishes first (and then nothing is left
 /// to do) and none starts while the slot is cleared. Returns whether it cleared it.
 ///
+/// The task's `futex.exit_mutex` and its mm's `mmap_lock` are waited for as `wait`, the call's
+/// budget, allows: an exit walk can hold the mutex for as long as the task's owner wants (it
+/// waits on a fault on its list, in a FUSE file it serves). A slot whose locks cannot be
+/// taken within it is counted as missed.
+///
 /// Context: process context, no lock held; may sleep. Fails with `EINTR` if the caller is
-/// killed while it waits for the task's exit walk or for its mm's `mmap_lock`.
-fn clear(m: &Match<'_>) -> Result<bool> {
+/// killed while it waits.
+fn clear(m: &Match<'_>, wait: &LockWait) -> Result<bool> {
     let slot = m.head.pending_slot();
     if slot % m.head.word_size() != 0 {
         // A head at an odd address (no C library registers one): the owner's own plain stores
@@ -522,7 +531,16 @@ fn clear(m: &Match<'_>) -> Result<bool> {
         CLEANUP_UNALIGNED.add(1, Relaxed);
         return Ok(false);
     }
-    let guard = ExitGuard::lock_killable(m.task)?;
+    let guard = match wait.acquire(|| ExitGuard::try_lock(m.task)) {
+        Ok(guard) => guard,
+        Err(e) if e == EAGAIN => {
+            // An exit walk (or a registration) under way kept it: the walk may still act on
+            // the slot.
+            CLEANUP_MISSED.add(1, Relaxed);
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
     if guard.exited() {
         return Ok(false);
     }
@@ -536,7 +554,8 @@ fn clear(m: &Match<'_>) -> Result<bool> {
     // A slot that changed since it was read, or whose word is no longer the memory being
     // cleaned, is left alone.
     let mut elsewhere = false;
-    match remote::compare_and_clear(&mm, slot, m.raw as u64, m.head.word_size(), |locked| {
+    let size = m.head.word_size();
+    match remote::compare_and_clear(&mm, wait, slot, m.raw as u64, size, |locked| {
         elsewhere = !still_maps(locked, m);
         !elsewhere
     }) {
@@ -598,10 +617,11 @@ fn clean(windows: &[Window]) -> Result<usize> {
     if windows.iter().all(|w| w.mm == me) && current_mm_single_user() {
         // Only the caller's mm maps the memory, and no other task uses that mm: the caller's
         // own heads are all there is to see.
-        return examine(kernel::current!(), me, true, windows);
+        return examine(kernel::current!(), me, true, windows, &LockWait::new());
     }
+    let wait = LockWait::new();
     let mut cleared = 0;
-    if clean_indexed(windows, me, &mut cleared)? {
+    if clean_indexed(windows, me, &wait, &mut cleared)? {
         return Ok(cleared);
     }
     // The index is incomplete: every thread of the system. A task found there whose mm
@@ -612,19 +632,21 @@ fn clean(windows: &[Window]) -> Result<usize> {
         let mm = futex::flags_mm(t).1;
         let in_mm = windows_of(windows, mm);
         if !in_mm.is_empty() {
-            cleared += examine(t, mm, mm == me, in_mm)?;
+            cleared += examine(t, mm, mm == me, in_mm, &wait)?;
         }
     }
     Ok(cleared)
 }
 
 /// Steps 3 and 4 from the index, for each mm that has a window (of `windows`, sorted by mm),
-/// adding the slots it clears to `cleared`. Returns `false` if the index is incomplete: the
+/// adding the slots it clears to `cleared`, waiting for locks other tasks hold as `wait`, the
+/// call's budget, allows. Returns `false` if the index is incomplete: the
 /// slots cleared before that was known stay cleared and counted, and the scan that follows
 /// finds them empty.
 fn clean_indexed(
     windows: &[Window],
     me: *mut bindings::mm_struct,
+    wait: &LockWait,
     cleared: &mut usize,
 ) -> Result<bool> {
     let Some(index) = index::get() else {
@@ -633,7 +655,7 @@ fn clean_indexed(
     for in_mm in windows.chunk_by(|a, b| a.mm == b.mm) {
         let mm = in_mm[0].mm;
         let done = if mm == me {
-            examine_indexed(index, me, &CurrentMem, in_mm, cleared)?
+            examine_indexed(index, me, &CurrentMem, in_mm, wait, cleared)?
         } else {
             // Read through the mm the window holds (another process's windows always hold
             // theirs; without one, the scan). One whose last user is gone has no task left
@@ -646,7 +668,8 @@ fn clean_indexed(
             let Some(user) = grab.mmget_not_zero() else {
                 continue;
             };
-            examine_indexed(index, mm, &MmMem(&user), in_mm, cleared)?
+            let mem = MmMem { mm: &user, wait };
+            examine_indexed(index, mm, &mem, in_mm, wait, cleared)?
         };
         if !done {
             return Ok(false);

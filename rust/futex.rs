@@ -248,6 +248,27 @@ impl<'a> ExitGuard<'a> {
         Ok(Self { task, _lock: lock })
     }
 
+    /// Takes `task`'s `futex.exit_mutex` if it is free: `None` if another task holds it (an
+    /// exit walk under way, or a registration, or another call's clear).
+    ///
+    /// Context: process context; does not sleep. Lock order: as
+    /// [`ExitGuard::lock_killable`].
+    pub(crate) fn try_lock(task: &'a Task) -> Option<Self> {
+        // SAFETY: `task` is valid; this only computes a field's address.
+        let raw = unsafe { &raw mut (*task_futex(task)).exit_mutex };
+        // SAFETY: `exit_mutex` is an initialised `struct mutex` of the valid task, which outlives
+        // `'a`, and the kernel only ever uses it as a mutex.
+        let mutex = unsafe { Lock::<(), MutexBackend>::from_raw(raw) };
+        // SAFETY: as above.
+        if unsafe { bindings::mutex_trylock(raw) } == 0 {
+            return None;
+        }
+        // SAFETY: we hold the mutex, just taken; the guard releases it.
+        let lock = unsafe { Guard::new(mutex, ()) };
+        // INVARIANT: the guard of `task`'s `exit_mutex`.
+        Some(Self { task, _lock: lock })
+    }
+
     /// True once the task's exit (or exec) has walked its robust lists: `futex.state` is
     /// `FUTEX_STATE_DEAD`. An exec sets it back to `FUTEX_STATE_OK` when it is done, under the
     /// task's `pi_lock` only; either way the walk this guard excludes has run.

@@ -718,7 +718,7 @@ static INDEX: Atomic<*mut TaskIndex> = Atomic::new(ptr::null_mut());
 /// unregistering waits for, so every call through [`index`] then finds it alive.
 pub(crate) struct IndexRegistration {
     /// Owned here, used through `INDEX`.
-    _index: KBox<TaskIndex>,
+    index: KBox<TaskIndex>,
 }
 
 impl IndexRegistration {
@@ -727,7 +727,13 @@ impl IndexRegistration {
         let p: *const TaskIndex = &*index;
         INDEX.store(p.cast_mut(), Release);
         index.publish();
-        Ok(Self { _index: index })
+        Ok(Self { index })
+    }
+
+    /// Gives up on completeness for good, as an entry that could not be allocated does, so
+    /// that every call walks every thread (testing: the module's `inject_index_lost`).
+    pub(crate) fn lose(&self) {
+        self.index.lose();
     }
 }
 

@@ -15,14 +15,18 @@
 //!   request and never answer, and the faulting task then waits uninterruptibly;
 //! - a slot is written only in private memory or shmem: unpinning a dirtied page of another
 //!   shared file may wait for its page lock, which that file system's writeback may hold;
-//! - another process's `mmap_lock` is only tried, for about a second ([`lock_other`]): its
-//!   owner can keep it held for as long as it likes (a read of its own memory that waits on its
-//!   own FUSE server holds it, and a queued writer then blocks every new reader), so such a
-//!   process delays a call by a second at most, killably.
+//! - another process's `mmap_lock` (and another task's `futex.exit_mutex`, see
+//!   [`crate::cleanup`]) is only tried, a millisecond apart, for about a second in all per call
+//!   ([`LockWait`]): its owner can keep it held for as long as it likes (a read of its own
+//!   memory that waits on its own FUSE server holds the `mmap_lock`, and a queued writer then
+//!   blocks every new reader; an exit walk that waits on such a fault holds the `exit_mutex`),
+//!   or let it go just before each attempt would give up, so other processes delay a call by
+//!   about a second at most, killably, however many of them, heads and slots the call looks at.
 //!
 //! What cannot be reached that way fails with `EFAULT` or `EAGAIN`, which the caller counts as
 //! missed.
 
+use core::cell::Cell;
 use kernel::{
     bindings,
     error::code::{EAGAIN, EFAULT, EINVAL},
@@ -44,20 +48,86 @@ fn fault_in(vma: &VmaRef) -> FaultIn {
     }
 }
 
-/// How many times, a millisecond apart, [`lock_other`] tries another process's `mmap_lock`:
-/// about a second. A process that forks in a loop holds its `mmap_lock` for writing most of
-/// the time, on a slow kernel (KASAN) for milliseconds at a stretch: 20 tries missed it.
-const LOCK_TRIES: u32 = 1000;
+/// How many times, a millisecond apart, a call may sleep in all waiting for locks that other
+/// tasks hold ([`LockWait`]): about a second. A process that forks in a loop holds its
+/// `mmap_lock` for writing most of the time, on a slow kernel (KASAN) for milliseconds at a
+/// stretch: 20 tries missed it.
+pub(crate) const LOCK_WAIT_SLEEPS: u32 = 1000;
 
-/// Times [`lock_other`] gave up on another process's `mmap_lock` (shown in debugfs).
+/// Calls that gave up waiting for a lock another task holds, once each (shown in debugfs).
 pub(crate) static LOCK_GAVE_UP: Atomic<u64> = Atomic::new(0);
 
+/// Sleeps of a millisecond (at least) that calls made waiting for locks other tasks hold (shown
+/// in debugfs).
+pub(crate) static LOCK_WAITS: Atomic<u64> = Atomic::new(0);
+
+/// How long one call may still wait, in all, for locks that other tasks hold: other processes'
+/// `mmap_lock`, other tasks' `futex.exit_mutex`. Every such lock the call takes is tried, and
+/// while the budget of [`LOCK_WAIT_SLEEPS`] sleeps lasts, tried again a millisecond later; once
+/// it is spent, each is tried once more, without waiting, and what cannot be taken is given up
+/// (`EAGAIN`, counted as missed by the caller). So other tasks delay a call by about a second at
+/// most, whether they keep a lock taken or let it go just before each attempt would give up,
+/// and however many of them share the memory; what they let go of is still taken.
+///
+/// One per call, made at its start; it is not `Sync`.
+pub(crate) struct LockWait {
+    /// Sleeps the call may still make.
+    left: Cell<u32>,
+    /// Whether the call gave up on a lock (counted once in [`LOCK_GAVE_UP`]).
+    gave_up: Cell<bool>,
+}
+
+impl LockWait {
+    /// The budget of a new call: [`LOCK_WAIT_SLEEPS`].
+    pub(crate) fn new() -> Self {
+        Self::with_sleeps(LOCK_WAIT_SLEEPS)
+    }
+
+    /// A budget of `sleeps` sleeps of a millisecond.
+    pub(crate) fn with_sleeps(sleeps: u32) -> Self {
+        Self {
+            left: Cell::new(sleeps),
+            gave_up: Cell::new(false),
+        }
+    }
+
+    /// Sleeps the call may still make.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn left(&self) -> u32 {
+        self.left.get()
+    }
+
+    /// Takes a lock with `try_lock`, which returns its guard or `None` if another task holds
+    /// it: tried, then again after each sleep of a millisecond while the budget lasts, then
+    /// given up (`EAGAIN`). `EINTR` if the caller is killed meanwhile.
+    ///
+    /// Context: process context, may sleep; hold no lock that other tasks need.
+    pub(crate) fn acquire<G>(&self, mut try_lock: impl FnMut() -> Option<G>) -> Result<G> {
+        loop {
+            if let Some(guard) = try_lock() {
+                return Ok(guard);
+            }
+            let left = self.left.get();
+            if left == 0 {
+                if !self.gave_up.replace(true) {
+                    LOCK_GAVE_UP.add(1, Relaxed);
+                }
+                return Err(EAGAIN);
+            }
+            crate::cleanup::killable()?;
+            fsleep(Delta::from_millis(1));
+            self.left.set(left - 1);
+            LOCK_WAITS.add(1, Relaxed);
+        }
+    }
+}
+
 /// Takes the `mmap_lock` of `mm` for reading: killably if it is the caller's own, otherwise
-/// by trying, for about [`LOCK_TRIES`] milliseconds, then failing with `EAGAIN`; `EINTR` if the
-/// caller is killed meanwhile.
+/// as `wait`, the call's budget, allows ([`LockWait::acquire`]: `EAGAIN` once it is spent,
+/// `EINTR` if the caller is killed meanwhile).
 ///
 /// Context: process context, may sleep.
-fn lock_other(mm: &MmWithUser) -> Result<MmapReadGuard<'_>> {
+fn lock_other<'a>(mm: &'a MmWithUser, wait: &LockWait) -> Result<MmapReadGuard<'a>> {
     let current = kernel::current!();
     if current
         .mm()
@@ -65,17 +135,7 @@ fn lock_other(mm: &MmWithUser) -> Result<MmapReadGuard<'_>> {
     {
         return mm.mmap_read_lock_killable();
     }
-    for _ in 0..LOCK_TRIES {
-        if let Some(locked) = mm.mmap_read_trylock() {
-            return Ok(locked);
-        }
-        crate::cleanup::killable()?;
-        fsleep(Delta::from_millis(1));
-    }
-    mm.mmap_read_trylock().ok_or_else(|| {
-        LOCK_GAVE_UP.add(1, Relaxed);
-        EAGAIN
-    })
+    wait.acquire(|| mm.mmap_read_trylock())
 }
 
 /// Whether a slot in `vma` may be written from here: private memory (a write pin breaks
@@ -97,10 +157,12 @@ const VM_SHARED: usize = bindings::VM_SHARED;
 /// in only as [`fault_in`] allows, and written only as [`writable_from_here`] allows: `EFAULT`
 /// otherwise.
 ///
-/// Context: process context, may sleep; takes `mm`'s `mmap_lock` for reading ([`lock_other`]:
-/// `EAGAIN` if another process's stays taken, `EINTR` if the caller is killed).
+/// Context: process context, may sleep; takes `mm`'s `mmap_lock` for reading ([`lock_other`],
+/// with `wait`, the call's budget: `EAGAIN` if another process's stays taken, `EINTR` if the
+/// caller is killed).
 pub(crate) fn compare_and_clear(
     mm: &MmWithUser,
+    wait: &LockWait,
     addr: usize,
     old: u64,
     size: usize,
@@ -109,7 +171,7 @@ pub(crate) fn compare_and_clear(
     if (size != 4 && size != 8) || addr % size != 0 {
         return Err(EINVAL);
     }
-    let locked = lock_other(mm)?;
+    let locked = lock_other(mm, wait)?;
     if !check(&locked) {
         return Ok(false);
     }
@@ -147,17 +209,29 @@ pub(crate) fn compare_and_clear(
 /// allow faulting it in.
 ///
 /// Context: process context, may sleep; takes the task's `alloc_lock` and its mm's `mmap_lock`
-/// ([`lock_other`]: `EAGAIN` if another process's stays taken, `EINTR` if the caller is killed).
-pub(crate) fn read_task_memory(task: &Task, addr: usize, buf: &mut [u8]) -> Result {
+/// ([`lock_other`], with `wait`, the call's budget: `EAGAIN` if another process's stays taken,
+/// `EINTR` if the caller is killed).
+pub(crate) fn read_task_memory(
+    task: &Task,
+    wait: &LockWait,
+    addr: usize,
+    buf: &mut [u8],
+) -> Result {
     let mm = task.get_mm().ok_or(EFAULT)?;
-    read_mm_memory(&mm, addr, buf)
+    read_mm_memory(&mm, wait, addr, buf)
 }
 
 /// Reads `buf.len()` bytes at `addr` of `mm`, as [`read_task_memory`] does.
 ///
-/// Context: process context, may sleep; takes `mm`'s `mmap_lock` ([`lock_other`]).
-pub(crate) fn read_mm_memory(mm: &MmWithUser, addr: usize, buf: &mut [u8]) -> Result {
-    let locked = lock_other(mm)?;
+/// Context: process context, may sleep; takes `mm`'s `mmap_lock` ([`lock_other`], with `wait`,
+/// the call's budget).
+pub(crate) fn read_mm_memory(
+    mm: &MmWithUser,
+    wait: &LockWait,
+    addr: usize,
+    buf: &mut [u8],
+) -> Result {
+    let locked = lock_other(mm, wait)?;
     let mut done = 0;
     while done < buf.len() {
         let at = addr.checked_add(done).ok_or(EFAULT)?;

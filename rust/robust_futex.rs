@@ -54,6 +54,12 @@ module! {
             description: "Testing only: if not 0, fail the load with ENOMEM this many \
                 milliseconds after registering the operations, as a failed index scan would",
         },
+        inject_index_lost: u32 {
+            default: 0,
+            description: "Testing only: if not 0, the index is taken as incomplete from the \
+                load on, as after an entry that could not be allocated: every \
+                cleanup_robust_list() call walks every thread",
+        },
         bench_unmap_floor: u32 {
             default: 0,
             description: "Benchmarking only: if not 0, the unmap operations do nothing but \
@@ -72,7 +78,7 @@ type Counter = Atomic<u64>;
 /// The module's statistics in debugfs, so that tests can tell that the walks of this module,
 /// not the built-in ones, ran. Debugfs failures are not errors (the kernel convention): the
 /// files may be missing, and the rest of the module works all the same.
-static COUNTERS: [(&CStr, &Counter); 16] = [
+static COUNTERS: [(&CStr, &Counter); 17] = [
     (c"exit_walks", &walker::EXIT_WALKS),
     (c"compat_exit_walks", &walker::COMPAT_EXIT_WALKS),
     (c"cleanup_calls", &cleanup::CLEANUP_CALLS),
@@ -81,6 +87,7 @@ static COUNTERS: [(&CStr, &Counter); 16] = [
     (c"cleanup_unaligned", &cleanup::CLEANUP_UNALIGNED),
     (c"cleanup_missed", &cleanup::CLEANUP_MISSED),
     (c"cleanup_lock_gave_up", &remote::LOCK_GAVE_UP),
+    (c"cleanup_lock_waits", &remote::LOCK_WAITS),
     (c"index_tasks", &index::INDEXED),
     (c"index_incomplete", &index::INCOMPLETE),
     (c"unmap_records", &unmap::RECORDS),
@@ -138,6 +145,10 @@ impl kernel::Module for RobustFutex {
             // runs in it once the failed load has freed it.
             fsleep(Delta::from_millis(i64::from(inject)));
             return Err(ENOMEM);
+        }
+        if module_parameters::inject_index_lost.value() != 0 {
+            pr_warn!("inject_index_lost: every call walks every thread (testing)\n");
+            index.lose();
         }
         index::populate()?;
         pr_info!("robust list walkers registered\n");

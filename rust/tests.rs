@@ -357,6 +357,7 @@ mod cleanup_tests {
     use crate::index::{Batch, TaskIndex};
     use crate::remote;
     use kernel::{
+        error::code::EAGAIN,
         mm::Mm,
         sync::{
             aref::ARef,
@@ -406,6 +407,40 @@ mod cleanup_tests {
         Ok(())
     }
 
+    /// A call's budget for locks that other tasks hold is shared by every lock it takes: a lock
+    /// let go just before each attempt would give up costs the call the budget once, not once
+    /// per lock; once it is spent, each lock is tried once, without sleeping (what is free is
+    /// still taken), and the give-up is counted once.
+    #[test]
+    fn lock_wait_budget_shared() -> Result {
+        let wait = remote::LockWait::with_sleeps(5);
+        let gave_up = remote::LOCK_GAVE_UP.load(Relaxed);
+        let mut tries = 0;
+        // Free at the fourth try: three sleeps.
+        let r = wait.acquire(|| {
+            tries += 1;
+            (tries == 4).then_some(())
+        });
+        assert!(r.is_ok() && tries == 4 && wait.left() == 2);
+        // Never free: the two sleeps left, then given up.
+        tries = 0;
+        let r = wait.acquire(|| {
+            tries += 1;
+            None::<()>
+        });
+        assert!(r.err() == Some(EAGAIN) && tries == 3 && wait.left() == 0);
+        // Spent: one try each.
+        tries = 0;
+        let r = wait.acquire(|| {
+            tries += 1;
+            None::<()>
+        });
+        assert!(r.err() == Some(EAGAIN) && tries == 1);
+        assert!(wait.acquire(|| Some(())).is_ok());
+        assert_eq!(remote::LOCK_GAVE_UP.load(Relaxed) - gave_up, 1);
+        Ok(())
+    }
+
     /// `compare_and_clear_remote()` clears a slot only if it still holds the value read: a slot
     /// changed in between (here: before the call) is left alone. Both widths; misaligned slots are
     /// refused.
@@ -415,27 +450,28 @@ mod cleanup_tests {
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
         let slot = base + 0x10;
+        let wait = remote::LockWait::new();
         put_word(Abi::Native, slot, 0x1234_5678_9abc_def0)?;
-        let r = remote::compare_and_clear(mm, slot, 0x1111, 8, |_| true);
+        let r = remote::compare_and_clear(mm, &wait, slot, 0x1111, 8, |_| true);
         assert!(matches!(r, Ok(false)));
         assert_eq!(get_u64(slot)?, 0x1234_5678_9abc_def0);
-        let r = remote::compare_and_clear(mm, slot, 0x1234_5678_9abc_def0, 8, |_| true);
+        let r = remote::compare_and_clear(mm, &wait, slot, 0x1234_5678_9abc_def0, 8, |_| true);
         assert!(matches!(r, Ok(true)));
         assert_eq!(get_u64(slot)?, 0);
 
         let slot32 = base + 0x24;
         put_u32(slot32, 0x8765_4321)?;
-        let r = remote::compare_and_clear(mm, slot32, 0x8765_4320, 4, |_| true);
+        let r = remote::compare_and_clear(mm, &wait, slot32, 0x8765_4320, 4, |_| true);
         assert!(matches!(r, Ok(false)));
         assert_eq!(get_u32(slot32)?, 0x8765_4321);
-        let r = remote::compare_and_clear(mm, slot32, 0x8765_4321, 4, |_| true);
+        let r = remote::compare_and_clear(mm, &wait, slot32, 0x8765_4321, 4, |_| true);
         assert!(matches!(r, Ok(true)));
         assert_eq!(get_u32(slot32)?, 0);
         // Its neighbours are untouched.
         assert_eq!(get_u32(slot32 - 4)?, 0);
         assert_eq!(get_u32(slot32 + 4)?, 0);
 
-        assert!(remote::compare_and_clear(mm, base + 4, 0, 8, |_| true).is_err());
+        assert!(remote::compare_and_clear(mm, &wait, base + 4, 0, 8, |_| true).is_err());
         Ok(())
     }
 

@@ -23,7 +23,7 @@ SPLATS = re.compile(
 
 # Sections the check mode must produce, and how their results are named.
 HARNESS = ["harness-c", "harness-rust", "switch-walkers", "index-at-load", "calls-during-load",
-           "harness-c-after-rmmod", "fuzz"]
+           "harness-scan", "harness-c-after-rmmod", "fuzz"]
 
 
 def sections(log):
@@ -101,7 +101,7 @@ def main():
         m = re.search(r"@@@ kmemleak: (\d+) suspected leaks", log)
         add("guest/kmemleak_scan_clean", m and m.group(1) == "0",
             "%s suspected leaks" % m.group(1) if m else "no kmemleak scan in the log")
-    for step in ("insmod", "rmmod"):
+    for step in ("insmod", "rmmod", "insmod-scan", "rmmod-scan"):
         rc = found.get(step, (None, None))[1]
         add("guest/" + step, rc == 0, "rc=%s" % rc)
     kunit = [s for s in found if s.startswith("kunit-")]
@@ -127,6 +127,8 @@ def main():
             add(sec + "/parse", False, out.strip()[-300:])
             continue
         if not cases:
+            if os.environ.get("RF_FILTER") and sec in HARNESS and found[sec][1] == 0:
+                continue  # the filter selected none of this harness section's cases
             add(sec + "/ran_tests", False, "kunit.py parse found no test")
         per_walker[sec] = dict(cases)
         for case, status in cases:

@@ -430,6 +430,10 @@ pub fn head_never_served(_: &Ctx) -> R {
     r
 }
 
+/// How many times a call may sleep (a millisecond at least) in all for locks other tasks hold
+/// (the module's `LOCK_WAIT_SLEEPS`).
+const LOCK_WAIT_SLEEPS: u64 = 1000;
+
 /// `hardening_locked_mm_given_up_once`: another process whose `mmap_lock` stays taken delays
 /// a call once, not once per thread.
 ///
@@ -438,9 +442,11 @@ pub fn head_never_served(_: &Ctx) -> R {
 /// (`access_remote_vm()` holds P's `mmap_lock` for reading while the fault waits), and its
 /// thread B calls `mmap()`: a writer queued behind A, so that every later attempt to take P's
 /// `mmap_lock` for reading fails. A call on the memfd must give up on P's `mmap_lock` once
-/// (debugfs `cleanup_lock_gave_up` + 1, about a second) and count each of P's heads as missed,
-/// instead of trying again for each head (a second each: 9 here).
-pub fn locked_mm_given_up_once(_: &Ctx) -> R {
+/// (debugfs `cleanup_lock_gave_up` + 1, after [`LOCK_WAIT_SLEEPS`] sleeps of a millisecond in
+/// all, `cleanup_lock_waits`: every try fails, B being queued) and count each of P's heads as missed, instead of trying again for
+/// each head (a second each: 9 here). Through the index (one pass over P's heads) and, with
+/// `--scan`, through the fallback that walks every thread (each of P's threads in turn).
+pub fn locked_mm_given_up_once(ctx: &Ctx) -> R {
     const HOLDERS: usize = 6;
     // In `p`: holders registered (0), the go for A (4), the go for B (8), A's TID (12), B's
     // TID (16), a failure in P (20, the step) and its errno (24), never set (28).
@@ -490,17 +496,49 @@ pub fn locked_mm_given_up_once(_: &Ctx) -> R {
             },
             p_failed,
         )?;
-        let (gave_up, missed) = (counter("cleanup_lock_gave_up")?, counter("cleanup_missed")?);
+        let counts = || -> Result<[u64; 4], String> {
+            Ok([
+                counter("cleanup_lock_gave_up")?,
+                counter("cleanup_lock_waits")?,
+                counter("cleanup_missed")?,
+                counter("cleanup_scans")?,
+            ])
+        };
+        let before = counts()?;
+        let start = std::time::Instant::now();
         let n = cleanup_call(mem)?;
-        let (gave_up2, missed2) = (counter("cleanup_lock_gave_up")?, counter("cleanup_missed")?);
+        let took = start.elapsed();
+        let after = counts()?;
+        let [gave_up, waits, missed, scans] = std::array::from_fn(|i| after[i] - before[i]);
+        let how = if ctx.scan {
+            "walking every thread"
+        } else {
+            "through the index"
+        };
         ensure!(
-            n == 0 && gave_up2 - gave_up == 1 && missed2 - missed >= HOLDERS as u64,
-            "the call returned {}; it gave up on P's mmap_lock {} times (want once), and \
-             counted {} heads as missed (want at least {}, P's holders)",
+            scans == u64::from(ctx.scan),
+            "the call ran {} fallback scans, want {} ({})",
+            scans,
+            u64::from(ctx.scan),
+            how
+        );
+        ensure!(
+            n == 0 && gave_up == 1 && waits == LOCK_WAIT_SLEEPS && missed >= HOLDERS as u64,
+            "{}, the call returned {} after {:?}; it gave up on P's mmap_lock {} times (want \
+             once) after {} sleeps for it (want {}), and counted {} heads as missed (want at \
+             least {}, P's holders)",
+            how,
             n,
-            gave_up2 - gave_up,
-            missed2 - missed,
+            took,
+            gave_up,
+            waits,
+            LOCK_WAIT_SLEEPS,
+            missed,
             HOLDERS
+        );
+        println!(
+            "# {}: gave up once after {} sleeps; the call took {:?}",
+            how, waits, took
         );
         Ok(())
     })();

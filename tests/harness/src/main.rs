@@ -71,6 +71,17 @@ pub enum Walker {
 pub struct Ctx {
     pub walker: Walker,
     pub compat32: String,
+    /// `--scan`: the module was loaded with `inject_index_lost=1`, so that every
+    /// `cleanup_robust_list()` call walks every thread (the fallback of an incomplete index).
+    pub scan: bool,
+}
+
+/// The cases that `--scan` runs: those of `cleanup_robust_list()`, and the two where another
+/// process's head cannot be read (a FUSE page, a locked mm).
+fn runs_in_scan(name: &str) -> bool {
+    name.starts_with("cleanup_")
+        || name == "hardening_fuse_head_never_served"
+        || name == "hardening_locked_mm_given_up_once"
 }
 
 /// Which kernels a case is for.
@@ -138,7 +149,9 @@ impl Case {
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn usage() -> ! {
-    eprintln!("usage: robust-harness --walker c|rust [--compat32 PATH] [--filter SUBSTRING]");
+    eprintln!(
+        "usage: robust-harness --walker c|rust [--compat32 PATH] [--filter SUBSTRING] [--scan]"
+    );
     std::process::exit(2);
 }
 
@@ -306,6 +319,7 @@ fn main() {
     let mut walker = None;
     let mut compat32 = "/compat32".to_string();
     let mut filter = String::new();
+    let mut scan = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -318,20 +332,40 @@ fn main() {
             }
             "--compat32" => compat32 = args.next().unwrap_or_else(|| usage()),
             "--filter" => filter = args.next().unwrap_or_else(|| usage()),
+            "--scan" => scan = true,
             _ => usage(),
         }
     }
     let ctx = Ctx {
         walker: walker.unwrap_or_else(|| usage()),
         compat32,
+        scan,
     };
     let cases: Vec<&Case> = cases::ALL
         .iter()
         .filter(|c| c.name.contains(&filter) && c.runs_with(ctx.walker))
+        .filter(|c| !scan || runs_in_scan(c.name))
         .collect();
 
     println!("KTAP version 1");
     println!("# robust-harness: walker {:?}", ctx.walker);
+    if scan {
+        // Every case of this run counts on the fallback: a module loaded without
+        // `inject_index_lost` would pass them through the index, and test nothing new.
+        match cases::counter("index_incomplete") {
+            Ok(1) => println!("# --scan: the index is incomplete, every call walks every thread"),
+            got => {
+                println!("1..1");
+                println!(
+                    "# --scan: debugfs index_incomplete is {:?}, not 1: load the module with \
+                     inject_index_lost=1",
+                    got
+                );
+                println!("not ok 1 index_lost");
+                std::process::exit(1);
+            }
+        }
+    }
     println!("1..{}", cases.len());
     let mut failed = 0;
     for (i, case) in cases.iter().enumerate() {
