@@ -100,12 +100,25 @@ struct MmTasks {
     /// Keeps the mm allocated, so that its address, the group's key, is not reused while filed.
     _mm: ARef<Mm>,
     /// The tasks, by address.
-    tasks: RBTree<usize, ARef<Task>>,
+    tasks: RBTree<usize, Entry>,
     /// Shared memory a task of the mm unmapped while robust list entries may still point there
     /// ([`crate::unmap`]), at most [`MAX_RECORDS`]. The room is kept once made, so that
     /// filing a record does not allocate. Dropped with the group, when the mm's last task has
     /// walked its lists.
     records: KVVec<Record>,
+}
+
+/// A task filed under its mm.
+struct Entry {
+    task: ARef<Task>,
+    /// Its robust list heads (native, compat) as they were when it last registered one, read
+    /// under the shard's mutex by [`TaskIndex::update`]: what a call copies out, without
+    /// touching the task. The task's own may differ only while a `set_robust_list()` of the
+    /// task itself is between its store and its update here (it has no pending operation on
+    /// the new list yet, and none that its exit would walk on the old one), or between its two
+    /// exit walks (under its `futex.exit_mutex`); a clear checks the task's own heads under
+    /// that mutex (`ExitGuard::heads`).
+    heads: [Option<Head>; 2],
 }
 
 /// The groups of the mms that hash to one shard, by mm address.
@@ -385,7 +398,7 @@ impl TaskIndex {
         shard: &mut Shard,
         mm: &Mm,
         task: &Task,
-        entry: RBTreeNodeReservation<usize, ARef<Task>>,
+        entry: RBTreeNodeReservation<usize, Entry>,
         group: RBTreeNodeReservation<usize, MmTasks>,
     ) {
         let (mm_key, task_key) = (key(mm.as_raw()), key(task.as_ptr()));
@@ -398,8 +411,13 @@ impl TaskIndex {
             shard.insert(group.into_node(mm_key, tasks));
         }
         if let Some(g) = shard.get_mut(&mm_key) {
-            if g.tasks.get(&task_key).is_none() {
-                g.tasks.insert(entry.into_node(task_key, task.into()));
+            let heads = futex::heads(task);
+            if let Some(filed) = g.tasks.get_mut(&task_key) {
+                filed.heads = heads;
+            } else {
+                let task = task.into();
+                g.tasks
+                    .insert(entry.into_node(task_key, Entry { task, heads }));
                 self.count(true);
             }
         }
@@ -422,7 +440,7 @@ impl TaskIndex {
         shard: &mut Shard,
         mm_key: usize,
         task_key: usize,
-    ) -> (Option<ARef<Task>>, Option<MmTasks>) {
+    ) -> (Option<Entry>, Option<MmTasks>) {
         let Some(g) = shard.get_mut(&mm_key) else {
             return (None, None);
         };
@@ -456,7 +474,7 @@ impl TaskIndex {
         &self,
         mm: *const bindings::mm_struct,
         from: usize,
-        mut take: impl FnMut(usize, &ARef<Task>) -> bool,
+        mut take: impl FnMut(usize, &Entry) -> bool,
     ) -> Batch {
         if !self.complete() {
             return Batch::Incomplete;
@@ -499,9 +517,9 @@ impl TaskIndex {
             // the caller falls back to its scan, slower but never wrong.
             return Batch::Incomplete;
         }
-        self.batch(mm, from, |_, t| {
+        self.batch(mm, from, |_, e| {
             // Cloned only if it fits.
-            out.len() < out.capacity() && out.push_within_capacity(t.clone()).is_ok()
+            out.len() < out.capacity() && out.push_within_capacity(e.task.clone()).is_ok()
         })
     }
 
@@ -609,8 +627,8 @@ impl TaskIndex {
         // Room for a task's two heads, so that every batch moves on.
         const { assert!(H >= 2) };
         heads.clear();
-        self.batch(mm, from, |task, t| {
-            let hs = futex::heads(t);
+        self.batch(mm, from, |task, e| {
+            let hs = e.heads;
             if heads.room() < hs.iter().flatten().count() {
                 return false;
             }
@@ -662,7 +680,7 @@ impl TaskIndex {
     pub(crate) fn task(&self, mm: *const bindings::mm_struct, task: usize) -> Option<ARef<Task>> {
         let mm_key = key(mm);
         let shard = self.shard(mm_key).lock();
-        shard.get(&mm_key)?.tasks.get(&task).cloned()
+        shard.get(&mm_key)?.tasks.get(&task).map(|e| e.task.clone())
     }
 
     /// Copies the spans of the records of `mm` into `spans` (no reference is taken).

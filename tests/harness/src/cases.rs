@@ -49,6 +49,7 @@ pub static ALL: &[Case] = &[
     Case::any("cleanup_bad_input_table", cleanup_bad_input),
     Case::no_module("cleanup_enosys", cleanup_enosys),
     Case::module("cleanup_same_process_thread", cleanup::same_process_thread),
+    Case::module("cleanup_reregistered_head", cleanup::reregistered_head),
     Case::module("cleanup_clone_vm_sibling", cleanup::clone_vm_sibling),
     Case::module("cleanup_shared_anon_process", cleanup::shared_anon_process),
     Case::module("cleanup_memfd_other_address", cleanup::memfd_other_address),

@@ -182,6 +182,60 @@ pub fn same_process_thread(_: &Ctx) -> R {
     })
 }
 
+/// Prepares head `i` of `ctl` as an empty list with nothing pending.
+fn prepare_idle(ctl: &Control, i: usize) {
+    ctl.prepare(i, 0, false);
+    sys::write_usize(ctl.slot(i), 0);
+}
+
+/// A holder that registered a head with nothing pending, then another one, pending on `word`:
+/// the head its task has now. Registers head 1 of `ctl`, after head 0.
+fn hold_second_head(ctl: &Control) {
+    if sys::set_robust_list(ctl.head(0), crate::list::HEAD_LEN).is_ok() {
+        ctl.hold(1, &[]);
+    }
+}
+
+/// A thread, then another process, registered a second robust list head, pending on the
+/// memory, after a first one with nothing pending: the call must read the head each has now
+/// (the index keeps the heads of each task as it last registered them). Before (the index's
+/// copy of a task's heads not refreshed when it registers another): returned 0.
+pub fn reregistered_head(_: &Ctx) -> R {
+    let mem = Shared::new(4096);
+    let word = mem.at(0x180);
+    let ctl = Control::new();
+    prepare_idle(&ctl, 0);
+    ctl.prepare(1, word, false);
+    std::thread::scope(|s| {
+        let t = s.spawn(|| hold_second_head(&ctl));
+        let r = (|| -> R {
+            ctl.wait_ready(1)?;
+            ensure_eq!(cleanup(word, 4)?, 1);
+            ensure_eq!(sys::read_usize(ctl.slot(1)), 0);
+            Ok(())
+        })();
+        ctl.release();
+        t.join().map_err(|_| "holder thread panicked".to_string())?;
+        r
+    })?;
+    let ctl = Control::new();
+    prepare_idle(&ctl, 0);
+    ctl.prepare(1, word, false);
+    let pid = sys::fork_with(|| {
+        hold_second_head(&ctl);
+        0
+    });
+    let r = (|| -> R {
+        ctl.wait_ready(1)?;
+        ensure_eq!(cleanup(word, 4)?, 1);
+        ensure_eq!(sys::read_usize(ctl.slot(1)), 0);
+        Ok(())
+    })();
+    ctl.release();
+    ensure!(exited_ok(sys::wait_pid(pid)), "holder process failed");
+    r
+}
+
 /// `CLEANUP_ROBUST_LIST_MM_ONLY` (the caller unmaps its view of shared memory): its own thread
 /// and `CLONE_VM` sibling are cleared, not a process that keeps the memory; then without the
 /// flag, that process too.
