@@ -349,9 +349,10 @@ impl TaskIndex {
         }
     }
 
-    /// Files `task` under `mm` if it has a robust list head (and is a user task), unless it is
-    /// already; removes it otherwise. The heads are read under the shard's mutex, so that of two
-    /// concurrent updates of one task the later one decides. Gives up on completeness if there is
+    /// Files `task` under `mm` if it has a robust list head (and is a user task), or refreshes
+    /// the heads its entry keeps if it is filed already; removes it otherwise. The heads are read
+    /// under the shard's mutex, so that of two concurrent updates of one task the later one
+    /// decides. Gives up on completeness if there is
     /// no memory for the entry.
     ///
     /// `task` must be the current task or have its `futex.exit_mutex` held by the caller, so
@@ -361,8 +362,8 @@ impl TaskIndex {
             |t: &Task| futex::heads(t).iter().any(Option::is_some) && futex::is_user_task(t);
         loop {
             // Room for the entry and, in case the mm has no group yet, for the group, made
-            // before the shard's mutex is taken (what is not used is freed after it is
-            // released); none to remove one, so that removal cannot fail.
+            // before the shard's mutex is taken (what is not used is freed, a `kfree()` under
+            // it at most); none to remove one, so that removal cannot fail.
             let room = if filed(task) {
                 match (
                     RBTreeNodeReservation::new(GFP_KERNEL),
@@ -391,8 +392,9 @@ impl TaskIndex {
         }
     }
 
-    /// Files `task` under `mm` in `shard`, its mm's shard (locked), unless it is already there,
-    /// with the room made for its entry and, if `mm` has no group yet, for the group.
+    /// Files `task` under `mm` in `shard`, its mm's shard (locked), with its heads, with the room
+    /// made for its entry and, if `mm` has no group yet, for the group; if it is already there,
+    /// refreshes the heads its entry keeps.
     fn insert_locked(
         &self,
         shard: &mut Shard,

@@ -319,7 +319,10 @@ fn prune(mm: *mut bindings::mm_struct) {
     };
     // A task filed after a batch passed its key, as one filed after a single copy, is not seen:
     // it registered its head after the unmap, and its list can only gain entries in memory
-    // mapped since (a record of memory mapped again is not used).
+    // mapped since (a record of memory mapped again is not used). The same holds for a head a
+    // filed task registers while this runs (its entry keeps the old one until its update):
+    // unless the task built the new list beforehand in memory now unmapped, which only its
+    // own process's lists can suffer.
     let walked = index.for_each_head(mm, |index::TaskHead { head, .. }| {
         mem.mark(head.addr, 3 * head.word_size());
         robust_list::walk(&mem, &head, |v| {
