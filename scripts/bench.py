@@ -197,7 +197,9 @@ def rst(res):
         f"itself {fl['remote_read_marginal']:.2f}; one word of each thread's TCB read "
         f"from user space {fl['touch_tcb_per_thread']:.3f} per thread, read by the kernel "
         f"(``pwritev()`` of a piece of each) {fl.get('kernel_read_tcb_per_thread', 0):.3f} "
-        f"per thread. An exit with an empty list (no entry to walk: the call into the "
+        f"per thread, each thread visited by the kernel (``getrusage(RUSAGE_SELF)``) "
+        f"{fl.get('kernel_visit_per_thread', float('nan')):.3f} per thread. "
+        f"An exit with an empty list (no entry to walk: the call into the "
         f"module, leaving the index), module / built-in, worst list kind: "
         f"{fl.get('exit_no_entry', float('nan')):.3f}." + (
             f" Unmapping a written shared page with the module's unmap operations reduced to "
@@ -374,6 +376,9 @@ def main():
     kread = [(f["n"], statistics.median(ratios(f, "kread", "null")))
              for f in figs if f["figure"] == "threads" and "kread" in f]
     floor_kread = slope(kread) if len(kread) > 1 else float("nan")
+    visit = [(f["n"], statistics.median(ratios(f, "visit", "null")))
+             for f in figs if f["figure"] == "threads" and "visit" in f]
+    floor_visit = slope(visit) if len(visit) > 1 else float("nan")
     # The exit of a thread with an empty list: no entry to walk, only what the module adds
     # to every exit (the call into it, leaving the index): the floor of the exit walk row.
     empty = [s["median"] for s in res["exit"] if s["n"] == 0]
@@ -383,6 +388,7 @@ def main():
     res["floors"] = {"vma_lookup_call": floor_lookup, "remote_read_marginal": floor_remote,
                      "touch_tcb_per_thread": floor_touch,
                      "kernel_read_tcb_per_thread": floor_kread,
+                     "kernel_visit_per_thread": floor_visit,
                      "per_thread_up_to_8": per_thread_small,
                      "exit_no_entry": floor_exit}
     p(f"floors: a call that looks up one VMA (mincore): {floor_lookup:.2f}x null; "
@@ -391,6 +397,8 @@ def main():
       f"per thread (the call, up to 8 threads: {per_thread_small:.3f})")
     p(f"        the kernel reading one word of each thread's TCB (pwritev of a piece of each): "
       f"{floor_kread:.3f} null per thread")
+    p(f"        the kernel visiting each thread of the process (getrusage(RUSAGE_SELF)): "
+      f"{floor_visit:.3f} null per thread")
     p(f"        an exit with an empty list (N=0), module / built-in, worst list kind: "
       f"{floor_exit:.3f}")
     goals = [

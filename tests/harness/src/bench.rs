@@ -298,6 +298,15 @@ fn threads_scaling() {
                 std::io::Error::last_os_error()
             );
         };
+        // The floor of the kernel visiting each thread of the process: getrusage(RUSAGE_SELF)
+        // walks the thread group and reads each thread's times and counters.
+        let mut visit = || {
+            // SAFETY: all-zero bytes are a valid rusage.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: `ru` is a valid, writable rusage.
+            let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+            assert_eq!(r, 0, "getrusage: {}", std::io::Error::last_os_error());
+        };
         let rows = interleave(
             ROUNDS,
             K / 2,
@@ -306,13 +315,14 @@ fn threads_scaling() {
                 &mut || clean(private),
                 &mut touch,
                 &mut kread,
+                &mut visit,
             ],
         );
         emit(
             "threads",
             &format!("\"n\":{},", t),
             &rows,
-            &["null", "cleanup", "touch", "kread"],
+            &["null", "cleanup", "touch", "kread", "visit"],
         );
     }
     idle.stop();
