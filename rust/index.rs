@@ -29,10 +29,12 @@
 //! # Structure and cost
 //!
 //! The mms are spread over [`SHARDS`] shards by a hash of their address, each shard a mutex over
-//! a red-black tree of the shard's mms, each mm a tree of its tasks. Filing or removing a task
-//! costs O(log) in the mms of its shard and the tasks of its mm, under the mutex of its mm's
-//! shard only: `set_robust_list()` and exits of unrelated processes rarely meet, and never on a
-//! global lock. A group holds a reference on its mm (`mmgrab()`), so that its address, the key,
+//! a red-black tree of the shard's mms, each mm a tree of its tasks (to find a task's entry)
+//! and a dense array of their heads, one slot per task (what a call copies out, with a plain
+//! loop). Filing or removing a task costs O(log) in the mms of its shard and the tasks of its
+//! mm, under the mutex of its mm's shard only: `set_robust_list()` and exits of unrelated
+//! processes rarely meet, and never on a global lock. The array's room doubles when it is
+//! full, made before the mutex is taken, and is kept until the mm's last task leaves. A group holds a reference on its mm (`mmgrab()`), so that its address, the key,
 //! cannot be reused while it is filed; entries hold a reference on their task, so that an entry
 //! never dangles. Everything is dropped with the index.
 //!
@@ -101,6 +103,13 @@ struct MmTasks {
     _mm: ARef<Mm>,
     /// The tasks, by address.
     tasks: RBTree<usize, Entry>,
+    /// Their heads, one slot per task, dense: what a call copies out ([`TaskIndex::task_heads`])
+    /// with a plain loop over memory, where a walk of `tasks` costs a call per node. A removal
+    /// moves the last slot into the freed one ([`MmTasks::vacate`]); slots are copied from the
+    /// last to the first, so that no move makes a copy in batches skip a task (see
+    /// [`Batch::From`]). The room is made before the shard's mutex is taken
+    /// ([`TaskIndex::update`]) and kept, like the records'.
+    slots: KVVec<Slot>,
     /// Shared memory a task of the mm unmapped while robust list entries may still point there
     /// ([`crate::unmap`]), at most [`MAX_RECORDS`]. The room is kept once made, so that
     /// filing a record does not allocate. Dropped with the group, when the mm's last task has
@@ -111,6 +120,15 @@ struct MmTasks {
 /// A task filed under its mm.
 struct Entry {
     task: ARef<Task>,
+    /// The position of its [`Slot`] in its group's `slots`.
+    slot: usize,
+}
+
+/// A filed task's robust list heads, in its group's dense array ([`MmTasks::slots`]).
+#[derive(Clone, Copy)]
+struct Slot {
+    /// The task's key in `tasks`.
+    task: usize,
     /// Its robust list heads (native, compat) as they were when it last registered one, read
     /// under the shard's mutex by [`TaskIndex::update`]: what a call copies out, without
     /// touching the task. The task's own may differ only while a `set_robust_list()` of the
@@ -119,6 +137,42 @@ struct Entry {
     /// exit walks (under its `futex.exit_mutex`); a clear checks the task's own heads under
     /// that mutex (`ExitGuard::heads`).
     heads: [Option<Head>; 2],
+}
+
+impl MmTasks {
+    /// Frees the slot at `i`, whose task was taken out of `tasks`: the last slot moves there,
+    /// and its task's entry is told.
+    fn vacate(&mut self, i: usize) {
+        let Some(last) = self.slots.pop() else {
+            return;
+        };
+        if let Some(freed) = self.slots.get_mut(i) {
+            *freed = last;
+            if let Some(moved) = self.tasks.get_mut(&last.task) {
+                moved.slot = i;
+            }
+        }
+    }
+
+    /// Makes sure that `slots` has room for one more, with the room `spare` brings if it is
+    /// larger (the old room is left in `spare`, to be freed after the shard's mutex is
+    /// released). Returns the room to make, before the mutex is taken, if neither has it.
+    fn room_for_slot(&mut self, spare: &mut KVVec<Slot>) -> Option<usize> {
+        let len = self.slots.len();
+        if len < self.slots.capacity() {
+            return None;
+        }
+        if spare.capacity() <= len {
+            return Some((2 * len).max(4));
+        }
+        spare.clear();
+        core::mem::swap(&mut self.slots, spare);
+        for s in spare.iter() {
+            // Within the capacity checked above: no allocation under the mutex.
+            let _ = self.slots.push_within_capacity(*s);
+        }
+        None
+    }
 }
 
 /// The groups of the mms that hash to one shard, by mm address.
@@ -158,10 +212,16 @@ pub(crate) const BATCH: usize = 64;
 pub(crate) enum Batch {
     /// The index is incomplete: some tasks may be missing.
     Incomplete,
-    /// Every task of the mm from the key asked for on was copied (or the mm has none).
+    /// Every task of the mm from where the copy was asked to start was copied (or the mm has
+    /// none).
     Done,
-    /// Copy again from this task key on. (Tasks filed meanwhile below it are not seen: each
-    /// batch, like a single copy, is a snapshot of the moment it is taken.)
+    /// Copy again from here: for [`TaskIndex::copy_tasks`], from this task key on (tasks filed
+    /// meanwhile below it are not seen); for [`TaskIndex::task_heads`], the slots below this
+    /// position, from the last down. A removal moves the last slot into the freed one: a slot
+    /// not copied yet is below the position, and is only ever moved to a lower one; a slot
+    /// copied already may be moved below it and copied twice, which does no harm. Tasks filed
+    /// meanwhile (at the end) are not seen: each batch, like a single copy, is a snapshot of
+    /// the moment it is taken, and together they see every task filed when the first was.
     From(usize),
 }
 
@@ -358,8 +418,17 @@ impl TaskIndex {
     /// `task` must be the current task or have its `futex.exit_mutex` held by the caller, so
     /// that `mm` is its mm.
     pub(crate) fn update(&self, mm: &Mm, task: &Task) {
-        let filed =
-            |t: &Task| futex::heads(t).iter().any(Option::is_some) && futex::is_user_task(t);
+        self.update_with(mm, task, |t| {
+            futex::heads(t).iter().any(Option::is_some) && futex::is_user_task(t)
+        })
+    }
+
+    /// [`TaskIndex::update`], filing `task` if `filed` says so.
+    fn update_with(&self, mm: &Mm, task: &Task, filed: impl Fn(&Task) -> bool) {
+        // Room for the slots of `mm`'s group, made when the group's is full and swapped in
+        // under the mutex; what it then holds (the old room) is freed when it is dropped, after
+        // the mutex is released (it is declared before the guard).
+        let mut spare = KVVec::new();
         loop {
             // Room for the entry and, in case the mm has no group yet, for the group, made
             // before the shard's mutex is taken (what is not used is freed, a `kfree()` under
@@ -388,13 +457,38 @@ impl TaskIndex {
             let Some((entry, group)) = room else {
                 continue; // registered since: make room, and look again
             };
-            return self.insert_locked(&mut shard, mm, task, entry, group);
+            if let Some(n) = Self::slot_room(&mut shard, mm_key, task_key, &mut spare) {
+                drop(shard);
+                match KVVec::with_capacity(n, GFP_KERNEL) {
+                    Ok(room) => spare = room,
+                    Err(_) => return self.lose(),
+                }
+                continue;
+            }
+            return self.insert_locked(&mut shard, mm, task, entry, group, &mut spare);
+        }
+    }
+
+    /// Makes sure that filing the task of `task_key` under the mm of `mm_key` in `shard`
+    /// (locked) has a slot, with the room `spare` brings if need be; returns the room to make,
+    /// without the mutex, if it does not. A new group takes `spare` as its room.
+    fn slot_room(
+        shard: &mut Shard,
+        mm_key: usize,
+        task_key: usize,
+        spare: &mut KVVec<Slot>,
+    ) -> Option<usize> {
+        match shard.get_mut(&mm_key) {
+            None => (spare.capacity() == 0).then_some(4),
+            // Filed already: its slot is refreshed.
+            Some(g) if g.tasks.get(&task_key).is_some() => None,
+            Some(g) => g.room_for_slot(spare),
         }
     }
 
     /// Files `task` under `mm` in `shard`, its mm's shard (locked), with its heads, with the room
-    /// made for its entry and, if `mm` has no group yet, for the group; if it is already there,
-    /// refreshes the heads its entry keeps.
+    /// made for its entry, for its slot ([`TaskIndex::slot_room`]) and, if `mm` has no group
+    /// yet, for the group; if it is already there, refreshes the heads its slot keeps.
     fn insert_locked(
         &self,
         shard: &mut Shard,
@@ -402,26 +496,42 @@ impl TaskIndex {
         task: &Task,
         entry: RBTreeNodeReservation<usize, Entry>,
         group: RBTreeNodeReservation<usize, MmTasks>,
+        spare: &mut KVVec<Slot>,
     ) {
         let (mm_key, task_key) = (key(mm.as_raw()), key(task.as_ptr()));
         if shard.get(&mm_key).is_none() {
             let tasks = MmTasks {
                 _mm: mm.into(),
                 tasks: RBTree::new(),
+                slots: core::mem::replace(spare, KVVec::new()),
                 records: KVVec::new(),
             };
             shard.insert(group.into_node(mm_key, tasks));
         }
-        if let Some(g) = shard.get_mut(&mm_key) {
-            let heads = futex::heads(task);
-            if let Some(filed) = g.tasks.get_mut(&task_key) {
-                filed.heads = heads;
-            } else {
-                let task = task.into();
-                g.tasks
-                    .insert(entry.into_node(task_key, Entry { task, heads }));
-                self.count(true);
+        let Some(g) = shard.get_mut(&mm_key) else {
+            return;
+        };
+        let heads = futex::heads(task);
+        if let Some(filed) = g.tasks.get(&task_key) {
+            if let Some(slot) = g.slots.get_mut(filed.slot) {
+                slot.heads = heads;
             }
+        } else if g
+            .slots
+            .push_within_capacity(Slot {
+                task: task_key,
+                heads,
+            })
+            .is_ok()
+        {
+            let slot = g.slots.len() - 1;
+            let task = task.into();
+            g.tasks
+                .insert(entry.into_node(task_key, Entry { task, slot }));
+            self.count(true);
+        } else {
+            // No room for its slot, which `slot_room()` made: not reached, but never wrong.
+            self.lose();
         }
     }
 
@@ -429,11 +539,97 @@ impl TaskIndex {
     /// none).
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn insert_for_test(&self, mm: &Mm, task: &Task) -> Result {
+        self.update_with(mm, task, |_| true);
+        if self.lost.load(Acquire) {
+            return Err(ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// Files a stand-in entry under `mm`, keyed `task_key` (not `task`'s own: one task can
+    /// stand for several), with `heads`, for the KUnit tests.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn file_for_test(
+        &self,
+        mm: &Mm,
+        task: &Task,
+        task_key: usize,
+        heads: [Option<Head>; 2],
+    ) -> Result {
         let entry = RBTreeNodeReservation::new(GFP_KERNEL)?;
         let group = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let mut shard = self.shard(key(mm.as_raw())).lock();
-        self.insert_locked(&mut shard, mm, task, entry, group);
+        let mut spare = KVVec::with_capacity(1, GFP_KERNEL)?;
+        let mm_key = key(mm.as_raw());
+        let mut shard = self.shard(mm_key).lock();
+        if let Some(n) = Self::slot_room(&mut shard, mm_key, task_key, &mut spare) {
+            drop(shard);
+            spare = KVVec::with_capacity(n, GFP_KERNEL)?;
+            shard = self.shard(mm_key).lock();
+            if Self::slot_room(&mut shard, mm_key, task_key, &mut spare).is_some() {
+                return Err(EAGAIN);
+            }
+        }
+        if shard.get(&mm_key).is_none() {
+            let tasks = MmTasks {
+                _mm: mm.into(),
+                tasks: RBTree::new(),
+                slots: core::mem::replace(&mut spare, KVVec::new()),
+                records: KVVec::new(),
+            };
+            shard.insert(group.into_node(mm_key, tasks));
+        }
+        let g = shard.get_mut(&mm_key).ok_or(EINVAL)?;
+        if g.tasks.get(&task_key).is_some() {
+            return Err(EEXIST);
+        }
+        g.slots
+            .push_within_capacity(Slot {
+                task: task_key,
+                heads,
+            })
+            .map_err(|_| ENOMEM)?;
+        let slot = g.slots.len() - 1;
+        g.tasks.insert(entry.into_node(
+            task_key,
+            Entry {
+                task: task.into(),
+                slot,
+            },
+        ));
+        drop(shard);
+        self.count(true);
         Ok(())
+    }
+
+    /// Removes the entry keyed `task_key` from under `mm`, for the KUnit tests; returns whether
+    /// it was there.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn remove_key_for_test(&self, mm: &Mm, task_key: usize) -> bool {
+        let mm_key = key(mm.as_raw());
+        let mut shard = self.shard(mm_key).lock();
+        let removed = Self::remove_locked(&mut shard, mm_key, task_key);
+        drop(shard);
+        let found = removed.0.is_some();
+        if found {
+            self.count(false);
+        }
+        found
+    }
+
+    /// Whether the slots of `mm` and its entries agree (one slot per entry, each entry knowing
+    /// its slot), for the KUnit tests.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn slots_consistent(&self, mm: &Mm) -> bool {
+        let mm_key = key(mm.as_raw());
+        let shard = self.shard(mm_key).lock();
+        let Some(g) = shard.get(&mm_key) else {
+            return true;
+        };
+        g.slots.len() == g.tasks.iter().count()
+            && g.slots
+                .iter()
+                .enumerate()
+                .all(|(i, s)| g.tasks.get(&s.task).is_some_and(|e| e.slot == i))
     }
 
     /// Takes the entry of `task_key` out of the group of `mm_key`, and the group if that was its
@@ -447,6 +643,9 @@ impl TaskIndex {
             return (None, None);
         };
         let entry = g.tasks.remove(&task_key);
+        if let Some(e) = &entry {
+            g.vacate(e.slot);
+        }
         let group = if g.tasks.is_empty() {
             shard.remove(&mm_key)
         } else {
@@ -472,6 +671,7 @@ impl TaskIndex {
     /// Calls `take` with each task filed under `mm` (and its key), in the order of their keys,
     /// from the key `from` on, for at most [`BATCH`] tasks in one hold of the shard's mutex,
     /// until `take` returns `false` (no room for that task: the batch stops before it).
+    #[cfg(CONFIG_KUNIT)]
     fn batch(
         &self,
         mm: *const bindings::mm_struct,
@@ -616,10 +816,11 @@ impl TaskIndex {
         true
     }
 
-    /// Copies the robust list heads of the tasks of `mm`, from the key `from` on, into `heads`
+    /// Copies the robust list heads of the tasks of `mm` whose slots are below `from` (any
+    /// position at or above the number of slots: all of them), from the last down, into `heads`
     /// (room for at least two: a task has up to two heads, copied together), each with its
     /// task's key (for [`TaskIndex::task`]), as many tasks as fit and at most [`BATCH`]: no
-    /// reference is taken.
+    /// reference is taken. A plain loop over the group's slots ([`MmTasks::slots`]).
     pub(crate) fn task_heads<const H: usize>(
         &self,
         mm: *const bindings::mm_struct,
@@ -629,12 +830,26 @@ impl TaskIndex {
         // Room for a task's two heads, so that every batch moves on.
         const { assert!(H >= 2) };
         heads.clear();
-        self.batch(mm, from, |task, e| {
-            // Once per task, under the shard's mutex: no iterator adapter here, whose `next()`
-            // was an out-of-line call per head (half of the copy's cost, measured).
-            let [native, compat] = e.heads;
+        if !self.complete() {
+            return Batch::Incomplete;
+        }
+        let mm_key = key(mm);
+        let shard = self.shard(mm_key).lock();
+        let Some(g) = shard.get(&mm_key) else {
+            return Batch::Done;
+        };
+        // From the last slot down: see `Batch::From`.
+        let mut at = from.min(g.slots.len());
+        for _ in 0..BATCH {
+            let Some(Slot {
+                task,
+                heads: [native, compat],
+            }) = at.checked_sub(1).and_then(|i| g.slots.get(i)).copied()
+            else {
+                return Batch::Done;
+            };
             if heads.room() < usize::from(native.is_some()) + usize::from(compat.is_some()) {
-                return false;
+                return Batch::From(at);
             }
             if let Some(head) = native {
                 heads.push(TaskHead { task, head });
@@ -642,8 +857,13 @@ impl TaskIndex {
             if let Some(head) = compat {
                 heads.push(TaskHead { task, head });
             }
-            true
-        })
+            at -= 1;
+        }
+        if at == 0 {
+            Batch::Done
+        } else {
+            Batch::From(at)
+        }
     }
 
     /// Calls `f` with each robust list head of the tasks filed under `mm`, with no lock held:
@@ -664,7 +884,7 @@ impl TaskIndex {
                 abi: crate::robust_list::Abi::Native,
             },
         });
-        let mut from = 0;
+        let mut from = usize::MAX;
         loop {
             let batch = self.task_heads(mm, from, &mut heads);
             if batch == Batch::Incomplete {

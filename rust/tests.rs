@@ -354,8 +354,9 @@ mod walker_tests {
 #[kunit_tests(robust_futex_cleanup)]
 mod cleanup_tests {
     use super::*;
-    use crate::index::{Batch, TaskIndex};
+    use crate::index::{Batch, Stash, TaskHead, TaskIndex};
     use crate::remote;
+    use crate::robust_list::{Abi, Head};
     use kernel::{
         error::code::EAGAIN,
         mm::Mm,
@@ -548,6 +549,84 @@ mod cleanup_tests {
             .load(Relaxed)
                 - 1
         }
+    }
+
+    /// A call's copy of the heads of an mm in batches sees every task that stays filed while it
+    /// runs, though tasks are removed (and filed) between its batches: a removal moves the last
+    /// slot into the freed one, and the copy goes from the last slot down. The slots follow
+    /// their entries, and everything is dropped with the last one.
+    #[test]
+    fn index_batches_survive_removals() -> Result {
+        let me: &Task = kernel::current!();
+        let fake = FakeMm::new()?;
+        let mm = fake.mm();
+        let before = my_usage();
+        let idx = TaskIndex::new()?;
+        idx.mark_populated();
+        let native = |k: usize| Head {
+            addr: k * 64,
+            abi: Abi::Native,
+        };
+        let compat = Head {
+            addr: 0x1000,
+            abi: Abi::Compat,
+        };
+        // Stand-in tasks 1 to 6 in slots 0 to 5; 6 has a compat head too.
+        for k in 1..=6 {
+            idx.file_for_test(mm, me, k, [Some(native(k)), (k == 6).then_some(compat)])?;
+        }
+        assert!(idx.slots_consistent(mm));
+        // Room for two heads: one task a batch.
+        let mut heads = Stash::<TaskHead, 2>::new(TaskHead {
+            task: 0,
+            head: native(0),
+        });
+        let mut seen = [0u32; 8];
+        let mut from = usize::MAX;
+        for round in 0.. {
+            let b = idx.task_heads(mm.as_raw(), from, &mut heads);
+            for th in heads.as_slice() {
+                assert!(th.head == native(th.task) || (th.task == 6 && th.head == compat));
+                seen[th.task] += 1;
+            }
+            match round {
+                // 6 was copied; 1, not copied, is removed: 6 moves into its slot, and is
+                // copied again.
+                0 => assert!(idx.remove_key_for_test(mm, 1)),
+                // 5 was copied; 2 is removed (5 moves below the position) and 7 is filed at the
+                // end, above it.
+                1 => {
+                    assert!(idx.remove_key_for_test(mm, 2));
+                    idx.file_for_test(mm, me, 7, [Some(native(7)), None])?;
+                }
+                // 4 was copied; 3 is removed: 7, the last, moves below the position.
+                2 => assert!(idx.remove_key_for_test(mm, 3)),
+                _ => {}
+            }
+            assert!(idx.slots_consistent(mm));
+            match b {
+                Batch::From(next) => from = next,
+                Batch::Done => break,
+                Batch::Incomplete => return Err(EINVAL),
+            }
+        }
+        // 4, 5 and 6 stayed filed throughout: each was seen.
+        assert!(seen[4] > 0 && seen[5] > 0 && seen[6] > 0);
+        // 5 and 6 twice, as they moved below the position after they were copied (6 with both
+        // its heads).
+        assert_eq!(seen[4], 1);
+        assert_eq!(seen[5], 2);
+        assert_eq!(seen[6], 4);
+        assert_eq!(idx.len(), 4);
+        for k in [4, 5, 6, 7] {
+            assert!(idx.task(mm.as_raw(), k).is_some());
+            assert!(idx.remove_key_for_test(mm, k));
+            assert!(idx.slots_consistent(mm));
+        }
+        assert_eq!(idx.len(), 0);
+        assert_eq!(my_usage(), before);
+        assert_eq!(fake.refs(), 0);
+        Ok(())
     }
 
     /// The cleanup index files a task once per mm, finds it under that mm only, holds one
