@@ -393,7 +393,7 @@ impl<'a> Pending<'a> {
 /// Reads the `list_op_pending` slot of `head` from `mem`: whether it points into one of
 /// `windows` (sorted by start). Most slots are empty: `futex_offset` is only read for one that
 /// is not. A head that cannot be read from here fails with an error that is [`unreadable`].
-#[inline(always)]
+#[inline]
 fn pending_in<'w>(
     mem: &impl UserMem,
     head: Head,
@@ -437,6 +437,9 @@ fn examine_indexed(
         let found = match pending_in(mem, th.head, windows) {
             Ok(found) => found,
             Err(e) if unreadable(e) => {
+                // A fault cut short by a fatal signal fails as an unreadable head would: the
+                // call ends there, nothing is counted.
+                killable()?;
                 if let Some(task) = index.task(mm, th.task) {
                     count_missed(&task, th.head);
                 }
@@ -482,6 +485,8 @@ fn readable<'w>(
     match read {
         Ok(found) => Ok(found),
         Err(e) if unreadable(e) => {
+            // As in `examine_indexed`: a fault cut short by a fatal signal is not a miss.
+            killable()?;
             count_missed(task, head);
             Ok(None)
         }

@@ -30,13 +30,15 @@
 //!
 //! The mms are spread over [`SHARDS`] shards by a hash of their address, each shard a mutex over
 //! a red-black tree of the shard's mms, each mm a tree of its tasks (to find a task's entry)
-//! and a dense array of their heads, one slot per task (what a call copies out, with a plain
-//! loop). Filing or removing a task costs O(log) in the mms of its shard and the tasks of its
-//! mm, under the mutex of its mm's shard only: `set_robust_list()` and exits of unrelated
-//! processes rarely meet, and never on a global lock. The array's room doubles when it is
-//! full, made before the mutex is taken, and is kept until the mm's last task leaves. A group holds a reference on its mm (`mmgrab()`), so that its address, the key,
-//! cannot be reused while it is filed; entries hold a reference on their task, so that an entry
-//! never dangles. Everything is dropped with the index.
+//! and a dense array of their heads, one element per task (what a call copies out, with a
+//! plain loop). Filing or removing a task costs O(log) in the mms of its shard and the tasks of
+//! its mm, under the mutex of its mm's shard only: `set_robust_list()` and exits of unrelated
+//! processes rarely meet, and never on a global lock. The array's room doubles when it is full
+//! and is halved when it is a quarter full, each time made before the mutex is taken, so that
+//! it stays within four times the mm's tasks. A group holds a reference on its mm
+//! (`mmgrab()`), so that its address, the key, cannot be reused while it is filed; entries hold
+//! a reference on their task, so that an entry never dangles. Everything is dropped with the
+//! index.
 //!
 //! # Completeness
 //!
@@ -51,7 +53,9 @@
 //! and no other lock is taken, but for a file reference dropped with a record taken out of the
 //! index when more were taken at once than the caller had slots for (`fput()` defers the release,
 //! at most queueing work), so a `set_robust_list()` or an exit never waits behind anything a user
-//! controls, and it is held for at most [`BATCH`] tasks of an mm at a time.
+//! controls, and it is held for at most [`BATCH`] tasks of an mm at a time, but when an mm's
+//! array of heads doubles or is halved: it then copies the array's elements into the new room
+//! (once per doubling or halving, so one element per filing or removal on average).
 //! [`TaskIndex::for_each_head`] copies heads' addresses and tasks' keys out, and
 //! `cleanup_robust_list()` reads the candidates' heads after releasing it, taking a reference on
 //! a task only for a slot to clear ([`TaskIndex::task`]). Lock orders: a task's
@@ -72,7 +76,7 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Acquire, Atomic, Relaxed, Release},
-        rcu, Mutex,
+        rcu, Mutex, MutexGuard,
     },
     task::{self, Task},
 };
@@ -103,13 +107,14 @@ struct MmTasks {
     _mm: ARef<Mm>,
     /// The tasks, by address.
     tasks: RBTree<usize, Entry>,
-    /// Their heads, one slot per task, dense: what a call copies out ([`TaskIndex::task_heads`])
-    /// with a plain loop over memory, where a walk of `tasks` costs a call per node. A removal
-    /// moves the last slot into the freed one ([`MmTasks::vacate`]); slots are copied from the
-    /// last to the first, so that no move makes a copy in batches skip a task (see
-    /// [`Batch::From`]). The room is made before the shard's mutex is taken
-    /// ([`TaskIndex::update`]) and kept, like the records'.
-    slots: KVVec<Slot>,
+    /// Their heads, one element per task, dense: what a call copies out
+    /// ([`TaskIndex::task_heads`]) with a plain loop over memory, where a walk of `tasks` costs
+    /// a call per node. A removal moves the last element into the freed place
+    /// ([`MmTasks::vacate`]); a copy in batches goes from the last element down, so that no move
+    /// makes it skip a task (see [`Batch::From`]). The room is made before the shard's mutex is
+    /// taken ([`TaskIndex::update`]): it doubles when full, and is halved when a quarter full
+    /// ([`TaskIndex::remove`]), so that it stays within four times the tasks filed (and four).
+    dense: KVVec<TaskHeads>,
     /// Shared memory a task of the mm unmapped while robust list entries may still point there
     /// ([`crate::unmap`]), at most [`MAX_RECORDS`]. The room is kept once made, so that
     /// filing a record does not allocate. Dropped with the group, when the mm's last task has
@@ -120,13 +125,13 @@ struct MmTasks {
 /// A task filed under its mm.
 struct Entry {
     task: ARef<Task>,
-    /// The position of its [`Slot`] in its group's `slots`.
-    slot: usize,
+    /// The place of its heads in its group's [`MmTasks::dense`].
+    at: usize,
 }
 
-/// A filed task's robust list heads, in its group's dense array ([`MmTasks::slots`]).
+/// A filed task's robust list heads, in its group's [`MmTasks::dense`].
 #[derive(Clone, Copy)]
-struct Slot {
+struct TaskHeads {
     /// The task's key in `tasks`.
     task: usize,
     /// Its robust list heads (native, compat) as they were when it last registered one, read
@@ -139,40 +144,70 @@ struct Slot {
     heads: [Option<Head>; 2],
 }
 
+/// The least room [`MmTasks::dense`] is halved to.
+const DENSE_MIN: usize = 4;
+
 impl MmTasks {
-    /// Frees the slot at `i`, whose task was taken out of `tasks`: the last slot moves there,
+    /// Frees the place `i`, whose task was taken out of `tasks`: the last element moves there,
     /// and its task's entry is told.
     fn vacate(&mut self, i: usize) {
-        let Some(last) = self.slots.pop() else {
+        let Some(last) = self.dense.pop() else {
             return;
         };
-        if let Some(freed) = self.slots.get_mut(i) {
+        if let Some(freed) = self.dense.get_mut(i) {
             *freed = last;
             if let Some(moved) = self.tasks.get_mut(&last.task) {
-                moved.slot = i;
+                moved.at = i;
             }
         }
     }
 
-    /// Makes sure that `slots` has room for one more, with the room `spare` brings if it is
-    /// larger (the old room is left in `spare`, to be freed after the shard's mutex is
-    /// released). Returns the room to make, before the mutex is taken, if neither has it.
-    fn room_for_slot(&mut self, spare: &mut KVVec<Slot>) -> Option<usize> {
-        let len = self.slots.len();
-        if len < self.slots.capacity() {
+    /// Makes sure that `dense` has room for one more, with the room `spare` brings if it is
+    /// larger ([`MmTasks::move_into`]). Returns the room to make, before the mutex is taken,
+    /// if neither has it.
+    fn room_for_one(&mut self, spare: &mut KVVec<TaskHeads>) -> Option<usize> {
+        let len = self.dense.len();
+        if len < self.dense.capacity() {
             return None;
         }
         if spare.capacity() <= len {
-            return Some((2 * len).max(4));
+            return Some((2 * len).max(DENSE_MIN));
         }
-        spare.clear();
-        core::mem::swap(&mut self.slots, spare);
-        for s in spare.iter() {
-            // Within the capacity checked above: no allocation under the mutex.
-            let _ = self.slots.push_within_capacity(*s);
-        }
+        self.move_into(spare);
         None
     }
+
+    /// The room `dense` should be halved to, if it is a quarter full or less.
+    fn shrink_to(&self) -> Option<usize> {
+        let (len, cap) = (self.dense.len(), self.dense.capacity());
+        (cap > DENSE_MIN && len <= cap / 4).then(|| (cap / 2).max(DENSE_MIN))
+    }
+
+    /// Moves `dense` into the room `room` (with room for it: the caller checked), in order, so
+    /// that every task keeps its place; the old room is left in `room`, to be freed after the
+    /// shard's mutex is released. A copy of every element under the mutex, once per doubling
+    /// or halving: a filing or removal pays for one element's copy on average.
+    fn move_into(&mut self, room: &mut KVVec<TaskHeads>) {
+        room.clear();
+        core::mem::swap(&mut self.dense, room);
+        for h in room.iter() {
+            // Within the room checked by the caller: no allocation under the mutex.
+            let _ = self.dense.push_within_capacity(*h);
+        }
+    }
+}
+
+/// The room for filing a task, made before the shard's mutex is taken
+/// ([`TaskIndex::insert_locked`]): what is not used is freed (a `kfree()` under the mutex at
+/// most).
+struct Room<'a> {
+    /// The entry's node.
+    entry: RBTreeNodeReservation<usize, Entry>,
+    /// The node of its mm's group, in case the mm has none yet.
+    group: RBTreeNodeReservation<usize, MmTasks>,
+    /// Room for the group's [`MmTasks::dense`] ([`TaskIndex::dense_room`]): a new group takes
+    /// it.
+    dense: &'a mut KVVec<TaskHeads>,
 }
 
 /// The groups of the mms that hash to one shard, by mm address.
@@ -207,21 +242,25 @@ pub(crate) enum Spans {
 /// thread creation and exit) wait for all of its threads, only for this many.
 pub(crate) const BATCH: usize = 64;
 
+/// Where a copy of the tasks of an mm, in batches of at most [`BATCH`], starts: from the last
+/// task's heads (see [`Batch::From`]).
+pub(crate) const FROM_THE_END: usize = usize::MAX;
+
 /// Where a copy of the tasks of an mm, in batches of at most [`BATCH`], stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Batch {
     /// The index is incomplete: some tasks may be missing.
     Incomplete,
-    /// Every task of the mm from where the copy was asked to start was copied (or the mm has
-    /// none).
+    /// Every task of the mm below the place the copy was asked to start from was copied (or
+    /// the mm has none).
     Done,
-    /// Copy again from here: for [`TaskIndex::copy_tasks`], from this task key on (tasks filed
-    /// meanwhile below it are not seen); for [`TaskIndex::task_heads`], the slots below this
-    /// position, from the last down. A removal moves the last slot into the freed one: a slot
-    /// not copied yet is below the position, and is only ever moved to a lower one; a slot
-    /// copied already may be moved below it and copied twice, which does no harm. Tasks filed
-    /// meanwhile (at the end) are not seen: each batch, like a single copy, is a snapshot of
-    /// the moment it is taken, and together they see every task filed when the first was.
+    /// Copy again from here: the tasks whose heads are below this place in the mm's
+    /// [`MmTasks::dense`], from the last down. A removal moves the last element into the freed
+    /// place, and a growth or a shrink keeps every place: an element not copied yet is below
+    /// the place, and only ever moves lower; one copied already may move below it and be
+    /// copied again, which does no harm. A task filed meanwhile goes at the end: it is copied
+    /// only if removals moved it below the place. The batches together see every task that
+    /// stays filed from the first to the last.
     From(usize),
 }
 
@@ -410,30 +449,43 @@ impl TaskIndex {
     }
 
     /// Files `task` under `mm` if it has a robust list head (and is a user task), or refreshes
-    /// the heads its entry keeps if it is filed already; removes it otherwise. The heads are read
-    /// under the shard's mutex, so that of two concurrent updates of one task the later one
-    /// decides. Gives up on completeness if there is
-    /// no memory for the entry.
+    /// the heads its place keeps if it is filed already; removes it otherwise. The heads are
+    /// read under the shard's mutex, so that of two concurrent updates of one task the later
+    /// one decides. Gives up on completeness if there is no memory for the entry or its place.
     ///
     /// `task` must be the current task or have its `futex.exit_mutex` held by the caller, so
     /// that `mm` is its mm.
     pub(crate) fn update(&self, mm: &Mm, task: &Task) {
-        self.update_with(mm, task, |t| {
-            futex::heads(t).iter().any(Option::is_some) && futex::is_user_task(t)
-        })
+        self.file(
+            mm,
+            task,
+            key(task.as_ptr()),
+            || futex::heads(task),
+            || futex::heads(task).iter().any(Option::is_some) && futex::is_user_task(task),
+        )
     }
 
-    /// [`TaskIndex::update`], filing `task` if `filed` says so.
-    fn update_with(&self, mm: &Mm, task: &Task, filed: impl Fn(&Task) -> bool) {
-        // Room for the slots of `mm`'s group, made when the group's is full and swapped in
-        // under the mutex; what it then holds (the old room) is freed when it is dropped, after
-        // the mutex is released (it is declared before the guard).
+    /// [`TaskIndex::update`] for the entry keyed `task_key`, holding a reference on `task`,
+    /// with the heads `heads` returns, filed if `filed` says so (both also called under the
+    /// shard's mutex).
+    fn file(
+        &self,
+        mm: &Mm,
+        task: &Task,
+        task_key: usize,
+        heads: impl Fn() -> [Option<Head>; 2],
+        filed: impl Fn() -> bool,
+    ) {
+        // Room for the group's `dense`, made when it is full and swapped in under the mutex;
+        // what it then holds (the old room) is freed when it is dropped, after the mutex is
+        // released (it is declared before the guard).
         let mut spare = KVVec::new();
+        let mm_key = key(mm.as_raw());
         loop {
             // Room for the entry and, in case the mm has no group yet, for the group, made
             // before the shard's mutex is taken (what is not used is freed, a `kfree()` under
             // it at most); none to remove one, so that removal cannot fail.
-            let room = if filed(task) {
+            let room = if filed() {
                 match (
                     RBTreeNodeReservation::new(GFP_KERNEL),
                     RBTreeNodeReservation::new(GFP_KERNEL),
@@ -444,20 +496,15 @@ impl TaskIndex {
             } else {
                 None
             };
-            let (mm_key, task_key) = (key(mm.as_raw()), key(task.as_ptr()));
             let mut shard = self.shard(mm_key).lock();
-            if !filed(task) {
-                let removed = Self::remove_locked(&mut shard, mm_key, task_key);
-                drop(shard);
-                if removed.0.is_some() {
-                    self.count(false);
-                }
+            if !filed() {
+                self.remove_and_unlock(shard, mm_key, task_key);
                 return;
             }
             let Some((entry, group)) = room else {
                 continue; // registered since: make room, and look again
             };
-            if let Some(n) = Self::slot_room(&mut shard, mm_key, task_key, &mut spare) {
+            if let Some(n) = Self::dense_room(&mut shard, mm_key, task_key, &mut spare) {
                 drop(shard);
                 match KVVec::with_capacity(n, GFP_KERNEL) {
                     Ok(room) => spare = room,
@@ -465,72 +512,76 @@ impl TaskIndex {
                 }
                 continue;
             }
-            return self.insert_locked(&mut shard, mm, task, entry, group, &mut spare);
+            let room = Room {
+                entry,
+                group,
+                dense: &mut spare,
+            };
+            return self.insert_locked(&mut shard, mm, task, task_key, heads(), room);
         }
     }
 
     /// Makes sure that filing the task of `task_key` under the mm of `mm_key` in `shard`
-    /// (locked) has a slot, with the room `spare` brings if need be; returns the room to make,
+    /// (locked) has a place, with the room `spare` brings if need be; returns the room to make,
     /// without the mutex, if it does not. A new group takes `spare` as its room.
-    fn slot_room(
+    fn dense_room(
         shard: &mut Shard,
         mm_key: usize,
         task_key: usize,
-        spare: &mut KVVec<Slot>,
+        spare: &mut KVVec<TaskHeads>,
     ) -> Option<usize> {
         match shard.get_mut(&mm_key) {
-            None => (spare.capacity() == 0).then_some(4),
-            // Filed already: its slot is refreshed.
+            None => (spare.capacity() == 0).then_some(DENSE_MIN),
+            // Filed already: its place is refreshed.
             Some(g) if g.tasks.get(&task_key).is_some() => None,
-            Some(g) => g.room_for_slot(spare),
+            Some(g) => g.room_for_one(spare),
         }
     }
 
-    /// Files `task` under `mm` in `shard`, its mm's shard (locked), with its heads, with the room
-    /// made for its entry, for its slot ([`TaskIndex::slot_room`]) and, if `mm` has no group
-    /// yet, for the group; if it is already there, refreshes the heads its slot keeps.
+    /// Files the entry keyed `task_key`, holding a reference on `task`, under `mm` in `shard`,
+    /// its mm's shard (locked), with `heads`, in the room made before the mutex was taken; if
+    /// it is already there, refreshes the heads its place keeps.
     fn insert_locked(
         &self,
         shard: &mut Shard,
         mm: &Mm,
         task: &Task,
-        entry: RBTreeNodeReservation<usize, Entry>,
-        group: RBTreeNodeReservation<usize, MmTasks>,
-        spare: &mut KVVec<Slot>,
+        task_key: usize,
+        heads: [Option<Head>; 2],
+        room: Room<'_>,
     ) {
-        let (mm_key, task_key) = (key(mm.as_raw()), key(task.as_ptr()));
+        let mm_key = key(mm.as_raw());
         if shard.get(&mm_key).is_none() {
             let tasks = MmTasks {
                 _mm: mm.into(),
                 tasks: RBTree::new(),
-                slots: core::mem::replace(spare, KVVec::new()),
+                dense: core::mem::replace(room.dense, KVVec::new()),
                 records: KVVec::new(),
             };
-            shard.insert(group.into_node(mm_key, tasks));
+            shard.insert(room.group.into_node(mm_key, tasks));
         }
         let Some(g) = shard.get_mut(&mm_key) else {
             return;
         };
-        let heads = futex::heads(task);
         if let Some(filed) = g.tasks.get(&task_key) {
-            if let Some(slot) = g.slots.get_mut(filed.slot) {
-                slot.heads = heads;
+            if let Some(place) = g.dense.get_mut(filed.at) {
+                place.heads = heads;
             }
         } else if g
-            .slots
-            .push_within_capacity(Slot {
+            .dense
+            .push_within_capacity(TaskHeads {
                 task: task_key,
                 heads,
             })
             .is_ok()
         {
-            let slot = g.slots.len() - 1;
+            let at = g.dense.len() - 1;
             let task = task.into();
             g.tasks
-                .insert(entry.into_node(task_key, Entry { task, slot }));
+                .insert(room.entry.into_node(task_key, Entry { task, at }));
             self.count(true);
         } else {
-            // No room for its slot, which `slot_room()` made: not reached, but never wrong.
+            // No room for its place, which `dense_room()` made: not reached, but never wrong.
             self.lose();
         }
     }
@@ -539,15 +590,11 @@ impl TaskIndex {
     /// none).
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn insert_for_test(&self, mm: &Mm, task: &Task) -> Result {
-        self.update_with(mm, task, |_| true);
-        if self.lost.load(Acquire) {
-            return Err(ENOMEM);
-        }
-        Ok(())
+        self.file_for_test(mm, task, key(task.as_ptr()), futex::heads(task))
     }
 
-    /// Files a stand-in entry under `mm`, keyed `task_key` (not `task`'s own: one task can
-    /// stand for several), with `heads`, for the KUnit tests.
+    /// Files a stand-in entry under `mm` (or refreshes it), keyed `task_key` (not `task`'s
+    /// own: one task can stand for several), with `heads`, for the KUnit tests.
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn file_for_test(
         &self,
@@ -556,48 +603,10 @@ impl TaskIndex {
         task_key: usize,
         heads: [Option<Head>; 2],
     ) -> Result {
-        let entry = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let group = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let mut spare = KVVec::with_capacity(1, GFP_KERNEL)?;
-        let mm_key = key(mm.as_raw());
-        let mut shard = self.shard(mm_key).lock();
-        if let Some(n) = Self::slot_room(&mut shard, mm_key, task_key, &mut spare) {
-            drop(shard);
-            spare = KVVec::with_capacity(n, GFP_KERNEL)?;
-            shard = self.shard(mm_key).lock();
-            if Self::slot_room(&mut shard, mm_key, task_key, &mut spare).is_some() {
-                return Err(EAGAIN);
-            }
+        self.file(mm, task, task_key, || heads, || true);
+        if self.lost.load(Acquire) {
+            return Err(ENOMEM);
         }
-        if shard.get(&mm_key).is_none() {
-            let tasks = MmTasks {
-                _mm: mm.into(),
-                tasks: RBTree::new(),
-                slots: core::mem::replace(&mut spare, KVVec::new()),
-                records: KVVec::new(),
-            };
-            shard.insert(group.into_node(mm_key, tasks));
-        }
-        let g = shard.get_mut(&mm_key).ok_or(EINVAL)?;
-        if g.tasks.get(&task_key).is_some() {
-            return Err(EEXIST);
-        }
-        g.slots
-            .push_within_capacity(Slot {
-                task: task_key,
-                heads,
-            })
-            .map_err(|_| ENOMEM)?;
-        let slot = g.slots.len() - 1;
-        g.tasks.insert(entry.into_node(
-            task_key,
-            Entry {
-                task: task.into(),
-                slot,
-            },
-        ));
-        drop(shard);
-        self.count(true);
         Ok(())
     }
 
@@ -606,106 +615,85 @@ impl TaskIndex {
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn remove_key_for_test(&self, mm: &Mm, task_key: usize) -> bool {
         let mm_key = key(mm.as_raw());
-        let mut shard = self.shard(mm_key).lock();
-        let removed = Self::remove_locked(&mut shard, mm_key, task_key);
-        drop(shard);
-        let found = removed.0.is_some();
-        if found {
-            self.count(false);
-        }
-        found
+        self.remove_and_unlock(self.shard(mm_key).lock(), mm_key, task_key)
     }
 
-    /// Whether the slots of `mm` and its entries agree (one slot per entry, each entry knowing
-    /// its slot), for the KUnit tests.
+    /// Whether the places of the tasks of `mm` and their entries agree (one place per entry,
+    /// each entry knowing its place), and the room of its [`MmTasks::dense`], for the KUnit
+    /// tests.
     #[cfg(CONFIG_KUNIT)]
-    pub(crate) fn slots_consistent(&self, mm: &Mm) -> bool {
+    pub(crate) fn dense_consistent(&self, mm: &Mm) -> (bool, usize) {
         let mm_key = key(mm.as_raw());
         let shard = self.shard(mm_key).lock();
         let Some(g) = shard.get(&mm_key) else {
-            return true;
+            return (true, 0);
         };
-        g.slots.len() == g.tasks.iter().count()
-            && g.slots
+        let agree = g.dense.len() == g.tasks.iter().count()
+            && g.dense
                 .iter()
                 .enumerate()
-                .all(|(i, s)| g.tasks.get(&s.task).is_some_and(|e| e.slot == i))
+                .all(|(i, h)| g.tasks.get(&h.task).is_some_and(|e| e.at == i));
+        (agree, g.dense.capacity())
     }
 
-    /// Takes the entry of `task_key` out of the group of `mm_key`, and the group if that was its
-    /// last task, for the caller to drop after releasing the shard's mutex.
-    fn remove_locked(
-        shard: &mut Shard,
+    /// Takes the entry of `task_key` out of the group of `mm_key` in `shard`, its locked shard,
+    /// and the group if that was its last task; releases the mutex, then drops them (their
+    /// references), and halves the group's room if it is a quarter full (the room made after
+    /// the mutex is released, without reclaim; if there is no memory at hand for it, the room
+    /// stays as it is). Returns whether the entry was there.
+    ///
+    /// Context: process context, may sleep (the mutex).
+    fn remove_and_unlock(
+        &self,
+        mut shard: MutexGuard<'_, Shard>,
         mm_key: usize,
         task_key: usize,
-    ) -> (Option<Entry>, Option<MmTasks>) {
+    ) -> bool {
         let Some(g) = shard.get_mut(&mm_key) else {
-            return (None, None);
+            return false;
         };
         let entry = g.tasks.remove(&task_key);
-        if let Some(e) = &entry {
-            g.vacate(e.slot);
-        }
+        let Some(e) = entry else {
+            return false;
+        };
+        g.vacate(e.at);
         let group = if g.tasks.is_empty() {
             shard.remove(&mm_key)
         } else {
             None
         };
-        (entry, group)
+        let shrink = shard.get(&mm_key).and_then(MmTasks::shrink_to);
+        drop(shard);
+        drop((e, group));
+        self.count(false);
+        if let Some(n) = shrink {
+            // Without reclaim (this runs in exits, under the task's `futex.exit_mutex`): if
+            // there is no memory at hand, a later removal halves the room. The old room is
+            // freed when `room` is dropped, after the mutex is released.
+            let Ok(mut room) = KVVec::with_capacity(n, GFP_NOWAIT | __GFP_NOWARN) else {
+                return true;
+            };
+            let mut shard = self.shard(mm_key).lock();
+            if let Some(g) = shard.get_mut(&mm_key) {
+                if g.dense.len() <= n && n < g.dense.capacity() {
+                    g.move_into(&mut room);
+                }
+            }
+        }
+        true
     }
 
     /// Removes `task` from under `mm`; returns whether it was there.
+    ///
+    /// Context: process context, may sleep.
     pub(crate) fn remove(&self, mm: &Mm, task: &Task) -> bool {
-        let (mm_key, task_key) = (key(mm.as_raw()), key(task.as_ptr()));
-        let mut shard = self.shard(mm_key).lock();
-        let removed = Self::remove_locked(&mut shard, mm_key, task_key);
-        drop(shard);
-        // The references are dropped after the shard's mutex is released.
-        let found = removed.0.is_some();
-        if found {
-            self.count(false);
-        }
-        found
+        let mm_key = key(mm.as_raw());
+        self.remove_and_unlock(self.shard(mm_key).lock(), mm_key, key(task.as_ptr()))
     }
 
-    /// Calls `take` with each task filed under `mm` (and its key), in the order of their keys,
-    /// from the key `from` on, for at most [`BATCH`] tasks in one hold of the shard's mutex,
-    /// until `take` returns `false` (no room for that task: the batch stops before it).
-    #[cfg(CONFIG_KUNIT)]
-    fn batch(
-        &self,
-        mm: *const bindings::mm_struct,
-        from: usize,
-        mut take: impl FnMut(usize, &Entry) -> bool,
-    ) -> Batch {
-        if !self.complete() {
-            return Batch::Incomplete;
-        }
-        let mm_key = key(mm);
-        let mut shard = self.shard(mm_key).lock();
-        let Some(g) = shard.get_mut(&mm_key) else {
-            return Batch::Done;
-        };
-        // A mutable cursor only because the immutable one cannot move: nothing is changed.
-        let mut at = g.tasks.cursor_lower_bound_mut(&from);
-        for _ in 0..BATCH {
-            let Some(c) = at else {
-                return Batch::Done;
-            };
-            let (&task, t) = c.current();
-            if !take(task, t) {
-                return Batch::From(task);
-            }
-            at = c.move_next();
-        }
-        match at {
-            Some(c) => Batch::From(*c.current().0),
-            None => Batch::Done,
-        }
-    }
-
-    /// Moves references on the tasks filed under `mm`, from the key `from` on, into `out`,
-    /// within its capacity (at least one), at most [`BATCH`].
+    /// Moves references on the tasks filed under `mm` whose heads are below the place `from`
+    /// (see [`TaskIndex::task_heads`]) into `out`, within its capacity (at least one), at most
+    /// [`BATCH`].
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn copy_tasks(
         &self,
@@ -719,9 +707,12 @@ impl TaskIndex {
             // the caller falls back to its scan, slower but never wrong.
             return Batch::Incomplete;
         }
-        self.batch(mm, from, |_, e| {
+        self.dense_batch(mm, from, |g, h| {
             // Cloned only if it fits.
-            out.len() < out.capacity() && out.push_within_capacity(e.task.clone()).is_ok()
+            out.len() < out.capacity()
+                && g.tasks
+                    .get(&h.task)
+                    .is_some_and(|e| out.push_within_capacity(e.task.clone()).is_ok())
         })
     }
 
@@ -816,11 +807,47 @@ impl TaskIndex {
         true
     }
 
-    /// Copies the robust list heads of the tasks of `mm` whose slots are below `from` (any
-    /// position at or above the number of slots: all of them), from the last down, into `heads`
-    /// (room for at least two: a task has up to two heads, copied together), each with its
-    /// task's key (for [`TaskIndex::task`]), as many tasks as fit and at most [`BATCH`]: no
-    /// reference is taken. A plain loop over the group's slots ([`MmTasks::slots`]).
+    /// Calls `take` with the heads of each task filed under `mm` below the place `from` in its
+    /// [`MmTasks::dense`] (any place at or above the number of tasks, as [`FROM_THE_END`]: all
+    /// of them), from the last down, for at most [`BATCH`] tasks in one hold of the shard's
+    /// mutex, until `take` returns `false` (no room for that task: the batch stops before it).
+    #[inline]
+    fn dense_batch(
+        &self,
+        mm: *const bindings::mm_struct,
+        from: usize,
+        mut take: impl FnMut(&MmTasks, &TaskHeads) -> bool,
+    ) -> Batch {
+        if !self.complete() {
+            return Batch::Incomplete;
+        }
+        let mm_key = key(mm);
+        let shard = self.shard(mm_key).lock();
+        let Some(g) = shard.get(&mm_key) else {
+            return Batch::Done;
+        };
+        // From the last down: see `Batch::From`.
+        let mut at = from.min(g.dense.len());
+        for _ in 0..BATCH {
+            let Some(h) = at.checked_sub(1).and_then(|i| g.dense.get(i)) else {
+                return Batch::Done;
+            };
+            if !take(g, h) {
+                return Batch::From(at);
+            }
+            at -= 1;
+        }
+        if at == 0 {
+            Batch::Done
+        } else {
+            Batch::From(at)
+        }
+    }
+
+    /// Copies the robust list heads of the tasks of `mm` below the place `from` (see
+    /// [`TaskIndex::dense_batch`]) into `heads` (room for at least two: a task has up to two
+    /// heads, copied together), each with its task's key (for [`TaskIndex::task`]), as many
+    /// tasks as fit and at most [`BATCH`]: no reference is taken.
     pub(crate) fn task_heads<const H: usize>(
         &self,
         mm: *const bindings::mm_struct,
@@ -830,26 +857,12 @@ impl TaskIndex {
         // Room for a task's two heads, so that every batch moves on.
         const { assert!(H >= 2) };
         heads.clear();
-        if !self.complete() {
-            return Batch::Incomplete;
-        }
-        let mm_key = key(mm);
-        let shard = self.shard(mm_key).lock();
-        let Some(g) = shard.get(&mm_key) else {
-            return Batch::Done;
-        };
-        // From the last slot down: see `Batch::From`.
-        let mut at = from.min(g.slots.len());
-        for _ in 0..BATCH {
-            let Some(Slot {
-                task,
-                heads: [native, compat],
-            }) = at.checked_sub(1).and_then(|i| g.slots.get(i)).copied()
-            else {
-                return Batch::Done;
-            };
+        self.dense_batch(mm, from, |_, h| {
+            // Once per task, under the shard's mutex: no iterator adapter here, whose `next()`
+            // was an out-of-line call per head (half of the copy's cost, measured).
+            let (task, [native, compat]) = (h.task, h.heads);
             if heads.room() < usize::from(native.is_some()) + usize::from(compat.is_some()) {
-                return Batch::From(at);
+                return false;
             }
             if let Some(head) = native {
                 heads.push(TaskHead { task, head });
@@ -857,13 +870,8 @@ impl TaskIndex {
             if let Some(head) = compat {
                 heads.push(TaskHead { task, head });
             }
-            at -= 1;
-        }
-        if at == 0 {
-            Batch::Done
-        } else {
-            Batch::From(at)
-        }
+            true
+        })
     }
 
     /// Calls `f` with each robust list head of the tasks filed under `mm`, with no lock held:
@@ -884,7 +892,7 @@ impl TaskIndex {
                 abi: crate::robust_list::Abi::Native,
             },
         });
-        let mut from = usize::MAX;
+        let mut from = FROM_THE_END;
         loop {
             let batch = self.task_heads(mm, from, &mut heads);
             if batch == Batch::Incomplete {

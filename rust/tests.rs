@@ -354,7 +354,7 @@ mod walker_tests {
 #[kunit_tests(robust_futex_cleanup)]
 mod cleanup_tests {
     use super::*;
-    use crate::index::{Batch, Stash, TaskHead, TaskIndex};
+    use crate::index::{Batch, Stash, TaskHead, TaskIndex, FROM_THE_END};
     use crate::remote;
     use crate::robust_list::{Abi, Head};
     use kernel::{
@@ -489,7 +489,7 @@ mod cleanup_tests {
     fn tasks_under(idx: &TaskIndex, mm: &Mm) -> Result<KVVec<ARef<Task>>> {
         let mut seen = KVVec::new();
         let mut batch = KVVec::with_capacity(1, GFP_KERNEL)?;
-        let mut from = 0;
+        let mut from = FROM_THE_END;
         loop {
             let b = idx.copy_tasks(mm.as_raw(), from, &mut batch);
             assert_ne!(b, Batch::Incomplete);
@@ -552,9 +552,10 @@ mod cleanup_tests {
     }
 
     /// A call's copy of the heads of an mm in batches sees every task that stays filed while it
-    /// runs, though tasks are removed (and filed) between its batches: a removal moves the last
-    /// slot into the freed one, and the copy goes from the last slot down. The slots follow
-    /// their entries, and everything is dropped with the last one.
+    /// runs, though tasks are removed, filed and refreshed, and the room of their heads grows,
+    /// between its batches: a removal moves the last task's heads into the freed place, and the
+    /// copy goes from the last place down. The places follow their entries, and everything is
+    /// dropped with the last one.
     #[test]
     fn index_batches_survive_removals() -> Result {
         let me: &Task = kernel::current!();
@@ -563,66 +564,83 @@ mod cleanup_tests {
         let before = my_usage();
         let idx = TaskIndex::new()?;
         idx.mark_populated();
-        let native = |k: usize| Head {
-            addr: k * 64,
-            abi: Abi::Native,
+        // Two heads each, so that a batch with room for two copies one task.
+        let heads = |k: usize, v: usize| {
+            [
+                Some(Head {
+                    addr: k * 64 + v,
+                    abi: Abi::Native,
+                }),
+                Some(Head {
+                    addr: k * 64 + 32,
+                    abi: Abi::Compat,
+                }),
+            ]
         };
-        let compat = Head {
-            addr: 0x1000,
-            abi: Abi::Compat,
-        };
-        // Stand-in tasks 1 to 6 in slots 0 to 5; 6 has a compat head too.
+        // Stand-in tasks 1 to 6 in places 0 to 5.
         for k in 1..=6 {
-            idx.file_for_test(mm, me, k, [Some(native(k)), (k == 6).then_some(compat)])?;
+            idx.file_for_test(mm, me, k, heads(k, 0))?;
         }
-        assert!(idx.slots_consistent(mm));
-        // Room for two heads: one task a batch.
-        let mut heads = Stash::<TaskHead, 2>::new(TaskHead {
+        assert!(idx.dense_consistent(mm).0);
+        let mut stash = Stash::<TaskHead, 2>::new(TaskHead {
             task: 0,
-            head: native(0),
+            head: heads(0, 0)[0].ok_or(EINVAL)?,
         });
-        let mut seen = [0u32; 8];
-        let mut from = usize::MAX;
+        let mut seen = [0u32; 16];
+        // Heads copied that are not the task's own of the moment.
+        let mut stale = 0;
+        let mut from = FROM_THE_END;
         for round in 0.. {
-            let b = idx.task_heads(mm.as_raw(), from, &mut heads);
-            for th in heads.as_slice() {
-                assert!(th.head == native(th.task) || (th.task == 6 && th.head == compat));
+            let b = idx.task_heads(mm.as_raw(), from, &mut stash);
+            for th in stash.as_slice() {
+                let v = if th.task == 3 && round >= 3 { 8 } else { 0 };
+                stale += u32::from(!heads(th.task, v).contains(&Some(th.head)));
                 seen[th.task] += 1;
             }
             match round {
-                // 6 was copied; 1, not copied, is removed: 6 moves into its slot, and is
-                // copied again.
+                // 6 (place 5) was copied; 1 (place 0), not copied, is removed: 6 moves there,
+                // below the next batch's place (5), and will be copied again.
                 0 => assert!(idx.remove_key_for_test(mm, 1)),
-                // 5 was copied; 2 is removed (5 moves below the position) and 7 is filed at the
-                // end, above it.
+                // 5 (place 4) was copied and is removed (the last: nothing moves); then 2
+                // (place 1): 4, the last and not copied yet, moves from place 3 to 1, lower
+                // still. 7 is filed at the end, place 3: below the next batch's (4).
                 1 => {
+                    assert!(idx.remove_key_for_test(mm, 5));
                     assert!(idx.remove_key_for_test(mm, 2));
-                    idx.file_for_test(mm, me, 7, [Some(native(7)), None])?;
+                    idx.file_for_test(mm, me, 7, heads(7, 0))?;
                 }
-                // 4 was copied; 3 is removed: 7, the last, moves below the position.
-                2 => assert!(idx.remove_key_for_test(mm, 3)),
+                // 7 was copied. 3 registers other heads; 8 to 12 are filed, above the next
+                // batch's place (3), and the room grows from 8 to 16 (every place kept).
+                2 => {
+                    idx.file_for_test(mm, me, 3, heads(3, 8))?;
+                    for k in 8..=12 {
+                        idx.file_for_test(mm, me, k, heads(k, 0))?;
+                    }
+                    assert_eq!(idx.dense_consistent(mm), (true, 16));
+                }
                 _ => {}
             }
-            assert!(idx.slots_consistent(mm));
+            assert!(idx.dense_consistent(mm).0);
             match b {
                 Batch::From(next) => from = next,
                 Batch::Done => break,
                 Batch::Incomplete => return Err(EINVAL),
             }
         }
-        // 4, 5 and 6 stayed filed throughout: each was seen.
-        assert!(seen[4] > 0 && seen[5] > 0 && seen[6] > 0);
-        // 5 and 6 twice, as they moved below the position after they were copied (6 with both
-        // its heads).
-        assert_eq!(seen[4], 1);
-        assert_eq!(seen[5], 2);
-        assert_eq!(seen[6], 4);
-        assert_eq!(idx.len(), 4);
-        for k in [4, 5, 6, 7] {
+        // 3, 4 and 6 stayed filed throughout: each was copied (4 after it moved), 3 (copied
+        // after its refresh) with its new heads.
+        assert!(seen[3] > 0 && seen[4] > 0 && seen[6] > 0);
+        assert_eq!(stale, 0);
+        // Each copy is of both heads: 6 was copied twice, 5 and 7 once, 1, 2 and 8 to 12 not.
+        assert_eq!(seen[..13], [0, 0, 0, 2, 2, 2, 4, 2, 0, 0, 0, 0, 0]);
+        assert_eq!(idx.len(), 9);
+        // The room is halved when a quarter full: 16 with 4 tasks, 8 with 2, 4 with 1.
+        for (k, room) in [(4, 16), (6, 16), (7, 16), (8, 16), (9, 8), (10, 8), (11, 4)] {
             assert!(idx.task(mm.as_raw(), k).is_some());
             assert!(idx.remove_key_for_test(mm, k));
-            assert!(idx.slots_consistent(mm));
+            assert_eq!(idx.dense_consistent(mm), (true, room));
         }
+        assert!(idx.remove_key_for_test(mm, 3) && idx.remove_key_for_test(mm, 12));
         assert_eq!(idx.len(), 0);
         assert_eq!(my_usage(), before);
         assert_eq!(fake.refs(), 0);
@@ -644,10 +662,16 @@ mod cleanup_tests {
         let idx = TaskIndex::new()?;
         // Incomplete until populated: a lookup says that some tasks may be missing.
         let mut none = KVVec::new();
-        assert_eq!(idx.copy_tasks(mm.as_raw(), 0, &mut none), Batch::Incomplete);
+        assert_eq!(
+            idx.copy_tasks(mm.as_raw(), FROM_THE_END, &mut none),
+            Batch::Incomplete
+        );
         idx.mark_populated();
         // No room at all: taken as incomplete (the batch could not move on).
-        assert_eq!(idx.copy_tasks(mm.as_raw(), 0, &mut none), Batch::Incomplete);
+        assert_eq!(
+            idx.copy_tasks(mm.as_raw(), FROM_THE_END, &mut none),
+            Batch::Incomplete
+        );
         assert_eq!(tasks_under(&idx, mm)?.len(), 0);
         // A kernel thread has no robust list: `update()` does not file it.
         idx.update(mm, me);
@@ -665,7 +689,7 @@ mod cleanup_tests {
         // Found under its mm only.
         let mut other = KVVec::with_capacity(1, GFP_KERNEL)?;
         assert_eq!(
-            idx.copy_tasks(mm.as_raw().wrapping_byte_add(64), 0, &mut other),
+            idx.copy_tasks(mm.as_raw().wrapping_byte_add(64), FROM_THE_END, &mut other),
             Batch::Done
         );
         // Two tasks under one mm: each is found, and removing one keeps the other.
