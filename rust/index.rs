@@ -34,8 +34,9 @@
 //! plain loop). Filing or removing a task costs O(log) in the mms of its shard and the tasks of
 //! its mm, under the mutex of its mm's shard only: `set_robust_list()` and exits of unrelated
 //! processes rarely meet, and never on a global lock. The array's room doubles when it is full
-//! and is halved when it is a quarter full, each time made before the mutex is taken, so that
-//! it stays within four times the mm's tasks. A group holds a reference on its mm
+//! (made before the mutex is taken) and is halved when it is a quarter full (made after a
+//! removal released it, without reclaim), so that it stays within four times the mm's tasks
+//! while memory is at hand. A group holds a reference on its mm
 //! (`mmgrab()`), so that its address, the key, cannot be reused while it is filed; entries hold
 //! a reference on their task, so that an entry never dangles. Everything is dropped with the
 //! index.
@@ -111,9 +112,10 @@ struct MmTasks {
     /// ([`TaskIndex::task_heads`]) with a plain loop over memory, where a walk of `tasks` costs
     /// a call per node. A removal moves the last element into the freed place
     /// ([`MmTasks::vacate`]); a copy in batches goes from the last element down, so that no move
-    /// makes it skip a task (see [`Batch::From`]). The room is made before the shard's mutex is
-    /// taken ([`TaskIndex::update`]): it doubles when full, and is halved when a quarter full
-    /// ([`TaskIndex::remove`]), so that it stays within four times the tasks filed (and four).
+    /// makes it skip a task (see [`Batch::From`]). The room is made without the shard's mutex:
+    /// it doubles when full ([`TaskIndex::update`]), and is halved when a quarter full
+    /// ([`TaskIndex::remove`]), so that it stays within four times the tasks filed (and four),
+    /// while memory is at hand.
     dense: KVVec<TaskHeads>,
     /// Shared memory a task of the mm unmapped while robust list entries may still point there
     /// ([`crate::unmap`]), at most [`MAX_RECORDS`]. The room is kept once made, so that
@@ -163,15 +165,17 @@ impl MmTasks {
     }
 
     /// Makes sure that `dense` has room for one more, with the room `spare` brings if it is
-    /// larger ([`MmTasks::move_into`]). Returns the room to make, before the mutex is taken,
-    /// if neither has it.
+    /// larger and at most twice the tasks ([`MmTasks::move_into`]: room made for more tasks
+    /// than are left, after some of them left, is not taken). Returns the room to make, before
+    /// the mutex is taken, if neither has it.
     fn room_for_one(&mut self, spare: &mut KVVec<TaskHeads>) -> Option<usize> {
         let len = self.dense.len();
         if len < self.dense.capacity() {
             return None;
         }
-        if spare.capacity() <= len {
-            return Some((2 * len).max(DENSE_MIN));
+        let want = (2 * len).max(DENSE_MIN);
+        if spare.capacity() <= len || spare.capacity() > want {
+            return Some(want);
         }
         self.move_into(spare);
         None
@@ -259,7 +263,7 @@ pub(crate) enum Batch {
     /// place, and a growth or a shrink keeps every place: an element not copied yet is below
     /// the place, and only ever moves lower; one copied already may move below it and be
     /// copied again, which does no harm. A task filed meanwhile goes at the end: it is copied
-    /// only if removals moved it below the place. The batches together see every task that
+    /// if its place is, or a removal moves it, below the place. The batches together see every task that
     /// stays filed from the first to the last.
     From(usize),
 }
@@ -531,7 +535,8 @@ impl TaskIndex {
         spare: &mut KVVec<TaskHeads>,
     ) -> Option<usize> {
         match shard.get_mut(&mm_key) {
-            None => (spare.capacity() == 0).then_some(DENSE_MIN),
+            // A new group: room for a few (not the room made for a group that has gone since).
+            None => (spare.capacity() == 0 || spare.capacity() > DENSE_MIN).then_some(DENSE_MIN),
             // Filed already: its place is refreshed.
             Some(g) if g.tasks.get(&task_key).is_some() => None,
             Some(g) => g.room_for_one(spare),
@@ -675,7 +680,8 @@ impl TaskIndex {
             };
             let mut shard = self.shard(mm_key).lock();
             if let Some(g) = shard.get_mut(&mm_key) {
-                if g.dense.len() <= n && n < g.dense.capacity() {
+                // Unless tasks came or went meanwhile so that it need not be halved to `n`.
+                if g.shrink_to() == Some(n) {
                     g.move_into(&mut room);
                 }
             }
@@ -709,10 +715,13 @@ impl TaskIndex {
         }
         self.dense_batch(mm, from, |g, h| {
             // Cloned only if it fits.
-            out.len() < out.capacity()
-                && g.tasks
-                    .get(&h.task)
-                    .is_some_and(|e| out.push_within_capacity(e.task.clone()).is_ok())
+            if out.len() >= out.capacity() {
+                return false;
+            }
+            if let Some(e) = g.tasks.get(&h.task) {
+                let _ = out.push_within_capacity(e.task.clone());
+            }
+            true
         })
     }
 
