@@ -198,7 +198,9 @@ def rst(res):
         f"from user space {fl['touch_tcb_per_thread']:.3f} per thread, read by the kernel "
         f"(``pwritev()`` of a piece of each) {fl.get('kernel_read_tcb_per_thread', 0):.3f} "
         f"per thread, each thread visited by the kernel (``getrusage(RUSAGE_SELF)``) "
-        f"{fl.get('kernel_visit_per_thread', float('nan')):.3f} per thread. "
+        f"{fl.get('kernel_visit_per_thread', float('nan')):.3f} per thread; each mapping of "
+        f"a memfd found by the kernel (``fallocate()`` punching a hole in an untouched page) "
+        f"{fl.get('kernel_mapper_walk_per_process', float('nan')):.3f} per process. "
         f"An exit with an empty list (no entry to walk: the call into the "
         f"module, leaving the index), module / built-in, worst list kind: "
         f"{fl.get('exit_no_entry', float('nan')):.3f}." + (
@@ -379,6 +381,9 @@ def main():
     visit = [(f["n"], statistics.median(ratios(f, "visit", "null")))
              for f in figs if f["figure"] == "threads" and "visit" in f]
     floor_visit = slope(visit) if len(visit) > 1 else float("nan")
+    punch = [(f["n"], statistics.median(ratios(f, "punch", "null")))
+             for f in figs if f["figure"] == "processes" and "punch" in f]
+    floor_punch = slope(punch) if len(punch) > 1 else float("nan")
     # The exit of a thread with an empty list: no entry to walk, only what the module adds
     # to every exit (the call into it, leaving the index): the floor of the exit walk row.
     empty = [s["median"] for s in res["exit"] if s["n"] == 0]
@@ -389,6 +394,7 @@ def main():
                      "touch_tcb_per_thread": floor_touch,
                      "kernel_read_tcb_per_thread": floor_kread,
                      "kernel_visit_per_thread": floor_visit,
+                     "kernel_mapper_walk_per_process": floor_punch,
                      "per_thread_up_to_8": per_thread_small,
                      "exit_no_entry": floor_exit}
     p(f"floors: a call that looks up one VMA (mincore): {floor_lookup:.2f}x null; "
@@ -399,6 +405,8 @@ def main():
       f"{floor_kread:.3f} null per thread")
     p(f"        the kernel visiting each thread of the process (getrusage(RUSAGE_SELF)): "
       f"{floor_visit:.3f} null per thread")
+    p(f"        the kernel walking each mapping of the memfd (fallocate(PUNCH_HOLE) of an "
+      f"untouched page): {floor_punch:.3f} null per process")
     p(f"        an exit with an empty list (N=0), module / built-in, worst list kind: "
       f"{floor_exit:.3f}")
     goals = [

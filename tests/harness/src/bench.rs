@@ -329,9 +329,26 @@ fn threads_scaling() {
 }
 
 fn processes_scaling() {
-    let memfd = memfd_map(8192);
+    // Three pages: the word to clean, the children's stop word, and a page never touched.
+    let fd = crate::cleanup::memfd(3 * 4096);
+    let memfd = crate::cleanup::map_fd(fd, 3 * 4096, libc::MAP_SHARED);
     let stop = memfd + 4096;
     sys::write_u32(stop, 0);
+    // The floor of the kernel finding each process that maps the memfd: punching a hole in
+    // its untouched third page walks the file's `i_mmap` tree and each mapping's page tables
+    // over that page (`unmap_mapping_range()`), and frees nothing.
+    let mut punch = || {
+        // SAFETY: a plain system call on our memfd.
+        let r = unsafe {
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                2 * 4096,
+                4096,
+            )
+        };
+        assert_eq!(r, 0, "fallocate: {}", std::io::Error::last_os_error());
+    };
     let mut pids = Vec::new();
     for p in [1usize, 2, 4, 8, 16, 32] {
         while pids.len() < p - 1 {
@@ -340,7 +357,17 @@ fn processes_scaling() {
             pids.push(idle_child(stop));
         }
         settle();
-        point("processes", p, &mut || clean(memfd));
+        let rows = interleave(
+            ROUNDS,
+            K / 2,
+            &mut [&mut null_syscall, &mut || clean(memfd), &mut punch],
+        );
+        emit(
+            "processes",
+            &format!("\"n\":{},", p),
+            &rows,
+            &["null", "cleanup", "punch"],
+        );
     }
     sys::write_u32(stop, 1);
     let _ = sys::futex_wake(stop, i32::MAX);
