@@ -28,10 +28,10 @@
 //!    fault cannot wait for user space). Only if the futex word (`pending + futex_offset`, PI bit
 //!    masked, 32-bit arithmetic for compat heads) lies in one of that mm's windows is the task's
 //!    `futex.exit_mutex` taken (so that an exit that started walking finishes first, within the
-//!    call's budget for such waits, and one that finished is skipped), and the slot cleared by compare-and-exchange against the value
-//!    read, under the mm's `mmap_lock`, once the word is checked to still be the memory being
-//!    cleaned there: a slot changed in the meantime, or whose word was unmapped and something
-//!    else mapped at its address, is left alone.
+//!    call's budget for such waits, and one that finished is skipped), and the slot cleared by
+//!    compare-and-exchange against the value read, under the mm's `mmap_lock`, once the word is
+//!    checked to still be the memory being cleaned there: a slot changed in the meantime, or
+//!    whose word was unmapped and something else mapped at its address, is left alone.
 //!
 //! Locks: references are collected under `i_mmap_rwsem` or RCU, and heads' addresses and tasks'
 //! keys copied under an index shard's mutex, each alone and with no allocation with reclaim and

@@ -36,10 +36,9 @@
 //! processes rarely meet, and never on a global lock. The array's room doubles when it is full
 //! (made before the mutex is taken) and is halved when it is a quarter full (made after a
 //! removal released it, without reclaim), so that it stays within four times the mm's tasks
-//! while memory is at hand. A group holds a reference on its mm
-//! (`mmgrab()`), so that its address, the key, cannot be reused while it is filed; entries hold
-//! a reference on their task, so that an entry never dangles. Everything is dropped with the
-//! index.
+//! while memory is at hand. A group holds a reference on its mm (`mmgrab()`), so that its
+//! address, the key, cannot be reused while it is filed; entries hold a reference on their
+//! task, so that an entry never dangles. Everything is dropped with the index.
 //!
 //! # Completeness
 //!
@@ -263,8 +262,8 @@ pub(crate) enum Batch {
     /// place, and a growth or a shrink keeps every place: an element not copied yet is below
     /// the place, and only ever moves lower; one copied already may move below it and be
     /// copied again, which does no harm. A task filed meanwhile goes at the end: it is copied
-    /// if its place is, or a removal moves it, below the place. The batches together see every task that
-    /// stays filed from the first to the last.
+    /// if its place is, or a removal moves it, below the place. The batches together see every
+    /// task that stays filed from the first to the last.
     From(usize),
 }
 
