@@ -487,7 +487,10 @@ impl TaskIndex {
         loop {
             // Room for the entry and, in case the mm has no group yet, for the group, made
             // before the shard's mutex is taken (what is not used is freed, a `kfree()` under
-            // it at most); none to remove one, so that removal cannot fail.
+            // it at most); none to remove one, so that removal cannot fail. Not charged to a
+            // memory cgroup: a charge that failed at its limit would make the index incomplete
+            // for every user of the machine (`lose`); what the index holds is bounded by the
+            // tasks alive, each charged far more for its own `task_struct` and stack.
             let room = if filed() {
                 match (
                     RBTreeNodeReservation::new(GFP_KERNEL),
@@ -671,9 +674,12 @@ impl TaskIndex {
         drop((e, group));
         self.count(false);
         if let Some(n) = shrink {
-            // Without reclaim (this runs in exits, under the task's `futex.exit_mutex`): if
-            // there is no memory at hand, a later removal halves the room. The old room is
-            // freed when `room` is dropped, after the mutex is released.
+            // Without reclaim: the halving only gives memory back, and must not make an exit
+            // reclaim or call the OOM killer for it (7.3's kernel crate has no
+            // `__GFP_NORETRY`). If there is no memory at hand, each later removal from the mm
+            // tries again. Not charged to a memory cgroup, as no room of the index is (see
+            // `file`). The old room is freed when `room` is dropped, after the mutex is
+            // released.
             let Ok(mut room) = KVVec::with_capacity(n, GFP_NOWAIT | __GFP_NOWARN) else {
                 return true;
             };
