@@ -75,18 +75,25 @@ pub(crate) fn get_user_ulong(addr: usize) -> Result<usize> {
 /// Atomically replaces the `u32` at `uaddr` in the current task's memory with `new` if it equals
 /// `old`, and returns the value found there (`old` on success).
 ///
-/// This is `futex_robust_cmpxchg()`, the primitive of the built-in walker: page faults are
-/// disabled around the access, so a word that is not present or not writable fails with
-/// `EFAULT` instead of faulting it in; use [`fault_in_user_writeable`] and retry. Architectures
-/// may also return `EAGAIN`.
+/// This is the futex core's `futex_cmpxchg_value_locked()`, the primitive of the built-in
+/// walker, from the same inline code (`futex_atomic_cmpxchg_inatomic()` between
+/// `pagefault_disable()` and `pagefault_enable()`, whose helpers are inlined here as in C): a
+/// word that is not present or not writable fails with `EFAULT` instead of being faulted in; use
+/// [`fault_in_user_writeable`] and retry. Architectures may also return `EAGAIN`.
 ///
 /// Context: any context with a user `mm`; does not sleep.
 #[inline(always)]
 pub(crate) fn cmpxchg_user_u32(uaddr: usize, old: u32, new: u32) -> Result<u32> {
     let mut found = 0u32;
-    // SAFETY: `found` is a valid, writable `u32`. The user address is checked by the arch code,
-    // and with page faults disabled a bad address fails with `-EFAULT`.
-    match unsafe { bindings::futex_robust_cmpxchg(&mut found, uaddr as *mut u32, old, new) } {
+    // SAFETY: paired with the `pagefault_enable()` below; nothing in between sleeps.
+    unsafe { bindings::pagefault_disable() };
+    // SAFETY: `found` is a valid, writable `u32`. The user address is checked by the arch code
+    // (`access_ok()`), and with page faults disabled a bad address fails with `-EFAULT`.
+    let ret =
+        unsafe { bindings::futex_atomic_cmpxchg_inatomic(&mut found, uaddr as *mut u32, old, new) };
+    // SAFETY: ends the section begun above.
+    unsafe { bindings::pagefault_enable() };
+    match ret {
         0 => Ok(found),
         e => Err(Error::from_errno(e)),
     }

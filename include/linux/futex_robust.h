@@ -67,8 +67,6 @@ int futex_robust_ops_register(const struct futex_robust_ops *ops);
 void futex_robust_ops_unregister(const struct futex_robust_ops *ops);
 
 int futex_wake_robust(u32 __user *uaddr);
-int futex_robust_cmpxchg(u32 *curval, u32 __user *uaddr, u32 uval,
-			 u32 newval);
 int futex_robust_file_read(struct file *file, loff_t pos, void *buf,
 			   size_t len);
 int futex_robust_file_cmpxchg(u32 *curval, struct file *file, loff_t pos,
