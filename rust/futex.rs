@@ -8,6 +8,7 @@
 //! documentation states its calling context.
 
 use crate::robust_list::{Abi, Head};
+use core::marker::PhantomData;
 use kernel::{
     bindings,
     error::{
@@ -72,6 +73,30 @@ pub(crate) fn get_user_ulong(addr: usize) -> Result<usize> {
     }
 }
 
+/// Page faults disabled for the current task (`pagefault_disable()`) until it is dropped
+/// (`pagefault_enable()`): a user access that would fault fails instead. Not `Send`: the task
+/// that disabled them enables them again.
+///
+/// Context: the task must not sleep while it lives.
+struct PagefaultsDisabled(PhantomData<*mut ()>);
+
+impl PagefaultsDisabled {
+    #[inline(always)]
+    fn new() -> Self {
+        // SAFETY: always allowed; undone by `drop`, on this task (`Self` is not `Send`).
+        unsafe { bindings::pagefault_disable() };
+        PagefaultsDisabled(PhantomData)
+    }
+}
+
+impl Drop for PagefaultsDisabled {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: ends the section `new` began on this task.
+        unsafe { bindings::pagefault_enable() };
+    }
+}
+
 /// Atomically replaces the `u32` at `uaddr` in the current task's memory with `new` if it equals
 /// `old`, and returns the value found there (`old` on success).
 ///
@@ -85,14 +110,12 @@ pub(crate) fn get_user_ulong(addr: usize) -> Result<usize> {
 #[inline(always)]
 pub(crate) fn cmpxchg_user_u32(uaddr: usize, old: u32, new: u32) -> Result<u32> {
     let mut found = 0u32;
-    // SAFETY: paired with the `pagefault_enable()` below; nothing in between sleeps.
-    unsafe { bindings::pagefault_disable() };
-    // SAFETY: `found` is a valid, writable `u32`. The user address is checked by the arch code
-    // (`access_ok()`), and with page faults disabled a bad address fails with `-EFAULT`.
+    let no_faults = PagefaultsDisabled::new();
+    // SAFETY: `found` is a valid, writable `u32`. The arch code checks (or masks) the user
+    // address, and with page faults disabled a bad address fails with `-EFAULT`.
     let ret =
         unsafe { bindings::futex_atomic_cmpxchg_inatomic(&mut found, uaddr as *mut u32, old, new) };
-    // SAFETY: ends the section begun above.
-    unsafe { bindings::pagefault_enable() };
+    drop(no_faults);
     match ret {
         0 => Ok(found),
         e => Err(Error::from_errno(e)),
