@@ -158,6 +158,12 @@ fn current_mm() -> *mut bindings::mm_struct {
 /// The part `[at, end)` of `vma` as a [`Store`] (step 1 for one mapping).
 ///
 /// `mm_only`: taken as private memory (the caller's addresses), whatever backs it.
+///
+/// Inlined, as are [`examine`] and [`pending_in`]: the common call (private memory, one thread)
+/// is little more than a VMA lookup and one read of user memory, and the three calls and
+/// returns they cost otherwise were a seventh of it (see `performance.rst`, "What issue 17's
+/// levers gave").
+#[inline(always)]
 fn part(vma: &VmaRef, at: usize, end: usize, mm_only: bool) -> Result<Store> {
     let flags = vma.flags();
     if flags & (VM_READ | VM_WRITE | VM_EXEC) == 0 || flags & (VM_IO | VM_PFNMAP) != 0 {
@@ -348,6 +354,9 @@ fn window_holding(windows: &[Window], word: usize) -> Option<&Window> {
 ///
 /// Context: process context, no lock held; may sleep as long as a fault on the heads does, and
 /// for locks other tasks hold as long as `wait`, the call's budget, allows.
+///
+/// Inlined: see [`part`].
+#[inline(always)]
 fn examine(
     task: &Task,
     mm: *mut bindings::mm_struct,
@@ -393,7 +402,9 @@ impl<'a> Pending<'a> {
 /// Reads the `list_op_pending` slot of `head` from `mem`: whether it points into one of
 /// `windows` (sorted by start). Most slots are empty: `futex_offset` is only read for one that
 /// is not. A head that cannot be read from here fails with an error that is [`unreadable`].
-#[inline]
+///
+/// Inlined: see [`part`].
+#[inline(always)]
 fn pending_in<'w>(
     mem: &impl UserMem,
     head: Head,

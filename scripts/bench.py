@@ -138,6 +138,10 @@ def table(header, rows):
     return "\n".join([line, fmt(header), line] + [fmt(r) for r in rows] + [line]) + "\n"
 
 
+# The conditions of the one-call figure: the call on three kinds of memory, then its floors.
+CLEANUP_KINDS = ("private", "shared_anon", "memfd", "mincore", "msync", "getcpu", "remote_read")
+
+
 def rst(res):
     """The tables of Documentation/robust-futex/performance.rst, from one run."""
     f2 = lambda v: f"{v:.2f}"
@@ -146,7 +150,7 @@ def rst(res):
     out.append("One call on one word (one thread), in null system calls:\n\n")
     out.append(table(("memory", "median", "p10", "p90"), [
         (k, f2(c[k]["median"]), f2(c[k]["p10"]), f2(c[k]["p90"]))
-        for k in ("private", "shared_anon", "memfd", "mincore", "remote_read")]))
+        for k in CLEANUP_KINDS if k in c]))
     for fig, title in (("threads", "Against the threads of the caller's process (private "
                         "memory)"),
                        ("processes", "Against the processes that map the memfd (one thread "
@@ -193,7 +197,11 @@ def rst(res):
     fl = res["floors"]
     out.append("\n" + textwrap.fill(
         "Floors, in null system calls: a call that looks up one VMA (``mincore()``) "
-        f"{fl['vma_lookup_call']:.2f}; a remote 16-byte read beyond the system call "
+        f"{fl['vma_lookup_call']:.2f}, one that does nothing else (``msync(MS_ASYNC)`` "
+        f"of a private page) {fl.get('vma_lookup_only', float('nan')):.2f}, and with one "
+        f"access to user memory (``getcpu()`` beyond the null call) "
+        f"{fl.get('lookup_and_user_read', float('nan')):.2f}; a remote 16-byte read beyond "
+        "the system call "
         f"itself {fl['remote_read_marginal']:.2f}; one word of each thread's TCB read "
         f"from user space {fl['touch_tcb_per_thread']:.3f} per thread, read by the kernel "
         f"(``pwritev()`` of a piece of each) {fl.get('kernel_read_tcb_per_thread', 0):.3f} "
@@ -282,7 +290,7 @@ def main():
         p("cleanup_robust_list() on one word, one thread (ratio to the null system call getppid);")
         p("floors: mincore() of one page (mmap_lock + VMA lookup), process_vm_readv() of 16 bytes")
         p(f"  null system call: {statistics.median(c['null']):.0f} ns (median)")
-    for k in ("private", "shared_anon", "memfd", "mincore", "remote_read") if c else ():
+    for k in (k for k in CLEANUP_KINDS if c and k in c):
         s = spread(ratios(c, k, "null"))
         s["ns"] = statistics.median(c[k])
         res["cleanup"][k] = s
@@ -373,6 +381,15 @@ def main():
     # Floors: what the same work costs in a system call of the kernel's own, in null calls.
     floor_lookup = res["cleanup"]["mincore"]["median"]
     floor_remote = res["cleanup"]["remote_read"]["median"] - 1.0
+    # msync(MS_ASYNC) of a private page: the mmap_lock and the VMA lookup, nothing else; with
+    # what one access to user memory adds to a system call (getcpu() - null), the work of a
+    # call on private memory done by system calls of the kernel's own, per round.
+    floor_resolve = res["cleanup"].get("msync", {}).get("median", float("nan"))
+    floor_call = [m + g - n for m, g, n in zip(c.get("msync", []), c.get("getcpu", []), c["null"])]
+    floor_call_null = statistics.median(f / n for f, n in zip(floor_call, c["null"])) \
+        if floor_call else float("nan")
+    over_floor = statistics.median(a / f for a, f in zip(c["private"], floor_call)) \
+        if floor_call else float("nan")
     touch = [(f["n"], statistics.median(ratios(f, "touch", "null")))
              for f in figs if f["figure"] == "threads" and "touch" in f]
     floor_touch = slope(touch) if len(touch) > 1 else float("nan")
@@ -391,7 +408,9 @@ def main():
     floor_exit = max(empty) if empty else float("nan")
     small = [s for s in res["threads"] if s["tasks"] <= 8]
     per_thread_small = slope([(s["tasks"], s["median"]) for s in small])
-    res["floors"] = {"vma_lookup_call": floor_lookup, "remote_read_marginal": floor_remote,
+    res["floors"] = {"vma_lookup_call": floor_lookup, "vma_lookup_only": floor_resolve,
+                     "lookup_and_user_read": floor_call_null, "call_over_its_floor": over_floor,
+                     "remote_read_marginal": floor_remote,
                      "touch_tcb_per_thread": floor_touch,
                      "kernel_read_tcb_per_thread": floor_kread,
                      "kernel_visit_per_thread": floor_visit,
@@ -400,6 +419,9 @@ def main():
                      "exit_no_entry": floor_exit}
     p(f"floors: a call that looks up one VMA (mincore): {floor_lookup:.2f}x null; "
       f"a remote 16-byte read beyond the syscall itself: {floor_remote:.2f} null;")
+    p(f"        a call that only looks up one VMA (msync MS_ASYNC): {floor_resolve:.2f}x null; "
+      f"msync + getcpu - null (approximate): {floor_call_null:.2f}; the call / that: "
+      f"{over_floor:.2f}")
     p(f"        reading one word of each thread's TCB from user space: {floor_touch:.3f} null "
       f"per thread (the call, up to 8 threads: {per_thread_small:.3f})")
     p(f"        the kernel reading one word of each thread's TCB (pwritev of a piece of each): "

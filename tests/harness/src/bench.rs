@@ -125,6 +125,31 @@ fn mincore(addr: usize) {
     assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
 }
 
+/// `msync(MS_ASYNC)` of one private anonymous page: takes the caller's `mmap_lock`, looks up the
+/// VMA and does nothing else; the floor of resolving an address in a system call, with none of
+/// `mincore()`'s page table walk, page allocation and copy out.
+fn msync(addr: usize) {
+    // SAFETY: `addr` is a mapped page of ours; MS_ASYNC on private memory changes nothing.
+    let r = unsafe { libc::msync(addr as *mut _, 4096, libc::MS_ASYNC) };
+    assert_eq!(r, 0, "msync: {}", std::io::Error::last_os_error());
+}
+
+/// `getcpu()` of the CPU only, made as a system call (not through the vDSO): a null system call
+/// that writes one word of user memory; what one access to user memory adds to a system call.
+fn getcpu() {
+    let mut cpu = 0u32;
+    // SAFETY: `cpu` is a valid `u32`; the node and cache arguments are NULL.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_getcpu,
+            &mut cpu as *mut u32,
+            std::ptr::null_mut::<u32>(),
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    };
+    assert_eq!(r, 0, "getcpu: {}", std::io::Error::last_os_error());
+}
+
 /// `process_vm_readv()` of 16 bytes of `pid`: reading another process's memory through its page
 /// tables, as the call does for each task of another process; a floor for that cost.
 fn remote_read(pid: libc::pid_t, addr: usize) {
@@ -166,6 +191,8 @@ fn cleanup_vs_null() {
             &mut || clean(shared.base),
             &mut || clean(memfd),
             &mut || mincore(private),
+            &mut || msync(private),
+            &mut getcpu,
             &mut || remote_read(pid, private),
         ],
     );
@@ -182,6 +209,8 @@ fn cleanup_vs_null() {
             "shared_anon",
             "memfd",
             "mincore",
+            "msync",
+            "getcpu",
             "remote_read",
         ],
     );
