@@ -198,9 +198,9 @@ def rst(res):
     out.append("\n" + textwrap.fill(
         "Floors, in null system calls: a call that looks up one VMA (``mincore()``) "
         f"{fl['vma_lookup_call']:.2f}, one that does nothing else (``msync(MS_ASYNC)`` "
-        f"of a private page) {fl.get('vma_lookup_only', float('nan')):.2f}, and with one "
-        f"access to user memory (``getcpu()`` beyond the null call) "
-        f"{fl.get('lookup_and_user_read', float('nan')):.2f}; a remote 16-byte read beyond "
+        f"of a private page) {fl.get('vma_lookup_only', float('nan')):.2f}, and with "
+        f"``getcpu()`` beyond the null call added (a rough figure for one user access) "
+        f"{fl.get('lookup_and_user_access', float('nan')):.2f}; a remote 16-byte read beyond "
         "the system call "
         f"itself {fl['remote_read_marginal']:.2f}; one word of each thread's TCB read "
         f"from user space {fl['touch_tcb_per_thread']:.3f} per thread, read by the kernel "
@@ -288,7 +288,8 @@ def main():
         sys.exit("no cleanup figure in " + a.log)
     if c:
         p("cleanup_robust_list() on one word, one thread (ratio to the null system call getppid);")
-        p("floors: mincore() of one page (mmap_lock + VMA lookup), process_vm_readv() of 16 bytes")
+        p("floors: mincore() of one page (mmap_lock + VMA lookup), msync(MS_ASYNC) (the lookup "
+          "alone), getcpu() (one put_user()), process_vm_readv() of 16 bytes")
         p(f"  null system call: {statistics.median(c['null']):.0f} ns (median)")
     for k in (k for k in CLEANUP_KINDS if c and k in c):
         s = spread(ratios(c, k, "null"))
@@ -382,13 +383,14 @@ def main():
     floor_lookup = res["cleanup"]["mincore"]["median"]
     floor_remote = res["cleanup"]["remote_read"]["median"] - 1.0
     # msync(MS_ASYNC) of a private page: the mmap_lock and the VMA lookup, nothing else; with
-    # what one access to user memory adds to a system call (getcpu() - null), the work of a
-    # call on private memory done by system calls of the kernel's own, per round.
+    # getcpu() - null added (getcpu()'s only work is one put_user(), but the null call,
+    # getppid(), does more than getcpu()'s body: a rough figure for one user access), roughly
+    # the work of a call on private memory done by system calls of the kernel's own, per round.
     floor_resolve = res["cleanup"].get("msync", {}).get("median", float("nan"))
     floor_call = [m + g - n for m, g, n in zip(c.get("msync", []), c.get("getcpu", []), c["null"])]
-    floor_call_null = statistics.median(f / n for f, n in zip(floor_call, c["null"])) \
+    floor_call_null = statistics.median(ratios({"f": floor_call, "n": c["null"]}, "f", "n")) \
         if floor_call else float("nan")
-    over_floor = statistics.median(a / f for a, f in zip(c["private"], floor_call)) \
+    over_floor = statistics.median(ratios({"p": c["private"], "f": floor_call}, "p", "f")) \
         if floor_call else float("nan")
     touch = [(f["n"], statistics.median(ratios(f, "touch", "null")))
              for f in figs if f["figure"] == "threads" and "touch" in f]
@@ -409,7 +411,7 @@ def main():
     small = [s for s in res["threads"] if s["tasks"] <= 8]
     per_thread_small = slope([(s["tasks"], s["median"]) for s in small])
     res["floors"] = {"vma_lookup_call": floor_lookup, "vma_lookup_only": floor_resolve,
-                     "lookup_and_user_read": floor_call_null, "call_over_its_floor": over_floor,
+                     "lookup_and_user_access": floor_call_null, "call_over_its_floor": over_floor,
                      "remote_read_marginal": floor_remote,
                      "touch_tcb_per_thread": floor_touch,
                      "kernel_read_tcb_per_thread": floor_kread,

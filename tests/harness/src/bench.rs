@@ -134,8 +134,9 @@ fn msync(addr: usize) {
     assert_eq!(r, 0, "msync: {}", std::io::Error::last_os_error());
 }
 
-/// `getcpu()` of the CPU only, made as a system call (not through the vDSO): a null system call
-/// that writes one word of user memory; what one access to user memory adds to a system call.
+/// `getcpu()` of the CPU only, made as a system call (not through the vDSO): a system call whose
+/// only work is writing one word of user memory. Its difference to the null call (`getppid()`,
+/// which does more besides) is only a rough figure for what one user access costs.
 fn getcpu() {
     let mut cpu = 0u32;
     // SAFETY: `cpu` is a valid `u32`; the node and cache arguments are NULL.
